@@ -1,0 +1,2 @@
+"""Built-in learner plugins; importing this package registers them (see lite_tf.registry)."""
+from learners import protonets  # noqa: F401

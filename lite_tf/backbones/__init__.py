@@ -1,0 +1,2 @@
+"""Feature extractors, registered by name (lite_tf.registry.get_backbone)."""
+from lite_tf.backbones import conv, efficientnet  # noqa: F401  (registers the backbones)

@@ -1,0 +1,121 @@
+"""Plugin registry: learners and backbones by name, each made gin-configurable.
+
+Built-in plugins register themselves when their module is imported. Other packages add plugins
+without touching this repository by declaring a module in the entry-point groups
+``lite_tf.learners`` or ``lite_tf.backbones``; those modules are imported on the first lookup.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from importlib import metadata
+from typing import Callable, Dict
+
+import gin
+
+_KINDS = ("learner", "backbone")
+_REGISTRIES: Dict[str, Dict[str, Callable]] = {kind: {} for kind in _KINDS}
+_PLUGINS_LOADED = {kind: False for kind in _KINDS}
+# Modules imported on first lookup, so built-ins are present even without an installed package.
+_BUILTIN_MODULES = {
+    "learner": ("learners",),
+    "backbone": ("lite_tf.backbones",),
+}
+
+
+class UnknownPluginError(KeyError):
+    """Raised for a name that no plugin registered; the message lists the known names."""
+
+    def __str__(self):  # KeyError would quote the whole message.
+        return self.args[0]
+
+
+def _register(kind: str, name: str, obj: Callable, gin_configurable: bool) -> Callable:
+    registry = _REGISTRIES[kind]
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A {kind} name must be a non-empty string, got {name!r}.")
+    if name in registry and registry[name] is not obj:
+        raise ValueError(
+            f"A {kind} named {name!r} is already registered ({registry[name]!r}); pick another name."
+        )
+    registry[name] = _gin_factory(kind, name, obj) if gin_configurable else obj
+    return obj
+
+
+def _gin_factory(kind: str, name: str, obj: Callable) -> Callable:
+    """A gin-configurable constructor for ``obj`` with its signature (gin name ``<kind>s.<name>``).
+
+    Classes are wrapped rather than decorated: Keras layers inspect their own ``__init__``.
+    """
+    def make(*args, **kwargs):
+        return obj(*args, **kwargs)
+
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = obj.__doc__
+    # Without **kwargs in the signature gin rejects misspelt parameter names at parse time.
+    signature = inspect.signature(obj)
+    make.__signature__ = signature.replace(parameters=[
+        p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD])
+    make.plugin = obj
+    return gin.configurable(name, module=f"{kind}s")(make)
+
+
+def register_learner(name: str, gin_configurable: bool = True):
+    """Class decorator: registers a Learner under ``name`` (gin name ``learners.<name>``)."""
+    return lambda cls: _register("learner", name, cls, gin_configurable)
+
+
+def register_backbone(name: str, gin_configurable: bool = True):
+    """Decorator for a backbone factory ``f(image_size, **kwargs) -> keras.layers.Layer``."""
+    return lambda fn: _register("backbone", name, fn, gin_configurable)
+
+
+def load_plugins() -> None:
+    """Imports every built-in and entry-point plugin so gin files can bind them by name."""
+    for kind in _KINDS:
+        _load_plugins(kind)
+
+
+def _load_plugins(kind: str) -> None:
+    if _PLUGINS_LOADED[kind]:
+        return
+    _PLUGINS_LOADED[kind] = True
+    for module in _BUILTIN_MODULES[kind]:
+        importlib.import_module(module)
+    for entry_point in metadata.entry_points(group=f"lite_tf.{kind}s"):
+        try:
+            entry_point.load()
+        except Exception as error:  # A broken third-party plugin must not hide the others.
+            logging.getLogger(__name__).error(
+                "Could not load %s plugin %r from %s: %s", kind, entry_point.name, entry_point.value, error
+            )
+
+
+def _lookup(kind: str, name: str) -> Callable:
+    _load_plugins(kind)
+    registry = _REGISTRIES[kind]
+    if name not in registry:
+        known = ", ".join(sorted(registry)) or "(none)"
+        raise UnknownPluginError(f"Unknown {kind} {name!r}. Known {kind}s: {known}.")
+    return registry[name]
+
+
+def get_learner(name: str) -> Callable:
+    """The (gin-configurable) constructor of learner ``name``; unknown names list the known ones."""
+    return _lookup("learner", name)
+
+
+def get_backbone(name: str) -> Callable:
+    """The (gin-configurable) backbone factory ``name``; unknown names list the known ones."""
+    return _lookup("backbone", name)
+
+
+def list_learners() -> list:
+    _load_plugins("learner")
+    return sorted(_REGISTRIES["learner"])
+
+
+def list_backbones() -> list:
+    _load_plugins("backbone")
+    return sorted(_REGISTRIES["backbone"])

@@ -1,0 +1,40 @@
+"""Installs lite_tf (library), learners (built-in learner plugins) and the launchers in tools/."""
+from setuptools import find_packages, setup
+
+setup(
+    name="lite_tf",
+    version="0.1.0",
+    description="Memory-efficient meta-learning (LITE) for few-shot classification on large images, in TensorFlow/Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["lite_tf", "lite_tf.*", "learners", "learners.*", "tools", "tools.*"]),
+    include_package_data=True,
+    package_data={"": ["*.gin"]},
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "tensorflow-datasets>=4.9",
+        # tensorflow-datasets imports it on Python 3.11 without declaring it.
+        "importlib_resources",
+        "gin-config>=0.5",
+        "absl-py>=1.0",
+        "tensorboard>=2.16",
+        "numpy>=1.23",
+        "pillow>=9.0",
+        "psutil>=5.9",
+        "tqdm>=4.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7.0"],
+    },
+    entry_points={
+        # Third-party packages add learners or backbones by declaring modules in these groups;
+        # importing the module registers its plugins (see lite_tf/registry.py).
+        "lite_tf.learners": [
+            "protonets = learners.protonets",
+        ],
+        "lite_tf.backbones": [],
+        "console_scripts": [],
+    },
+)
