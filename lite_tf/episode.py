@@ -32,8 +32,8 @@ def episode_signature(image_size: Optional[int] = None, image_dtype=tf.float32, 
 
 
 def unpack_episode(data) -> dict:
-    """Accepts an episode dict, or a 1-tuple holding one (as Keras sometimes wraps inputs)."""
-    if isinstance(data, (tuple, list)) and len(data) == 1:
+    """Accepts an episode dict, or Keras's (x, y, sample_weight) wrapping of one with y unset."""
+    if isinstance(data, (tuple, list)) and data and all(item is None for item in data[1:]):
         data = data[0]
     if not isinstance(data, Mapping):
         raise TypeError(

@@ -91,7 +91,8 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int) -> tf.Tensor:
 
 def draw_subset(support_size: tf.Tensor, h: int, seed: keras.random.SeedGenerator) -> tf.Tensor:
     """Indices of a uniform random subset of min(h, N) support images (sorted, without replacement)."""
-    keys = keras.random.uniform(tf.reshape(support_size, [1]), seed=seed)
+    with tf.control_dependencies([support_size]):  # the seed advances only when data arrived
+        keys = keras.random.uniform(tf.reshape(support_size, [1]), seed=seed)
     subset = tf.argsort(keys)[: tf.minimum(h, support_size)]
     return tf.sort(subset)
 

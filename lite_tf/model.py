@@ -127,9 +127,17 @@ class EpisodicModel(keras.Model):
 
     def train_step(self, data):
         loss, accuracy, gradients = self.episode_gradients(data)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(accuracy)
+        # Data dependency: keeps the optimizer's iteration count exact when an iterator runs out.
+        with tf.control_dependencies([loss]):
+            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        return self._update_metrics(loss, accuracy)
+
+    def _update_metrics(self, loss, accuracy):
+        # The control dependency matters in graph mode: a Mean's count update does not otherwise
+        # depend on the data, so Keras's last call on an exhausted iterator would still bump it.
+        with tf.control_dependencies([loss, accuracy]):
+            self.loss_tracker.update_state(loss)
+            self.accuracy_tracker.update_state(accuracy)
         return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
 
     def evaluate_episode(self, data):
@@ -151,10 +159,7 @@ class EpisodicModel(keras.Model):
         return loss, correct / tf.cast(query_count, tf.float32)
 
     def test_step(self, data):
-        loss, accuracy = self.evaluate_episode(data)
-        self.loss_tracker.update_state(loss)
-        self.accuracy_tracker.update_state(accuracy)
-        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
+        return self._update_metrics(*self.evaluate_episode(data))
 
     def predict_step(self, data):
         """Query logits of one episode (inference mapping)."""

@@ -1,0 +1,54 @@
+"""Small learnable episodes and models shared by the tests."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from lite_tf import EpisodicModel, LiteConfig, episode_signature
+from learners.protonets import ProtoNets
+
+IMAGE_SIZE = 16
+
+
+def make_episode(rng: np.random.Generator, way: int, shots, queries: int, image_size: int = IMAGE_SIZE,
+                 centers: np.ndarray | None = None, noise: float = 0.8) -> dict:
+    """An episode whose classes are noisy copies of per-class centre images (learnable)."""
+    if centers is None:
+        centers = rng.normal(size=(way, image_size, image_size, 3))
+    shots = np.broadcast_to(shots, (way,))
+    classes = rng.choice(len(centers), way, replace=False)
+    support, support_labels, query, query_labels = [], [], [], []
+    for label, cls in enumerate(classes):
+        for target, labels, count in ((support, support_labels, shots[label]), (query, query_labels, queries)):
+            for _ in range(int(count)):
+                target.append(np.tanh(centers[cls] + noise * rng.normal(size=centers[cls].shape)))
+                labels.append(label)
+    return {
+        "support_images": np.asarray(support, np.float32),
+        "support_labels": np.asarray(support_labels, np.int32),
+        "query_images": np.asarray(query, np.float32),
+        "query_labels": np.asarray(query_labels, np.int32),
+        "way": np.int32(way),
+    }
+
+
+def episode_dataset(seed: int, count: int, num_centers: int = 20, image_size: int = IMAGE_SIZE) -> tf.data.Dataset:
+    """``count`` episodes with varying way (2-5), shots (1-5) and queries (1-4) per class."""
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(0).normal(size=(num_centers, image_size, image_size, 3))
+    episodes = []
+    for _ in range(count):
+        way = int(rng.integers(2, 6))
+        episodes.append(make_episode(rng, way, rng.integers(1, 6, size=way), int(rng.integers(1, 5)),
+                                     image_size, centers))
+
+    return tf.data.Dataset.from_generator(lambda: iter(episodes),
+                                          output_signature=episode_signature(image_size))
+
+
+def protonets_model(lite: LiteConfig | None = None, query_batch_size=None, seed: int = 7,
+                    filters: int = 8) -> EpisodicModel:
+    from lite_tf.backbones.conv import conv4
+
+    backbone = conv4(IMAGE_SIZE, filters=filters, blocks=2)
+    return EpisodicModel(ProtoNets(backbone), IMAGE_SIZE, lite=lite, query_batch_size=query_batch_size, seed=seed)

@@ -1,0 +1,190 @@
+"""The LITE estimator against its exact values."""
+import itertools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lite_tf.lite import LiteConfig, SupportMapper, chunked_map, draw_subset
+from tests.helpers import make_episode, protonets_model
+
+
+def assert_gradients_close(actual, expected, rtol=1e-5, atol=1e-7):
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol * max(1.0, np.abs(e).max()))
+
+
+def grads(model, episode, hook=None):
+    loss, accuracy, gradients = model.episode_gradients(episode, mapper_hook=hook)
+    return float(loss), [np.asarray(g) for g in gradients]
+
+
+@pytest.fixture
+def episode():
+    return make_episode(np.random.default_rng(3), way=3, shots=[1, 2, 3], queries=2)
+
+
+def with_mode(model, **config):
+    model.lite_config = LiteConfig(**config)
+    return model
+
+
+@pytest.mark.parametrize("h", [6, 10])
+def test_h_at_least_n_equals_full_backprop(episode, h):
+    model = protonets_model()
+    full_loss, full = grads(with_mode(model, mode="full"), episode)
+    lite_loss, lite = grads(with_mode(model, mode="lite", h=h, chunk_size=2), episode)
+    assert lite_loss == pytest.approx(full_loss, rel=1e-6)
+    assert_gradients_close(lite, full)
+
+
+def test_h_at_least_n_equals_full_backprop_in_graph_mode(episode):
+    model = protonets_model()
+    step = tf.function(lambda ep: model.episode_gradients(ep)[2], reduce_retracing=True)
+    with_mode(model, mode="full")
+    full = [np.asarray(g) for g in step(episode)]
+    with_mode(model, mode="lite", h=6, chunk_size=4)
+    step = tf.function(lambda ep: model.episode_gradients(ep)[2], reduce_retracing=True)
+    assert_gradients_close([np.asarray(g) for g in step(episode)], full)
+
+
+def test_unbiased_average_over_all_subsets_equals_full_gradient(episode):
+    model = protonets_model()
+    n, h = 6, 2
+    _, full = grads(with_mode(model, mode="full"), episode)
+    with_mode(model, mode="lite", h=h, chunk_size=4)
+    subsets = list(itertools.combinations(range(n), h))
+    total = None
+    for subset in subsets:
+        _, g = grads(model, episode, hook=lambda mapper, s=subset: setattr(mapper, "forced_subset", s))
+        total = g if total is None else [t + x for t, x in zip(total, g)]
+    assert len(subsets) == 15
+    assert_gradients_close([t / len(subsets) for t in total], full, rtol=1e-5)
+    # A single subset is a noisy estimate, not the full gradient (so the check above can fail).
+    assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(g, full))
+
+
+def query_only_gradient(model, episode):
+    """The exact query-path gradient: the support set mapped with no gradient at all."""
+    ep = {k: tf.convert_to_tensor(v) for k, v in episode.items()}
+    with tf.GradientTape() as tape:
+        mapper = SupportMapper(LiteConfig(), tf.shape(ep["support_labels"])[0], training=False)
+        mapper.start_batch()
+        logits = model.learner(ep["support_images"], ep["support_labels"], ep["query_images"], ep["way"],
+                               mapper=mapper, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(ep["query_labels"], logits))
+    gradients = tape.gradient(loss, model.trainable_variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return [np.asarray(g) for g in gradients]
+
+
+def test_none_and_loss_scalings_give_documented_expectations(episode):
+    """Over all subsets: 'none' averages to q + (h/N) s, 'loss' to (N/h) q + s, 'unbiased' to q + s,
+    where q is the exact query-path gradient and s = full - q the support term."""
+    model = protonets_model()
+    n, h = 6, 2
+    _, full = grads(with_mode(model, mode="full"), episode)
+    query = query_only_gradient(model, episode)
+    support = [f - q for f, q in zip(full, query)]
+    expected = {
+        "none": [q + h / n * s for q, s in zip(query, support)],
+        "loss": [n / h * q + s for q, s in zip(query, support)],
+        "unbiased": full,
+    }
+    subsets = list(itertools.combinations(range(n), h))
+    for scaling, target in expected.items():
+        with_mode(model, mode="lite", h=h, chunk_size=4, gradient_scaling=scaling)
+        total = None
+        for subset in subsets:
+            _, g = grads(model, episode, hook=lambda mapper, s=subset: setattr(mapper, "forced_subset", s))
+            total = g if total is None else [t + x for t, x in zip(total, g)]
+        assert_gradients_close([t / len(subsets) for t in total], target, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("scaling", ["unbiased", "none", "loss"])
+def test_rows_outside_subset_get_zero_gradient(scaling):
+    """Per-row gradient w.r.t. the support images: zero outside H, factor x exact inside H."""
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.normal(size=(6, 4, 4, 3)), tf.float32)
+    weights = tf.constant(rng.normal(size=(48, 5)), tf.float32)
+    fn = lambda x: tf.tanh(tf.matmul(tf.reshape(x, [-1, 48]), weights))
+    target = tf.constant(rng.normal(size=(6, 5)), tf.float32)
+
+    def loss_of(features):
+        return tf.reduce_sum((tf.reduce_mean(features, 0) - target) ** 2 * tf.range(1.0, 7.0)[:, None])
+
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        exact = loss_of(fn(images))
+    exact_grad = tape.gradient(exact, images).numpy()
+
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        mapper = SupportMapper(LiteConfig(h=2, chunk_size=4, gradient_scaling=scaling), 6, training=True,
+                               tape=tape)
+        mapper.forced_subset = (1, 4)
+        mapper.start_batch()
+        features = mapper.map(fn, images)
+        loss = loss_of(features) * mapper.loss_scale
+    lite_grad = tf.convert_to_tensor(tape.gradient(loss, images)).numpy()
+    np.testing.assert_allclose(features.numpy(), fn(images).numpy(), rtol=1e-6)
+    for row in range(6):
+        if row in (1, 4):
+            expected = exact_grad[row] * (3.0 if scaling in ("unbiased", "loss") else 1.0)
+            np.testing.assert_allclose(lite_grad[row], expected, rtol=1e-5, atol=1e-7)
+        else:
+            assert np.all(lite_grad[row] == 0.0), f"row {row} outside H got a gradient"
+    assert float(mapper.loss_scale) == pytest.approx(3.0 if scaling == "loss" else 1.0)
+
+
+def test_values_equal_full_forward_pass_and_no_gradient_pass_is_not_recorded():
+    rng = np.random.default_rng(1)
+    images = tf.constant(rng.normal(size=(11, 4, 4, 3)), tf.float32)
+    calls = []
+
+    def fn(x):
+        calls.append(int(x.shape[0]))
+        return tf.reduce_sum(x, axis=[1, 2])
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        mapper = SupportMapper(LiteConfig(h=3, chunk_size=4), 11, training=True,
+                               seed=keras.random.SeedGenerator(0), tape=tape)
+        mapper.start_batch()
+        first = mapper.map(fn, images)
+        mapper.start_batch()
+        second = mapper.map(fn, images)  # new H, cached no-gradient pass
+    np.testing.assert_allclose(first.numpy(), fn(images).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(second.numpy(), first.numpy(), rtol=1e-6)
+    # one subset pass (3) and chunks 4+4+3 for the first batch; only the subset pass for the second.
+    assert calls[:5] == [3, 4, 4, 3, 3]
+
+
+def test_chunked_map_matches_direct_call_for_every_chunk_size():
+    images = tf.random.normal([10, 3])
+    for chunk in (1, 3, 4, 10, 32):
+        np.testing.assert_allclose(chunked_map(lambda x: x * 2.0, images, chunk).numpy(), images.numpy() * 2.0)
+
+
+def test_subset_is_uniform_without_replacement():
+    seed = keras.random.SeedGenerator(5)
+    counts = np.zeros(8)
+    for _ in range(400):
+        subset = draw_subset(tf.constant(8), 3, seed).numpy()
+        assert len(set(subset)) == 3 and subset.min() >= 0 and subset.max() < 8
+        counts[subset] += 1
+    assert counts.sum() == 1200
+    assert np.all(np.abs(counts / 400 - 3 / 8) < 0.1)
+    assert draw_subset(tf.constant(2), 3, seed).numpy().tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(mode="fast"), "Unknown LITE mode 'fast'"),
+    (dict(h=0), "h must be a positive integer"),
+    (dict(h=-3), "h must be a positive integer"),
+    (dict(chunk_size=0), "chunk_size must be a positive integer"),
+    (dict(gradient_scaling="half"), "Unknown LITE gradient_scaling 'half'"),
+])
+def test_bad_config_raises_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        LiteConfig(**kwargs)

@@ -1,0 +1,154 @@
+"""EpisodicModel: fit/evaluate, query batching, eager vs graph, retracing, bad episodes."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lite_tf import LiteConfig
+from tests.helpers import episode_dataset, make_episode, protonets_model
+from tests.test_lite import assert_gradients_close
+
+
+def test_fit_lowers_loss_and_beats_chance():
+    model = protonets_model(LiteConfig(h=4, chunk_size=3), query_batch_size=4)
+    model.compile(keras.optimizers.Adam(3e-3))
+    before = model.evaluate(episode_dataset(99, 20), verbose=0, return_dict=True)
+    history = model.fit(episode_dataset(1, 60).repeat(), epochs=3, steps_per_epoch=40, verbose=0)
+    after = model.evaluate(episode_dataset(99, 20), verbose=0, return_dict=True)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert after["loss"] < before["loss"]
+    # Way is 2-5 (chance about 0.35 on average); the learnt metric must be clearly better.
+    assert after["accuracy"] > 0.6
+    assert after["accuracy"] > before["accuracy"]
+
+
+def test_query_batches_give_the_same_loss_and_gradients():
+    episode = make_episode(np.random.default_rng(2), way=3, shots=[2, 1, 3], queries=3)
+    whole = protonets_model(LiteConfig(mode="full"))
+    loss, accuracy, gradients = whole.episode_gradients(episode)
+    for batch_size in (1, 2, 4):
+        batched = protonets_model(LiteConfig(mode="full"), query_batch_size=batch_size)
+        batched.set_weights(whole.get_weights())
+        b_loss, b_accuracy, b_gradients = batched.episode_gradients(episode)
+        assert float(b_loss) == pytest.approx(float(loss), rel=1e-5)
+        assert float(b_accuracy) == pytest.approx(float(accuracy))
+        assert_gradients_close(b_gradients, gradients, rtol=1e-4)
+    # LITE with h >= N and several query batches (re-drawn H, cached no-gradient pass) is exact too.
+    lite = protonets_model(LiteConfig(h=50, chunk_size=2), query_batch_size=2)
+    lite.set_weights(whole.get_weights())
+    assert_gradients_close(lite.episode_gradients(episode)[2], gradients, rtol=1e-4)
+
+
+def test_eager_and_graph_give_the_same_numbers():
+    histories = []
+    for eager in (True, False):
+        keras.utils.set_random_seed(5)
+        model = protonets_model(LiteConfig(h=3, chunk_size=2), query_batch_size=3, seed=11)
+        model.compile(keras.optimizers.Adam(1e-3), run_eagerly=eager)
+        histories.append(model.fit(episode_dataset(4, 8), epochs=2, verbose=0).history)
+        histories[-1]["eval"] = model.evaluate(episode_dataset(5, 4), verbose=0)
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(histories[0]["accuracy"], histories[1]["accuracy"], rtol=1e-4)
+    np.testing.assert_allclose(histories[0]["eval"], histories[1]["eval"], rtol=1e-4)
+
+
+def test_varying_episode_shapes_do_not_retrace():
+    """50 episodes with different N, M and way: the train step is traced a constant number of times."""
+    model = protonets_model(LiteConfig(h=4, chunk_size=3), query_batch_size=5)
+    model.compile(keras.optimizers.Adam(1e-3))
+    data = episode_dataset(6, 50)
+    shapes = {(int(e["support_labels"].shape[0]), int(e["query_labels"].shape[0]), int(e["way"]))
+              for e in data}
+    assert len(shapes) > 30
+    model.fit(data, epochs=1, verbose=0)
+    traces_after_50 = model.trace_count
+    model.fit(episode_dataset(7, 50), epochs=1, verbose=0)
+    # tf.function traces the step twice on the very first call (variable-creation pass), then never.
+    assert traces_after_50 <= 2
+    assert model.trace_count == traces_after_50
+
+
+def test_optimizer_gradient_accumulation_applies_every_k_tasks():
+    model = protonets_model(LiteConfig(h=4))
+    model.compile(keras.optimizers.SGD(0.1, gradient_accumulation_steps=3))
+    start = [w.copy() for w in model.get_weights()]
+    model.fit(episode_dataset(8, 2), epochs=1, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(start, model.get_weights())), "updated before 3 tasks"
+    model.fit(episode_dataset(9, 1), epochs=1, verbose=0)
+    assert not all(np.array_equal(a, b) for a, b in zip(start, model.get_weights()))
+
+
+def test_callbacks_and_uint8_episodes(tmp_path):
+    model = protonets_model(LiteConfig(h=4))
+    model.compile(keras.optimizers.Adam(1e-3))
+
+    def to_uint8(episode):
+        episode = dict(episode)
+        for key in ("support_images", "query_images"):
+            episode[key] = tf.cast(tf.round((episode[key] + 1.0) * 127.5), tf.uint8)
+        return episode
+
+    data = episode_dataset(3, 6).map(to_uint8)
+    callbacks = [keras.callbacks.TerminateOnNaN(), keras.callbacks.CSVLogger(str(tmp_path / "log.csv"))]
+    history = model.fit(data, epochs=2, verbose=0, callbacks=callbacks)
+    assert np.isfinite(history.history["loss"]).all()
+    assert (tmp_path / "log.csv").read_text().count("\n") == 3
+
+
+def _bad(episode, **changes):
+    bad = dict(episode)
+    bad.update(changes)
+    return bad
+
+
+@pytest.mark.parametrize("eager", [True, False])
+@pytest.mark.parametrize("change,match", [
+    (lambda e: _bad(e, support_labels=np.array([0, 0, 2, 2, 2, 2], np.int32)), "class with no support image"),
+    (lambda e: _bad(e, support_labels=np.array([0, 1, 1, 3, 2, 2], np.int32)), "support_labels must be < way"),
+    (lambda e: _bad(e, query_labels=np.array([0, 0, 1, 1, 2, -1], np.int32)), "query_labels must be >= 0"),
+])
+def test_bad_labels_raise_before_any_weight_changes(change, match, eager):
+    episode = make_episode(np.random.default_rng(0), way=3, shots=[1, 2, 3], queries=2)
+    model = protonets_model(LiteConfig(h=4))
+    model.compile(keras.optimizers.SGD(0.5), run_eagerly=eager)
+    weights = [w.copy() for w in model.get_weights()]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+        model.train_on_batch(change(episode))
+    assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (lambda e: _bad(e, support_images=e["support_images"][:, :, :, 0]), ValueError, "must have rank 4"),
+    (lambda e: _bad(e, query_images=e["query_images"].astype(np.float64)), TypeError, "float32 in \\[-1, 1\\] or uint8"),
+    (lambda e: _bad(e, support_images=e["support_images"][:, :8, :8]), ValueError, "built for 16x16"),
+    (lambda e: _bad(e, support_labels=e["support_labels"].astype(np.float32)), TypeError, "integer class ids"),
+    (lambda e: {k: v for k, v in e.items() if k != "way"}, KeyError, "missing key"),
+])
+def test_bad_shapes_and_dtypes_raise_clear_errors(change, error, match):
+    episode = make_episode(np.random.default_rng(0), way=3, shots=[1, 2, 3], queries=2)
+    model = protonets_model(LiteConfig(h=4))
+    model.compile(keras.optimizers.SGD(0.5))
+    with pytest.raises(error, match=match):
+        model.train_on_batch(change(episode))
+
+
+def test_constructor_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="query_batch_size must be a positive integer"):
+        protonets_model(query_batch_size=0)
+    from lite_tf import EpisodicModel
+
+    with pytest.raises(TypeError, match="needs a lite_tf Learner"):
+        EpisodicModel(keras.layers.Dense(3), 16)
+
+
+def test_protonets_personalized_model_saves_and_reloads(tmp_path):
+    episode = make_episode(np.random.default_rng(0), way=3, shots=[1, 2, 3], queries=2)
+    model = protonets_model()
+    personal = model.learner.personalize(episode["support_images"], episode["support_labels"], 3)
+    logits = personal.predict(episode["query_images"], verbose=0)
+    expected = model.predict_step(episode).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "personal.keras")
+    personal.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(reloaded.predict(episode["query_images"], verbose=0), logits, rtol=1e-6)
