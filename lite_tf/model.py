@@ -114,6 +114,8 @@ class EpisodicModel(keras.Model):
 
         # The first batch runs outside the loop so its no-gradient support pass is cached for the rest.
         loss, correct, gradients = batch_gradients(0)
+        if self.query_batch_size is None:  # one batch: no loop to trace
+            return loss, correct / tf.cast(query_count, tf.float32), gradients
 
         def body(index, loss, correct, gradients):
             batch_loss, batch_correct, batch_grads = batch_gradients(index)
@@ -152,10 +154,15 @@ class EpisodicModel(keras.Model):
             return self._score_batch(episode, mapper, images, labels, query_count, False)
 
         loss, correct = batch_score(0)
-        _, loss, correct = tf.while_loop(
-            lambda index, *_: index < num_batches,
-            lambda index, loss, correct: (index + 1, *[a + b for a, b in zip((loss, correct), batch_score(index))]),
-            (tf.constant(1), loss, correct), parallel_iterations=1)
+        if self.query_batch_size is None:
+            return loss, correct / tf.cast(query_count, tf.float32)
+
+        def body(index, loss, correct):
+            batch_loss, batch_correct = batch_score(index)
+            return index + 1, loss + batch_loss, correct + batch_correct
+
+        _, loss, correct = tf.while_loop(lambda index, *_: index < num_batches, body,
+                                         (tf.constant(1), loss, correct), parallel_iterations=1)
         return loss, correct / tf.cast(query_count, tf.float32)
 
     def test_step(self, data):
