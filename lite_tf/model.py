@@ -132,7 +132,13 @@ class EpisodicModel(keras.Model):
         # Data dependency: keeps the optimizer's iteration count exact when an iterator runs out.
         with tf.control_dependencies([loss]):
             self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        return self._update_metrics(loss, accuracy)
+        logs = self._update_metrics(loss, accuracy)
+        # This episode's size, for TensorBoard (lite_tf.callbacks.EpisodeStatistics).
+        episode = unpack_episode(data)
+        logs.update(way=tf.cast(episode["way"], tf.float32),
+                    support_size=tf.cast(tf.shape(episode["support_labels"])[0], tf.float32),
+                    query_size=tf.cast(tf.shape(episode["query_labels"])[0], tf.float32))
+        return logs
 
     def _update_metrics(self, loss, accuracy):
         # The control dependency matters in graph mode: a Mean's count update does not otherwise
