@@ -45,7 +45,7 @@ def _luma(colour: np.ndarray) -> float:
     return float(0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2])
 
 
-def _colour_pair(rng: np.random.Generator, min_contrast: float = 70.0):
+def _colour_pair(rng: np.random.Generator, min_contrast: float = 90.0):
     """A background and a foreground colour whose luminances differ by at least ``min_contrast``."""
     background = rng.integers(0, 256, 3)
     while True:
@@ -68,7 +68,7 @@ def _clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, size: int, bac
              count: int) -> None:
     """Distractor lines, arcs and ellipses in colours near the background."""
     for _ in range(count):
-        colour = tuple(int(c) for c in np.clip(background + rng.normal(0, 60, 3), 0, 255))
+        colour = tuple(int(c) for c in np.clip(background + rng.normal(0, 35, 3), 0, 255))
         kind = rng.integers(3)
         x0, y0, x1, y1 = rng.uniform(-0.1 * size, 1.1 * size, 4)
         width = max(1, int(rng.uniform(0.005, 0.02) * size))
@@ -82,7 +82,7 @@ def _clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, size: int, bac
             draw.ellipse(box, outline=colour, width=width)
 
 
-def _pose(rng: np.random.Generator, size: int, max_rotation: float, scale_range=(0.3, 0.45)):
+def _pose(rng: np.random.Generator, size: int, max_rotation: float, scale_range=(0.36, 0.46)):
     """Maps prototype coordinates in [-1, 1]^2 to pixels: random rotation, scale and shift."""
     angle = math.radians(rng.uniform(-max_rotation, max_rotation))
     scale = rng.uniform(*scale_range) * size
@@ -100,7 +100,7 @@ def _pose(rng: np.random.Generator, size: int, max_rotation: float, scale_range=
 def _finish(rng: np.random.Generator, image: Image.Image) -> np.ndarray:
     """Adds Gaussian pixel noise of random strength; returns uint8 pixels."""
     pixels = np.asarray(image, dtype=np.float32)
-    sigma = rng.uniform(0.0, 12.0)
+    sigma = rng.uniform(0.0, 8.0)
     pixels = pixels + rng.normal(0.0, sigma, pixels.shape).astype(np.float32)
     return np.clip(pixels, 0, 255).astype(np.uint8)
 
@@ -124,14 +124,14 @@ def glyph_prototype(rng: np.random.Generator) -> dict:
         end = np.clip(start + rng.uniform(-1.2, 1.2, 2), -0.9, 0.9)
         middle = rng.uniform(-0.9, 0.9, (2, 2))
         strokes.append(np.stack([start, middle[0], middle[1], end]))
-    return {"strokes": np.stack(strokes), "width": rng.uniform(0.05, 0.09)}
+    return {"strokes": np.stack(strokes), "width": rng.uniform(0.10, 0.16)}
 
 
 def render_glyph(prototype: dict, rng: np.random.Generator, size: int) -> np.ndarray:
     background, foreground = _colour_pair(rng)
     image = _background(rng, size, background)
     draw = ImageDraw.Draw(image)
-    _clutter(rng, draw, size, background, int(rng.integers(2, 7)))
+    _clutter(rng, draw, size, background, int(rng.integers(1, 5)))
     transform, scale, _ = _pose(rng, size, max_rotation=20.0)
     width = max(1, int(round(prototype["width"] * rng.uniform(0.7, 1.3) * scale)))
     for control in prototype["strokes"]:
@@ -239,9 +239,9 @@ def render_shapes(prototype: dict, rng: np.random.Generator, size: int) -> np.nd
     background, _ = _colour_pair(rng)
     image = _background(rng, size, background)
     draw = ImageDraw.Draw(image)
-    _clutter(rng, draw, size, background, int(rng.integers(2, 7)))
+    _clutter(rng, draw, size, background, int(rng.integers(1, 5)))
     transform, scale, _ = _pose(rng, size, max_rotation=30.0)
-    width = max(1, int(round(0.06 * scale)))
+    width = max(1, int(round(0.1 * scale)))
     for kind, centre, part_size, angle, filled in zip(prototype["kinds"], prototype["centres"],
                                                       prototype["sizes"], prototype["angles"],
                                                       prototype["filled"]):
