@@ -1,8 +1,8 @@
 """Episode sampling (pure NumPy, seeded): which classes, and which records of each class.
 
 Variable-way, variable-shot episodes follow Meta-Dataset's rules (defaults in brackets):
-- ways ~ U[min_ways, min(max_ways_upper_bound, #classes)] [5, 50]; classes uniform without
-  replacement;
+- ways ~ U[min_ways, min(max_ways_upper_bound, #classes)] [5, 50] (also at most
+  max_support_set_size, so every class gets a support image); classes uniform without replacement;
 - query per class = min(max_num_query, min over chosen classes of floor(count / 2)) [10];
 - support budget S = min(max_support_set_size, sum_c floor(beta * min(max_support_size_contrib_per_class,
   count_c - query)) + 1) [500, 100], one beta ~ U(0, 1) per episode;
@@ -123,6 +123,13 @@ class EpisodeSampler:
     def fewest_ways(self) -> int:
         return self.num_ways if self.num_ways is not None else self.min_ways
 
+    @property
+    def _way_cap(self) -> int:
+        """Most ways in a variable-way episode: the support budget must give each class one image."""
+        if self.num_support is None:
+            return min(self.max_ways_upper_bound, self.max_support_set_size)
+        return self.max_ways_upper_bound
+
     def _max_shots(self) -> int:
         if self.num_support is None:
             return 1
@@ -134,9 +141,9 @@ class EpisodeSampler:
             raise SamplerError(
                 f"{self._where} has {len(self.classes)} classes; episodes need at least {mode}."
             )
-        if self.num_ways is None and self.max_support_set_size < self.min_ways:
+        if self.num_support is None and self.max_support_set_size < self.fewest_ways:
             raise SamplerError(
-                f"max_support_set_size={self.max_support_set_size} is below min_ways={self.min_ways}: "
+                f"max_support_set_size={self.max_support_set_size} is below the {self.fewest_ways} ways: "
                 "every class needs one support image."
             )
         if self.num_support is None and self.num_query is None:
@@ -187,14 +194,14 @@ class EpisodeSampler:
         else:
             nodes = self.hierarchy[1]
             leaves = nodes[rng.integers(len(nodes))]
-            cap = self.num_ways if self.num_ways is not None else self.max_ways_upper_bound
+            cap = self.num_ways if self.num_ways is not None else self._way_cap
             if len(leaves) > cap:
                 leaves = rng.choice(leaves, size=cap, replace=False)
             return np.asarray(leaves, dtype=np.int64)
         if self.num_ways is not None:
             way = self.num_ways
         else:
-            way = int(rng.integers(self.min_ways, min(self.max_ways_upper_bound, len(pool)) + 1))
+            way = int(rng.integers(self.min_ways, min(self._way_cap, len(pool)) + 1))
         return np.asarray(rng.choice(pool, size=way, replace=False), dtype=np.int64)
 
     def _num_query(self, counts: np.ndarray) -> int:
