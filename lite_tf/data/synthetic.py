@@ -12,20 +12,30 @@ class id, image index). Colour and background never identify a class, so a rando
 network starts near chance and meta-training has to learn the shape or pattern.
 
 Rendering is pure NumPy/PIL and deterministic: the same arguments give byte-identical JPEGs.
-Writing records and specs lives in lite_tf/data/writer.py; this module only makes images.
+:func:`write_synthetic_dataset` writes one source as a Meta-Dataset record set (one ``.tfrecords``
+file per class, JPEG bytes, ``dataset_spec.json``) through lite_tf/data/writer.py, so it is atomic,
+resumable and refuses to mix with a different dataset in the same folder.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
+import os
 import zlib
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
+import gin
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lite_tf.data import writer
+
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_JPEG_QUALITY = 90
+MAX_IMAGE_SIZE = 2048
+DEFAULT_CLASSES_PER_SPLIT = (20, 8, 8)  # TRAIN, VALID, TEST
+DEFAULT_IMAGES_PER_CLASS = 30
 # Bump when rendering changes, so existing generated data is recognised as different.
 GENERATOR_VERSION = 1
 _PROTOTYPE_STREAM = 0  # distinguishes the prototype generator from the per-image ones
@@ -58,9 +68,9 @@ def _background(rng: np.random.Generator, size: int, base: np.ndarray) -> Image.
     """A linear gradient from ``base`` to a nearby colour in a random direction."""
     angle = rng.uniform(0, 2 * math.pi)
     other = np.clip(base + rng.normal(0, 40, 3), 0, 255)
-    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    t = (math.cos(angle) * ramp[None, :] + math.sin(angle) * ramp[:, None]) * 0.5 + 0.5
-    pixels = base[None, None, :] * (1 - t[..., None]) + other[None, None, :] * t[..., None]
+    ramp = np.linspace(-0.5, 0.5, size, dtype=np.float32)
+    t = (math.cos(angle) * ramp[None, :] + math.sin(angle) * ramp[:, None]) + np.float32(0.5)
+    pixels = base.astype(np.float32) + t[..., None] * (other - base).astype(np.float32)
     return Image.fromarray(pixels.astype(np.uint8), "RGB")
 
 
@@ -100,9 +110,10 @@ def _pose(rng: np.random.Generator, size: int, max_rotation: float, scale_range=
 def _finish(rng: np.random.Generator, image: Image.Image) -> np.ndarray:
     """Adds Gaussian pixel noise of random strength; returns uint8 pixels."""
     pixels = np.asarray(image, dtype=np.float32)
-    sigma = rng.uniform(0.0, 8.0)
-    pixels = pixels + rng.normal(0.0, sigma, pixels.shape).astype(np.float32)
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+    noise = rng.standard_normal(pixels.shape, dtype=np.float32)
+    noise *= np.float32(rng.uniform(0.0, 8.0))
+    pixels += noise
+    return np.clip(pixels, 0, 255, out=pixels).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- glyphs
@@ -177,10 +188,12 @@ def render_texture(prototype: dict, rng: np.random.Generator, size: int) -> np.n
         phase = (k * math.cos(angle)) * coords[None, :] + (k * math.sin(angle)) * coords[:, None]
         field += weight * _wave(phase + rng.uniform(0, 2 * math.pi), int(waveform))
     field /= np.abs(field).max() + 1e-6
-    field += rng.normal(0.0, rng.uniform(0.0, 0.3), field.shape).astype(np.float32)  # pattern noise
+    noise = rng.standard_normal(field.shape, dtype=np.float32)
+    noise *= np.float32(rng.uniform(0.0, 0.3))  # pattern noise
+    field += noise
     t = np.clip(field * 0.5 + 0.5, 0.0, 1.0)[..., None]
-    low, high = _colour_pair(rng, min_contrast=50.0)
-    pixels = low[None, None, :] * (1 - t) + high[None, None, :] * t
+    low, high = (c.astype(np.float32) for c in _colour_pair(rng, min_contrast=50.0))
+    pixels = low + t * (high - low)
     image = Image.fromarray(pixels.astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
     # Clutter on top: occluding blobs in random colours (textures have no separate background).
@@ -285,12 +298,17 @@ def class_prototype(source: str, seed: int, class_id: int) -> dict:
     return make_prototype(_rng(seed, source, class_id, _PROTOTYPE_STREAM))
 
 
+def _check_image_size(image_size) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) \
+            or not 8 <= image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"Synthetic image_size must be an integer in [8, {MAX_IMAGE_SIZE}]; got {image_size!r}.")
+
+
 def render_image(source: str, seed: int, class_id: int, index: int, image_size: int = DEFAULT_IMAGE_SIZE,
                  prototype: dict | None = None) -> np.ndarray:
     """Image ``index`` of class ``class_id``: uint8 pixels [image_size, image_size, 3]."""
     _, render = _source(source)
-    if not isinstance(image_size, (int, np.integer)) or image_size < 8:
-        raise ValueError(f"Synthetic image_size must be an integer >= 8; got {image_size!r}.")
+    _check_image_size(image_size)
     if prototype is None:
         prototype = class_prototype(source, seed, class_id)
     return render(prototype, _rng(seed, source, class_id, _IMAGE_STREAM, index), int(image_size))
@@ -310,10 +328,56 @@ def class_images(source: str, seed: int, class_id: int, num_images: int,
             for index in range(num_images)]
 
 
+def class_name(source: str, class_id: int) -> str:
+    return f"{source}_{class_id:04d}"
+
+
+def _split_counts(classes_per_split) -> tuple:
+    counts = tuple(int(c) for c in classes_per_split)
+    if len(counts) != 3 or min(counts) < 0 or sum(counts) == 0:
+        raise ValueError("classes_per_split must be three non-negative class counts (TRAIN, VALID, TEST), "
+                         f"not all zero; got {classes_per_split!r}.")
+    return counts
+
+
+@gin.configurable(module="lite_tf.data")
+def write_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFAULT_IMAGE_SIZE,
+                            classes_per_split: Sequence[int] = DEFAULT_CLASSES_PER_SPLIT,
+                            images_per_class: int = DEFAULT_IMAGES_PER_CLASS, seed: int = 0,
+                            jpeg_quality: int = DEFAULT_JPEG_QUALITY, workers: Optional[int] = None,
+                            progress: bool = True) -> writer.WriteReport:
+    """Writes source ``source`` to ``<output_dir>/<source>`` (records + spec); returns the report.
+
+    Idempotent: a folder already holding the same generated data is left as it is; an interrupted
+    run is completed; a folder holding anything else is refused (writer.DatasetWriteError).
+    ``workers`` (default: CPU count) processes render classes in parallel.
+    """
+    _source(source)
+    _check_image_size(image_size)
+    counts = _split_counts(classes_per_split)
+    if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) \
+            or images_per_class < writer.MIN_IMAGES_PER_CLASS:
+        raise ValueError(f"images_per_class must be an integer >= {writer.MIN_IMAGES_PER_CLASS}; "
+                         f"got {images_per_class!r}.")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100]; got {jpeg_quality!r}.")
+    splits = [split for split, count in zip(("TRAIN", "VALID", "TEST"), counts) for _ in range(count)]
+    jobs = [writer.ClassJob(class_name(source, class_id), split,
+                            functools.partial(class_images, source, seed, class_id, images_per_class,
+                                              int(image_size), int(jpeg_quality)))
+            for class_id, split in enumerate(splits)]
+    provenance = {"generator": "lite_tf.data.synthetic", "version": GENERATOR_VERSION, "source": source,
+                  "image_size": int(image_size), "images_per_class": images_per_class, "seed": int(seed),
+                  "jpeg_quality": int(jpeg_quality)}
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    return writer.write_dataset(os.path.join(os.fspath(output_dir), source), source, jobs, provenance,
+                                workers=workers, parallel="process", progress=progress)
+
+
 def renderers() -> Dict[str, Callable]:
     """Source name -> render function (prototype, rng, size) -> pixels; for inspection and tests."""
     return {name: render for name, (_, render) in _SOURCES.items()}
 
 
 __all__: Sequence[str] = ("available_sources", "class_prototype", "render_image", "class_images",
-                          "encode_jpeg", "GENERATOR_VERSION", "DEFAULT_IMAGE_SIZE")
+                          "encode_jpeg", "write_synthetic_dataset", "GENERATOR_VERSION", "DEFAULT_IMAGE_SIZE")
