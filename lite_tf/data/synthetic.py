@@ -340,6 +340,33 @@ def _split_counts(classes_per_split) -> tuple:
     return counts
 
 
+def plan_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFAULT_IMAGE_SIZE,
+                           classes_per_split: Sequence[int] = DEFAULT_CLASSES_PER_SPLIT,
+                           images_per_class: int = DEFAULT_IMAGES_PER_CLASS, seed: int = 0,
+                           jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> writer.DatasetPlan:
+    """The classes of ``source`` to write to ``<output_dir>/<source>``; checks every argument."""
+    _source(source)
+    _check_image_size(image_size)
+    counts = _split_counts(classes_per_split)
+    if isinstance(images_per_class, bool) or not isinstance(images_per_class, (int, np.integer)) \
+            or images_per_class < writer.MIN_IMAGES_PER_CLASS:
+        raise ValueError(f"images_per_class must be an integer >= {writer.MIN_IMAGES_PER_CLASS}; "
+                         f"got {images_per_class!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"The synthetic data seed must be an integer >= 0; got {seed!r}.")
+    if not 1 <= int(jpeg_quality) <= 100:
+        raise ValueError(f"jpeg_quality must be in [1, 100]; got {jpeg_quality!r}.")
+    splits = [split for split, count in zip(("TRAIN", "VALID", "TEST"), counts) for _ in range(count)]
+    jobs = [writer.ClassJob(class_name(source, class_id), split,
+                            functools.partial(class_images, source, int(seed), class_id, int(images_per_class),
+                                              int(image_size), int(jpeg_quality)))
+            for class_id, split in enumerate(splits)]
+    provenance = {"generator": "lite_tf.data.synthetic", "version": GENERATOR_VERSION, "source": source,
+                  "image_size": int(image_size), "images_per_class": int(images_per_class), "seed": int(seed),
+                  "jpeg_quality": int(jpeg_quality)}
+    return writer.DatasetPlan(os.path.join(os.fspath(output_dir), source), source, jobs, provenance)
+
+
 @gin.configurable(module="lite_tf.data")
 def write_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFAULT_IMAGE_SIZE,
                             classes_per_split: Sequence[int] = DEFAULT_CLASSES_PER_SPLIT,
@@ -352,26 +379,10 @@ def write_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFA
     run is completed; a folder holding anything else is refused (writer.DatasetWriteError).
     ``workers`` (default: CPU count) processes render classes in parallel.
     """
-    _source(source)
-    _check_image_size(image_size)
-    counts = _split_counts(classes_per_split)
-    if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) \
-            or images_per_class < writer.MIN_IMAGES_PER_CLASS:
-        raise ValueError(f"images_per_class must be an integer >= {writer.MIN_IMAGES_PER_CLASS}; "
-                         f"got {images_per_class!r}.")
-    if not 1 <= int(jpeg_quality) <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100]; got {jpeg_quality!r}.")
-    splits = [split for split, count in zip(("TRAIN", "VALID", "TEST"), counts) for _ in range(count)]
-    jobs = [writer.ClassJob(class_name(source, class_id), split,
-                            functools.partial(class_images, source, seed, class_id, images_per_class,
-                                              int(image_size), int(jpeg_quality)))
-            for class_id, split in enumerate(splits)]
-    provenance = {"generator": "lite_tf.data.synthetic", "version": GENERATOR_VERSION, "source": source,
-                  "image_size": int(image_size), "images_per_class": images_per_class, "seed": int(seed),
-                  "jpeg_quality": int(jpeg_quality)}
+    plan = plan_synthetic_dataset(output_dir, source, image_size, classes_per_split, images_per_class, seed,
+                                  jpeg_quality)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
-    return writer.write_dataset(os.path.join(os.fspath(output_dir), source), source, jobs, provenance,
-                                workers=workers, parallel="process", progress=progress)
+    return plan.write(workers=workers, parallel="process", progress=progress)
 
 
 def renderers() -> Dict[str, Callable]:
@@ -379,5 +390,6 @@ def renderers() -> Dict[str, Callable]:
     return {name: render for name, (_, render) in _SOURCES.items()}
 
 
-__all__: Sequence[str] = ("available_sources", "class_prototype", "render_image", "class_images",
-                          "encode_jpeg", "write_synthetic_dataset", "GENERATOR_VERSION", "DEFAULT_IMAGE_SIZE")
+__all__: Sequence[str] = ("available_sources", "class_prototype", "render_image", "class_images", "encode_jpeg",
+                          "plan_synthetic_dataset", "write_synthetic_dataset", "GENERATOR_VERSION",
+                          "DEFAULT_IMAGE_SIZE")

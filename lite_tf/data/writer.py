@@ -112,10 +112,30 @@ def _atomic_write_json(path: str, data: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _make_readable(path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _short(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...}"
+
+
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _current_umask()  # read once, at import, before any worker thread exists
+
+
+def _make_readable(path: str) -> None:
+    """Temporary files are created 0600; give finished files the usual umask-based mode."""
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def _describe_difference(old: dict, new: dict) -> str:
@@ -124,7 +144,8 @@ def _describe_difference(old: dict, new: dict) -> str:
     old_p, new_p = old.get("provenance", {}), new.get("provenance", {})
     keys = sorted(k for k in set(old_p) | set(new_p) if old_p.get(k) != new_p.get(k))
     if keys:
-        return "; ".join(f"{k}: existing {old_p.get(k)!r}, requested {new_p.get(k)!r}" for k in keys[:5])
+        return "; ".join(f"{k}: existing {_short(old_p.get(k))}, requested {_short(new_p.get(k))}"
+                         for k in keys[:5])
     old_c, new_c = old.get("classes", []), new.get("classes", [])
     if len(old_c) != len(new_c):
         return f"{len(old_c)} classes existing, {len(new_c)} requested"
@@ -293,6 +314,7 @@ def write_dataset(dataset_dir: str, name: str, jobs: Iterable[ClassJob], provena
                     "image). Remove the class or add images.")
             path = records.class_file_path(dataset_dir, class_id)
             counts[class_id] = records.write_class_file(path, result.images, class_id)
+            _make_readable(path)
             report.written += 1
             if bar is not None:
                 bar.update(1)
@@ -301,7 +323,32 @@ def write_dataset(dataset_dir: str, name: str, jobs: Iterable[ClassJob], provena
         if bar is not None:
             bar.close()
     spec = spec_lib.make_flat_spec(name, os.path.abspath(dataset_dir), classes_per_split, counts, class_names)
-    spec_lib.write_spec(spec, dataset_dir)
+    _make_readable(spec_lib.write_spec(spec, dataset_dir))
     report.spec = spec_lib.load_spec(spec_path)
     report.seconds = time.time() - start
     return report
+
+
+@dataclasses.dataclass
+class DatasetPlan:
+    """A dataset to write: lets tools check every output folder before writing any of them."""
+
+    dataset_dir: str
+    name: str
+    jobs: List[ClassJob]
+    provenance: dict
+
+    @property
+    def manifest(self) -> dict:
+        return make_manifest(self.name, _order_jobs(self.jobs), self.provenance)
+
+    def state(self) -> str:
+        """'new', 'partial' (an interrupted run to complete) or 'complete'; raises on a conflict."""
+        manifest = self.manifest
+        if check_folder(self.dataset_dir, manifest) == "new":
+            return "new"
+        return "complete" if is_complete(self.dataset_dir, manifest) else "partial"
+
+    def write(self, **kwargs) -> WriteReport:
+        """write_dataset(...) for this plan; kwargs: workers, parallel, progress, before_load, ..."""
+        return write_dataset(self.dataset_dir, self.name, self.jobs, self.provenance, **kwargs)
