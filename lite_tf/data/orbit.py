@@ -62,6 +62,13 @@ def load_frames(paths: Sequence[str], frame_size: int, batch_size: int = 256,
         yield batch.numpy()
 
 
+def _check_root(root, caller: str) -> str:
+    if not root:
+        raise ValueError(f"{caller} needs the ORBIT root folder: pass root=..., or in gin bind "
+                         "ORBIT_ROOT = '/path/to/orbit' (gin/data/orbit.gin).")
+    return root
+
+
 def _check_dtype(image_dtype) -> tf.DType:
     dtype = tf.as_dtype(image_dtype)
     if dtype not in (tf.uint8, tf.float32):
@@ -70,7 +77,7 @@ def _check_dtype(image_dtype) -> tf.DType:
 
 
 @gin.configurable
-def orbit_train_dataset(root: str = gin.REQUIRED, split: str = "train", frame_size: int = 84,
+def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_size: int = 84,
                         way_cap: int = 15, target_video_type: str = "clutter", clip_length: int = 8,
                         context_subsample_factor: int = 30, target_subsample_factor: int = 30,
                         context_clips_per_video="max", target_clips_per_video="random",
@@ -87,7 +94,7 @@ def orbit_train_dataset(root: str = gin.REQUIRED, split: str = "train", frame_si
     (lite_tf.episode.episode_signature), so EpisodicModel traces its step once.
     """
     dtype = _check_dtype(image_dtype)
-    index = index or load_split(root, split, cache_dir=cache_dir)
+    index = index or load_split(_check_root(root, "orbit_train_dataset"), split, cache_dir=cache_dir)
     sampler = TrainTaskSampler(
         index, way_cap=way_cap, target_video_type=target_video_type,
         context=ClipSpec(clip_length, context_subsample_factor, context_clips_per_video, max_context_clips_per_video),
@@ -144,14 +151,14 @@ class OrbitEvalTasks:
 
 
 @gin.configurable
-def orbit_eval_tasks(root: str = gin.REQUIRED, split: str = "validation", frame_size: int = 84,
+def orbit_eval_tasks(root: Optional[str] = None, split: str = "validation", frame_size: int = 84,
                      target_types: Sequence[str] = ("clean", "clutter"), tasks_per_user: int = 5,
                      clip_length: int = 8, context_subsample_factor: int = 30, context_clips_per_video="max",
                      max_context_clips_per_video: Optional[int] = None, clean_target_videos: int = 1,
                      max_target_frames: Optional[int] = None, way_cap: Optional[int] = None, seed: int = 0,
                      cache_dir: Optional[str] = None) -> OrbitEvalTasks:
     """CLE-VE ("clean") and CLU-VE ("clutter") evaluation tasks of ``<root>/<split>``."""
-    index = load_split(root, split, cache_dir=cache_dir)
+    index = load_split(_check_root(root, "orbit_eval_tasks"), split, cache_dir=cache_dir)
     context = ClipSpec(clip_length, context_subsample_factor, context_clips_per_video, max_context_clips_per_video)
     options = dict(context=context, clean_target_videos=clean_target_videos, max_target_frames=max_target_frames,
                    way_cap=way_cap, seed=seed)
