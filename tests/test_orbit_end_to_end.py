@@ -1,7 +1,6 @@
 """ORBIT end to end on a generated folder: tf.data tasks, LITE training, CLE-VE/CLU-VE evaluation,
 results file, MACs, the gin experiment file and the evaluation tool."""
 import json
-import os
 
 import gin
 import keras

@@ -130,3 +130,19 @@ def test_mixed_frame_formats_raise(tmp_path):
     shutil.copy(os.path.join(folder, f"{video}-00001.jpg"), os.path.join(folder, f"{video}-0000006.jpg"))
     with pytest.raises(OrbitDataError, match="mixes frame name formats"):
         scan_split(os.path.join(root, "train"))
+
+
+def test_make_orbit_demo_tool(tmp_path):
+    import subprocess
+    import sys
+
+    output = str(tmp_path / "demo")
+    subprocess.run([sys.executable, "-m", "tools.make_orbit_demo", f"--output_dir={output}", "--frame_size=16",
+                    "--train_users=2", "--validation_users=1", "--test_users=0", "--objects_per_user=2",
+                    "--clean_videos=2", "--clutter_videos=1", "--frames_per_video=3", "--image_format=png"],
+                   check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert sorted(os.listdir(output)) == ["train", "validation"]
+    index = scan_split(os.path.join(output, "train"))
+    assert len(index.users) == 2 and index.num_frames() == 2 * 2 * 3 * 3 and index.problems == {}
+    video = index.users[index.user_names[0]][index.objects(index.user_names[0])[0]]["clutter"][0]
+    assert video.ext == ".png"
