@@ -66,8 +66,13 @@ class LinearHead(keras.layers.Layer):
 class Cnaps(FilmAdaptedLearner):
     """CNAPs over a FiLM backbone (frozen by default); ``hypernet_hidden`` defaults to the feature size."""
 
-    def __init__(self, *args, hypernet_hidden: int = None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, backbone="efficientnet_b0_film", set_encoder="set_encoder", task_embedding_dim: int = 64,
+                 generator_hidden: int = 64, film_l2_weight: float = 0.001, bn_training: bool = False,
+                 backbone_trainable: bool = False, hypernet_hidden: int = None, **kwargs):
+        # Arguments spelt out (not *args) so gin sees them in the registered constructor's signature.
+        super().__init__(backbone=backbone, set_encoder=set_encoder, task_embedding_dim=task_embedding_dim,
+                         generator_hidden=generator_hidden, film_l2_weight=film_l2_weight,
+                         bn_training=bn_training, backbone_trainable=backbone_trainable, **kwargs)
         self.hypernet_hidden = hypernet_hidden
 
     def build_head(self, feature_dim: int) -> None:
