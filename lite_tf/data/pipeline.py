@@ -303,21 +303,21 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
         is_support = positions < episode["num_support"]
         image_seeds = tf.stack([tf.fill([count], episode["seed"][1]),
                                 tf.cast(positions, tf.int64) + episode["seed"][0] * 1_000_003], axis=1)
-        decoded = (tf.data.Dataset.from_tensor_slices((images, is_support, image_seeds))
-                   .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                   .batch(tf.cast(count, tf.int64)))
-        meta = tf.data.Dataset.from_tensors({k: episode[k] for k in ("labels", "num_support", "way")})
-        return tf.data.Dataset.zip((decoded, meta))
+        n = episode["num_support"]
 
-    def assemble(images, meta):
-        n = meta["num_support"]
-        return {
-            "support_images": images[:n],
-            "support_labels": meta["labels"][:n],
-            "query_images": images[n:],
-            "query_labels": meta["labels"][n:],
-            "way": meta["way"],
-        }
+        def decoded(part):
+            # One parallel map per part, batched whole: no slicing copy of a decoded episode.
+            return (tf.data.Dataset.from_tensor_slices(tuple(t[part] for t in (images, is_support, image_seeds)))
+                    .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                    .batch(tf.cast(tf.shape(images[part])[0], tf.int64)))
+
+        labels = episode["labels"]
+        meta = tf.data.Dataset.from_tensors({
+            "support_labels": labels[:n], "query_labels": labels[n:], "way": episode["way"]})
+        return tf.data.Dataset.zip((decoded(slice(None, n)), decoded(slice(n, None)), meta))
+
+    def assemble(support_images, query_images, meta):
+        return {"support_images": support_images, "query_images": query_images, **meta}
 
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     dataset = dataset.prefetch(read_ahead)
