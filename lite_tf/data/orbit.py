@@ -163,7 +163,15 @@ class OrbitEvalTasks:
         return eval_tasks(self.index, self.target_types, self.tasks_per_user, skipped=self.skipped, **self.options)
 
     def __len__(self) -> int:
-        return sum(1 for _ in eval_tasks(self.index, self.target_types, self.tasks_per_user, **self.options))
+        """Number of tasks, without generating them (an upper bound when ``way_cap`` drops objects)."""
+        def has_target(user, kind):
+            objects = self.index.users[user].values()
+            if kind == "clean":
+                return any(len(types["clean"]) >= 2 for types in objects)
+            return any(types["clutter"] for types in objects)
+
+        return self.tasks_per_user * sum(has_target(user, kind) for kind in self.target_types
+                                         for user in self.index.user_names)
 
 
 @gin.configurable
