@@ -70,6 +70,7 @@ def test_train_and_evaluate(data, trained, tmp_path):
     model, history, _ = trained
     assert np.isfinite(history.history["loss"][-1])
     tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, tasks_per_user=2, cache_dir=cache, **SAMPLING)
+    assert len(tasks) == len(list(tasks)) == 8
     results = evaluate_orbit(model, tasks, SIZE, batch_size=7, progress=False)
     assert set(results["metrics"]) == {"CLE-VE", "CLU-VE"}
     rows = results["tasks"]

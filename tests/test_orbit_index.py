@@ -146,3 +146,16 @@ def test_make_orbit_demo_tool(tmp_path):
     assert len(index.users) == 2 and index.num_frames() == 2 * 2 * 3 * 3 and index.problems == {}
     video = index.users[index.user_names[0]][index.objects(index.user_names[0])[0]]["clutter"][0]
     assert video.ext == ".png"
+
+
+def test_corrupt_frame_is_named(tmp_path):
+    from lite_tf.data.orbit import load_frames
+
+    root = make(tmp_path / "orbit")
+    folder, video, *_ = first_video(root)
+    bad = os.path.join(folder, f"{video}-00004.jpg")
+    with open(bad, "wb") as stream:
+        stream.write(b"not a jpeg")
+    paths = [os.path.join(folder, f"{video}-{i:05d}.jpg") for i in range(1, 6)]
+    with pytest.raises(OrbitDataError, match="00004.jpg"):
+        list(load_frames(paths, 16, batch_size=2))

@@ -23,7 +23,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from lite_tf.data.orbit_index import SplitIndex, load_split
+from lite_tf.data.orbit_index import OrbitDataError, SplitIndex, load_split
 from lite_tf.data.orbit_tasks import ClipSpec, OrbitTask, TrainTaskSampler, eval_tasks
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -55,10 +55,29 @@ def decode_frames(paths: tf.Tensor, frame_size: int, image_dtype=tf.uint8, paral
 def load_frames(paths: Sequence[str], frame_size: int, batch_size: int = 256,
                 image_dtype=tf.uint8) -> Iterator[np.ndarray]:
     """Batches of decoded frames (NumPy) for ``paths`` in order, decoded in parallel."""
-    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), tf.string))
+    paths = list(paths)
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
     dataset = dataset.map(lambda p: decode_frame(p, frame_size, image_dtype), num_parallel_calls=AUTOTUNE)
-    for batch in dataset.batch(batch_size).prefetch(2):
+    iterator = iter(dataset.batch(batch_size).prefetch(2))
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            raise OrbitDataError(f"Could not read an ORBIT frame: {_unreadable(paths) or 'unknown file'} "
+                                 f"({error.message.splitlines()[0]})") from error
         yield batch.numpy()
+
+
+def _unreadable(paths: Sequence[str]) -> Optional[str]:
+    """The first of ``paths`` that TensorFlow cannot decode (names the file in error messages)."""
+    for path in paths:
+        try:
+            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            return path
+    return None
 
 
 def _check_root(root, caller: str) -> str:
@@ -144,7 +163,15 @@ class OrbitEvalTasks:
         return eval_tasks(self.index, self.target_types, self.tasks_per_user, skipped=self.skipped, **self.options)
 
     def __len__(self) -> int:
-        return sum(1 for _ in eval_tasks(self.index, self.target_types, self.tasks_per_user, **self.options))
+        """Number of tasks, without generating them (an upper bound when ``way_cap`` drops objects)."""
+        def has_target(user, kind):
+            objects = self.index.users[user].values()
+            if kind == "clean":
+                return any(len(types["clean"]) >= 2 for types in objects)
+            return any(types["clutter"] for types in objects)
+
+        return self.tasks_per_user * sum(has_target(user, kind) for kind in self.target_types
+                                         for user in self.index.user_names)
 
 
 @gin.configurable
