@@ -93,7 +93,8 @@ def test_interrupted_run_leaves_no_spec_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "class_images", real)
     make_demo_data.make_demo_data(tmp_path / "fresh", ["glyphs"], **SMALL)
     for c in range(4):
-        assert (folder / f"{c}.tfrecords").read_bytes() == (tmp_path / "fresh" / "glyphs" / f"{c}.tfrecords").read_bytes()
+        fresh = tmp_path / "fresh" / "glyphs" / f"{c}.tfrecords"
+        assert (folder / f"{c}.tfrecords").read_bytes() == fresh.read_bytes()
 
 
 def test_stale_temporary_files_are_removed_on_resume(tmp_path):
