@@ -176,3 +176,21 @@ def test_protonets_learns_glyphs(tmp_path):
     after = model.evaluate(test, verbose=0, return_dict=True)["accuracy"]
     assert before < 0.35, before
     assert after > before + 0.2, (before, after)
+
+
+def test_gin_file_binds_the_writer(tmp_path):
+    import gin
+
+    path = os.path.join(os.path.dirname(__file__), "..", "gin", "data", "synthetic.gin")
+    with gin.unlock_config():
+        gin.parse_config_files_and_bindings([path], ["lite_tf.data.write_synthetic_dataset.image_size = 16",
+                                                     "lite_tf.data.write_synthetic_dataset.images_per_class = 2"])
+    try:
+        assert gin.query_parameter("lite_tf.data.write_synthetic_dataset.classes_per_split") == (20, 8, 8)
+        report = synthetic.write_synthetic_dataset(tmp_path, "textures", progress=False, workers=1)
+        spec = spec_lib.load_spec(report.dataset_dir)
+        assert [spec.num_classes(s) for s in spec_lib.SPLITS] == [20, 8, 8]
+        assert set(spec.images_per_class.values()) == {2}
+        assert _decode(_read_class(records.class_file_path(report.dataset_dir, 0))[0][0]).shape == (16, 16, 3)
+    finally:
+        gin.clear_config()
