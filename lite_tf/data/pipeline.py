@@ -7,9 +7,11 @@ How it works (and why it is faster and leaner than the reference pipeline):
    pairs; a small Python generator reads exactly those records with ``os.pread`` (one file open at
    a time, closed straight after) and hands over one vector of serialized examples. No per-class
    streams, no shuffle buffers, no padded slots: memory does not grow with the number of classes.
-3. tf.data parses the examples in one vectorised op, checks them, then decodes and resizes the
-   images with ``num_parallel_calls=AUTOTUNE`` inside the episode, assembles support and query and
-   prefetches whole episodes.
+3. tf.data parses the examples in one vectorised op and checks them; then, per episode, support
+   and query are each decoded and resized by a parallel map (``num_parallel_calls=AUTOTUNE``) and
+   batched whole, and finished episodes are prefetched. Measured against the alternative of one
+   ``tf.map_fn`` per episode under a parallel outer map, this was faster and used less memory.
+   Peak pipeline memory is about two of the largest episodes (one handed out, one being built).
 
 Pixels are in [-1, 1] (float32) or [0, 255] (uint8, 4x smaller; EpisodicModel converts per chunk).
 Augmentation (flip, colour jitter, pad-and-crop) is set separately for support and query and uses
@@ -71,6 +73,14 @@ class Augmentation:
     saturation: float = 0.0
     hue: float = 0.0
     crop_padding: int = 0
+
+    def __post_init__(self):
+        for name, limit in (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.5)):
+            value = getattr(self, name)
+            if not 0.0 <= value <= limit:
+                raise ValueError(f"Augmentation.{name} must be in [0, {limit}]; got {value}.")
+        if int(self.crop_padding) < 0:
+            raise ValueError(f"Augmentation.crop_padding must be >= 0; got {self.crop_padding}.")
 
     @property
     def active(self) -> bool:
@@ -220,7 +230,7 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
                          sampler_kwargs: Optional[dict] = None,
                          support_augmentation: Optional[Augmentation] = None,
                          query_augmentation: Optional[Augmentation] = None,
-                         seed: int = 0, image_dtype=tf.float32, resize_method: str = "bilinear",
+                         seed: Optional[int] = 0, image_dtype=tf.float32, resize_method: str = "bilinear",
                          antialias: bool = False, index: str = "eager", prefetch: int = 1,
                          read_ahead: int = 2) -> tf.data.Dataset:
     """An infinite dataset of episode dicts (``lite_tf.episode.episode_signature(image_size)``).
@@ -231,7 +241,8 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
     split: TRAIN/VALID/TEST (a ``spec.Split`` or its name).
     sampler_kwargs: arguments of :class:`~lite_tf.data.sampling.EpisodeSampler` (num_ways,
       num_support, num_query, ...); anything not given comes from gin bindings or the defaults.
-    seed: fixes episodes and augmentation; re-iterating the dataset replays the same episodes.
+    seed: fixes episodes and augmentation; re-iterating the dataset replays the same episodes
+      (None: a fresh random seed).
     image_dtype: tf.float32 (pixels in [-1, 1]) or tf.uint8 ([0, 255], 4x less memory).
     index: "eager" reads every record header of the split up front (fails fast on any mismatch),
       "lazy" indexes a class when it is first drawn.
@@ -252,6 +263,11 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
     names = tf.constant([f"dataset {s.name!r} ({s.path})" for s in specs])
     support_aug = support_augmentation or Augmentation()
     query_aug = query_augmentation or Augmentation()
+    for aug in (support_aug, query_aug):
+        if aug.crop_padding >= image_size:
+            raise ValueError(f"Augmentation.crop_padding ({aug.crop_padding}) must be below image_size ({image_size}).")
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
 
     def generate():
         seeds = np.random.SeedSequence(seed).spawn(len(specs) + 1)
