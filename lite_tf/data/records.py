@@ -18,6 +18,7 @@ the file through TensorFlow's own reader) because that costs a full read.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import tempfile
@@ -146,18 +147,22 @@ def record_index(path: str) -> Tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise RecordFileError(f"Record file {path} does not exist.") from None
     offsets, lengths = [], []
-    with f:
+    if size == 0:
+        f.close()
+        return np.zeros([0], np.int64), np.zeros([0], np.int64)
+    # mmap: headers are read without a system call each; only the pages holding headers are touched.
+    with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
         position = 0
         while position < size:
             number = len(offsets)
-            header = f.read(_HEADER_BYTES)
+            header = view[position:position + _HEADER_BYTES]
             if len(header) < _HEADER_BYTES:
                 raise RecordFileError(
                     f"Record file {path} is truncated: record {number} at byte {position} has an "
                     f"incomplete header ({len(header)} of {_HEADER_BYTES} bytes; file size {size})."
                 )
-            length_bytes, length_crc = header[:8], struct.unpack("<I", header[8:])[0]
-            if masked_crc32c(length_bytes) != length_crc:
+            length_bytes = header[:8]
+            if masked_crc32c(length_bytes) != struct.unpack("<I", header[8:])[0]:
                 raise RecordFileError(
                     f"Record file {path} is corrupt: record {number} at byte {position} has a length "
                     "field whose checksum does not match (not a TFRecord file, or damaged)."
@@ -172,7 +177,6 @@ def record_index(path: str) -> Tuple[np.ndarray, np.ndarray]:
             offsets.append(position + _HEADER_BYTES)
             lengths.append(length)
             position = end
-            f.seek(position)
     return np.asarray(offsets, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
 

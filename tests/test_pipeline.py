@@ -1,0 +1,193 @@
+"""Episode pipeline: structure, pixel range, label consistency, no duplicates, determinism,
+multi-source, augmentation, and a clear error for every kind of bad input."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lite_tf.data import pipeline, records, sampling
+from lite_tf.data import spec as S
+from lite_tf.episode import episode_signature, validate_episode
+
+SIZE = 16
+
+
+def code_image(source, class_id, index):
+    """A solid PNG whose colour encodes (source, class, index) exactly; resizing keeps it."""
+    value = class_id * 10 + index
+    image = np.zeros((20, 24, 3), np.uint8)
+    image[..., 0] = value // 4 * 4
+    image[..., 1] = value % 4 * 60
+    image[..., 2] = 40 + 160 * source
+    return tf.io.encode_png(image).numpy()
+
+
+def decode_code(pixel):
+    """(source, class, index) back from a [-1, 1] or uint8 pixel."""
+    v = np.asarray(pixel, np.float64)
+    if v.max() <= 1.0:
+        v = (v + 1.0) * 127.5
+    v = np.round(v).astype(int)
+    value = v[0] + int(round(v[1] / 60))
+    return (int(v[2] > 120), value // 10, value % 10)
+
+
+def make_source(root, name, counts=None, splits=(8, 0, 0), source=0):
+    total = sum(splits)
+    counts = counts or [10] * total
+    folder = os.path.join(root, name)
+    spec = S.make_flat_spec(name, folder, dict(zip(("TRAIN", "VALID", "TEST"), splits)), dict(enumerate(counts)))
+    for c, n in enumerate(counts):
+        records.write_class_file(records.class_file_path(folder, c),
+                                 [code_image(source, c, i) for i in range(n)], c)
+    S.write_spec(spec, folder)
+    return folder
+
+
+def take(dataset, n):
+    return [{k: v.numpy() for k, v in e.items()} for e in dataset.take(n)]
+
+
+def test_structure_range_labels_and_no_duplicates(tmp_path):
+    folder = make_source(str(tmp_path), "toy", counts=[10, 10, 4, 10, 7, 10, 10, 2])
+    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=1)
+    expected = episode_signature(SIZE)
+    for key, value in expected.items():
+        assert dataset.element_spec[key].is_compatible_with(value)
+    for e in take(dataset, 6):
+        validate_episode(e, image_size=SIZE)
+        way = int(e["way"])
+        assert 5 <= way <= 8
+        assert e["support_images"].shape[1:] == (SIZE, SIZE, 3) and e["support_images"].dtype == np.float32
+        assert -1.0 <= e["support_images"].min() and e["query_images"].max() <= 1.0
+        assert set(e["support_labels"]) == set(range(way)) == set(e["query_labels"])
+        seen, class_of_label = set(), {}
+        for part in ("support", "query"):
+            for image, label in zip(e[f"{part}_images"], e[f"{part}_labels"]):
+                assert np.ptp(image.reshape(-1, 3), axis=0).max() < 1e-5  # solid colour survived decode and resize
+                code = decode_code(image[0, 0])
+                assert code not in seen, "an image appears twice in one episode"
+                seen.add(code)
+                assert class_of_label.setdefault(int(label), code[1]) == code[1]
+        assert len(set(class_of_label.values())) == way
+        q = np.bincount(e["query_labels"])
+        assert np.all(q == q[0]) and q[0] == 1  # the 2-image class (if drawn) or min count // 2
+
+
+def test_same_seed_same_episodes(tmp_path):
+    folder = make_source(str(tmp_path), "toy")
+    a = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=4), 3)
+    b = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=4), 3)
+    c = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=5), 3)
+    for x, y in zip(a, b):
+        assert all(np.array_equal(x[k], y[k]) for k in x)
+    assert any(x["support_images"].shape != z["support_images"].shape
+               or not np.array_equal(x["support_images"], z["support_images"]) for x, z in zip(a, c))
+
+
+def test_multi_source_uniform(tmp_path):
+    first = make_source(str(tmp_path), "one", source=0)
+    second = make_source(str(tmp_path), "two", source=1)
+    dataset = pipeline.make_episode_dataset(str(tmp_path), "TRAIN", datasets=["one", "two"], image_size=SIZE,
+                                            image_dtype=tf.uint8, seed=0)
+    sources = []
+    for e in take(dataset, 16):
+        assert e["support_images"].dtype == np.uint8
+        codes = {decode_code(i[0, 0])[0] for i in np.concatenate([e["support_images"], e["query_images"]])}
+        assert len(codes) == 1  # one source per episode
+        sources.append(codes.pop())
+    assert 3 <= sum(sources) <= 13
+    same = pipeline.make_episode_dataset([first, S.load_spec(second)], "TRAIN", image_size=SIZE,
+                                         image_dtype=tf.uint8, seed=0)
+    assert all(np.array_equal(x["query_images"], y["query_images"]) for x, y in zip(take(same, 4), take(dataset, 4)))
+
+
+def test_fixed_mode_and_augmentation(tmp_path):
+    folder = make_source(str(tmp_path), "toy")
+    kwargs = dict(sampler_kwargs={"num_ways": 5, "num_support": 2, "num_query": 3}, image_size=SIZE, seed=2)
+    plain = take(pipeline.make_episode_dataset(folder, "TRAIN", **kwargs), 2)
+    jitter = pipeline.Augmentation(brightness=0.3, contrast=0.3, flip=True, crop_padding=2)
+    augmented = take(pipeline.make_episode_dataset(folder, "TRAIN", support_augmentation=jitter, **kwargs), 2)
+    for p, a in zip(plain, augmented):
+        assert p["support_images"].shape == (10, SIZE, SIZE, 3) and p["query_images"].shape[0] == 15
+        assert np.array_equal(p["query_images"], a["query_images"])  # query not augmented
+        assert not np.allclose(p["support_images"], a["support_images"], atol=1e-3)
+        assert -1.0 <= a["support_images"].min() and a["support_images"].max() <= 1.0
+        assert np.array_equal(p["support_labels"], a["support_labels"])
+
+
+@pytest.mark.parametrize("size", [0, 4, 2000, 224.0, True])
+def test_image_size_out_of_range(tmp_path, size):
+    with pytest.raises(ValueError, match="image_size"):
+        pipeline.make_episode_dataset(str(tmp_path), "TRAIN", image_size=size)
+
+
+def test_missing_and_empty_class_files(tmp_path):
+    folder = make_source(str(tmp_path), "toy")
+    os.remove(os.path.join(folder, "3.tfrecords"))
+    with pytest.raises(pipeline.PipelineError, match=r"'toy'.*class 3: .*3\.tfrecords is missing"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
+    open(os.path.join(folder, "3.tfrecords"), "wb").close()
+    with pytest.raises(pipeline.PipelineError, match=r"class 3: .*3\.tfrecords is empty"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
+
+
+def test_truncated_file_and_count_mismatch(tmp_path):
+    folder = make_source(str(tmp_path), "toy")
+    path = os.path.join(folder, "5.tfrecords")
+    with open(path, "rb+") as f:
+        f.truncate(os.path.getsize(path) - 10)
+    with pytest.raises(pipeline.PipelineError, match=r"'toy' class 5: .*5\.tfrecords is truncated"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
+    records.write_class_file(path, [code_image(0, 5, i) for i in range(9)], 5)
+    with pytest.raises(pipeline.PipelineError, match=r"class 5: the spec says 10 images but .*5\.tfrecords holds 9"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
+    # Lazy indexing reports the same problem when the class is first drawn.
+    lazy = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, index="lazy",
+                                         sampler_kwargs={"num_ways": 8})
+    with pytest.raises(Exception, match=r"class 5: the spec says 10 images"):
+        take(lazy, 1)
+
+
+def test_split_too_small_and_tiny_class(tmp_path):
+    folder = make_source(str(tmp_path), "toy", counts=[10] * 7 + [1], splits=(4, 4, 0))
+    with pytest.raises(sampling.SamplerError, match="'toy' split TRAIN has 4 classes"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
+    with pytest.raises(sampling.SamplerError, match=r"'toy' split VALID: 1 class\(es\) have fewer than 2 images.*class 7"):
+        pipeline.make_episode_dataset(folder, "VALID", image_size=SIZE, sampler_kwargs={"min_ways": 3})
+
+
+def test_non_image_bytes_and_wrong_label(tmp_path):
+    folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
+    good = [code_image(0, 2, i) for i in range(3)]
+    records.write_class_file(os.path.join(folder, "2.tfrecords"), good[:2] + [b"<html>not an image</html>"], 2)
+    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"not an encoded JPEG.*toy.*class ids:\] \[2\] \[record numbers in their class file:\] \[2\]"):
+        take(dataset, 1)
+    records.write_class_file(os.path.join(folder, "2.tfrecords"), good, 4)
+    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"label feature is not the id of their class.*toy.*\[labels found:\] \[4( 4)*\]"):
+        take(dataset, 1)
+    with pytest.raises(pipeline.PipelineError, match=r"'toy' class 2 file .*2\.tfrecords record 0: label feature is 4"):
+        pipeline.verify_dataset(folder)
+
+
+def test_verify_dataset_finds_damaged_image(tmp_path):
+    folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
+    assert pipeline.verify_dataset(folder) == 15
+    broken = code_image(0, 1, 0)[:30]  # right signature, body cut off
+    records.write_class_file(os.path.join(folder, "1.tfrecords"), [broken] + [code_image(0, 1, i) for i in (1, 2)], 1)
+    with pytest.raises(pipeline.PipelineError, match=r"class 1 file .*1\.tfrecords record 0: image does not decode"):
+        pipeline.verify_dataset(folder)
+
+
+def test_augmentation_arguments_checked(tmp_path):
+    with pytest.raises(ValueError, match="Augmentation.hue"):
+        pipeline.Augmentation(hue=0.7)
+    with pytest.raises(ValueError, match="Augmentation.contrast"):
+        pipeline.Augmentation(contrast=-0.1)
+    folder = make_source(str(tmp_path), "toy")
+    with pytest.raises(ValueError, match="crop_padding"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE,
+                                      query_augmentation=pipeline.Augmentation(crop_padding=SIZE))
