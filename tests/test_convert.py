@@ -344,12 +344,9 @@ def run_tool():
     from tools import convert as tool
 
     def run(*argv):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["convert", *argv])
-        try:
-            return tool._run(["convert"])
-        finally:
-            flags.FLAGS.unparse_flags()
+        flag_values = tool.define_flags(flags.FlagValues())
+        flag_values(["convert", *argv])
+        return tool.run(["convert"], flag_values)
     return run
 
 

@@ -15,12 +15,9 @@ SMALL = dict(image_size=16, classes_per_split=[2, 1, 1], images_per_class=3, see
 def run_tool():
     """Runs the absl main with the given flags in this process; returns its exit status."""
     def run(*argv):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["make_demo_data", *argv])
-        try:
-            return make_demo_data._main(["make_demo_data"])
-        finally:
-            flags.FLAGS.unparse_flags()
+        flag_values = make_demo_data.define_flags(flags.FlagValues())
+        flag_values(["make_demo_data", *argv])
+        return make_demo_data.run(["make_demo_data"], flag_values)
     return run
 
 
