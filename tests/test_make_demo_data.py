@@ -112,3 +112,26 @@ def test_bad_flags(tmp_path, run_tool, capsys):
     assert run_tool(f"--output_dir={tmp_path}", "--classes_per_split=2,1", "--noprogress") == 1
     assert "classes_per_split" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+def test_missing_class_file_is_rewritten_and_files_are_readable(tmp_path):
+    make_demo_data.make_demo_data(tmp_path, ["shapes"], **SMALL)
+    folder = tmp_path / "shapes"
+    original = (folder / "2.tfrecords").read_bytes()
+    os.remove(folder / "2.tfrecords")
+    plan = synthetic.plan_synthetic_dataset(tmp_path, "shapes", 16, (2, 1, 1), 3)
+    assert plan.state() == "partial"
+    report = make_demo_data.make_demo_data(tmp_path, ["shapes"], **SMALL)[0]
+    assert (report.resumed, report.written) == (3, 1)
+    assert (folder / "2.tfrecords").read_bytes() == original
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in os.listdir(folder):
+        assert os.stat(folder / name).st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_duplicate_class_names_are_refused(tmp_path):
+    jobs = [writer.ClassJob("a", "TRAIN", lambda: [b"x", b"y"]), writer.ClassJob("a", "TEST", lambda: [b"x", b"y"])]
+    with pytest.raises(writer.DatasetWriteError, match=r"\['a'\] appear more than once"):
+        writer.write_dataset(tmp_path / "d", "d", jobs, {}, progress=False)
+    assert not (tmp_path / "d").exists()
