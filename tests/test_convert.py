@@ -1,5 +1,6 @@
 """Converters (lite_tf/data/convert.py, tools/convert.py): round trips, splits, resume, bad input, TFDS."""
 import functools
+import io
 import json
 import os
 
@@ -365,3 +366,13 @@ def test_cli(tmp_path, image_folder, tfds_dir, run_tool, capsys):
     from absl import app
     with pytest.raises(app.UsageError, match="exactly one input"):
         run_tool(f"--output_dir={tmp_path}", "--noprogress")
+
+
+def test_sixteen_bit_png_is_rescaled(tmp_path):
+    values = (np.linspace(0, 65535, 24 * 32).reshape(24, 32)).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG")
+    pixels = np.asarray(Image.open(io.BytesIO(convert.prepare_image(buffer.getvalue(), "deep.png"))))
+    expected = values.astype(float) / 65535 * 255
+    assert pixels.shape == (24, 32, 3)
+    assert np.abs(pixels[..., 0] - expected).mean() < 3.0
