@@ -191,17 +191,3 @@ def test_augmentation_arguments_checked(tmp_path):
     with pytest.raises(ValueError, match="crop_padding"):
         pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE,
                                       query_augmentation=pipeline.Augmentation(crop_padding=SIZE))
-
-
-def test_fast_jpeg_decoding_close_to_exact(tmp_path):
-    from lite_tf.data import fake
-
-    folder = str(tmp_path / "jpeg")
-    fake.write_fake_dataset(fake.flat_toy_spec("jpeg", folder, classes=(5, 0, 0), images=4), folder, image_size=40)
-    exact, fast = (take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, jpeg_dct_method=m), 1)[0]
-                   for m in ("", "INTEGER_FAST"))
-    assert np.array_equal(exact["support_labels"], fast["support_labels"])
-    difference = np.abs(exact["support_images"] - fast["support_images"])
-    assert difference.mean() < 0.02 and difference.max() < 0.2
-    with pytest.raises(ValueError, match="jpeg_dct_method"):
-        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, jpeg_dct_method="FAST")

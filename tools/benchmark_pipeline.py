@@ -30,7 +30,6 @@ flags.DEFINE_integer("classes", 30, "Classes per source (all in TRAIN).")
 flags.DEFINE_integer("images_per_class", 40, "Images per class.")
 flags.DEFINE_integer("record_size", 256, "Side of the JPEGs stored in the records.")
 flags.DEFINE_enum("image_dtype", "float32", ["float32", "uint8"], "Pipeline output dtype.")
-flags.DEFINE_enum("jpeg_dct_method", "", ["", "INTEGER_FAST", "INTEGER_ACCURATE"], "JPEG decoding method.")
 flags.DEFINE_string("records_dir", None, "Reuse/keep records here instead of a temporary folder.")
 flags.DEFINE_string("json_out", None, "Also write the results to this JSON file.")
 flags.DEFINE_integer("seed", 0, "Episode seed.")
@@ -67,8 +66,7 @@ def run_worker(folders: list) -> dict:
     baseline = _rss_bytes()
     started = time.perf_counter()
     dataset = pipeline.make_episode_dataset(folders, "TRAIN", image_size=FLAGS.image_size, seed=FLAGS.seed,
-                                            image_dtype=getattr(tf, FLAGS.image_dtype),
-                                            jpeg_dct_method=FLAGS.jpeg_dct_method)
+                                            image_dtype=getattr(tf, FLAGS.image_dtype))
     iterator = iter(dataset)
     for _ in range(FLAGS.warmup):
         next(iterator)
@@ -86,7 +84,6 @@ def run_worker(folders: list) -> dict:
         "sources": len(folders),
         "image_size": FLAGS.image_size,
         "image_dtype": FLAGS.image_dtype,
-        "jpeg_dct_method": FLAGS.jpeg_dct_method or "default",
         "episodes": FLAGS.episodes,
         "episodes_per_s": FLAGS.episodes / seconds,
         "images_per_s": images / seconds,
@@ -116,7 +113,7 @@ def main(argv):
         for count in FLAGS.sources:
             count = int(count)
             command = [sys.executable, "-m", "tools.benchmark_pipeline", "--worker=" + ",".join(folders[:count])]
-            for name in ("image_size", "episodes", "warmup", "image_dtype", "seed", "jpeg_dct_method"):
+            for name in ("image_size", "episodes", "warmup", "image_dtype", "seed"):
                 command.append(f"--{name}={getattr(FLAGS, name)}")
             env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
             output = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -125,8 +122,7 @@ def main(argv):
                 raise RuntimeError(f"benchmark worker for {count} source(s) failed:\n{output.stderr[-3000:]}")
             result = json.loads(lines[-1][len("RESULT "):])
             results.append(result)
-            print(f"sources={count} size={result['image_size']} dtype={result['image_dtype']} "
-                  f"jpeg={result['jpeg_dct_method']}: "
+            print(f"sources={count} size={result['image_size']} dtype={result['image_dtype']}: "
                   f"{result['episodes_per_s']:.2f} episodes/s, {result['images_per_s']:.0f} images/s "
                   f"({result['mean_images_per_episode']:.0f} images/episode), pipeline peak memory "
                   f"{result['pipeline_peak_memory_gb']:.2f} GB (process {result['process_peak_memory_gb']:.2f} GB)",

@@ -180,20 +180,10 @@ def _augment(image, aug: Augmentation, seed, image_size: int):
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
-def _image_decoder(image_size: int, image_dtype, augmentation: Augmentation, resize_method: str, antialias: bool,
-                   jpeg_dct_method: str = ""):
-    def decode_any(image_bytes):
+def _image_decoder(image_size: int, image_dtype, augmentation: Augmentation, resize_method: str, antialias: bool):
+    def decode(image_bytes, seed):
         image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
         image.set_shape([None, None, 3])
-        return image
-
-    def decode(image_bytes, seed):
-        if jpeg_dct_method:
-            image = tf.cond(tf.io.is_jpeg(image_bytes),
-                            lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method=jpeg_dct_method),
-                            lambda: decode_any(image_bytes))
-        else:
-            image = decode_any(image_bytes)
         image = tf.image.resize(image, [image_size, image_size], method=resize_method, antialias=antialias)
         if augmentation.active:
             image = _augment(image / 255.0, augmentation, seed, image_size) * 255.0
@@ -236,8 +226,8 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
                          support_augmentation: Optional[Augmentation] = None,
                          query_augmentation: Optional[Augmentation] = None,
                          seed: Optional[int] = 0, image_dtype=tf.float32, resize_method: str = "bilinear",
-                         antialias: bool = False, jpeg_dct_method: str = "", index: str = "eager",
-                         prefetch: int = 1, read_ahead: int = 2) -> tf.data.Dataset:
+                         antialias: bool = False, index: str = "eager", prefetch: int = 1,
+                         read_ahead: int = 2) -> tf.data.Dataset:
     """An infinite dataset of episode dicts (``lite_tf.episode.episode_signature(image_size)``).
 
     sources: a dataset folder (holding ``dataset_spec.json`` and the class files), a spec, or a list
@@ -249,9 +239,6 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
     seed: fixes episodes and augmentation; re-iterating the dataset replays the same episodes
       (None: a fresh random seed).
     image_dtype: tf.float32 (pixels in [-1, 1]) or tf.uint8 ([0, 255], 4x less memory).
-    resize_method, antialias: of ``tf.image.resize`` (squares the image, as Meta-Dataset does).
-    jpeg_dct_method: "" (TensorFlow's default, exact) or "INTEGER_FAST" (faster JPEG decoding,
-      pixels differ by a few levels) or "INTEGER_ACCURATE".
     index: "eager" reads every record header of the split up front (fails fast on any mismatch),
       "lazy" indexes a class when it is first drawn.
     prefetch: episodes decoded ahead; read_ahead: episodes read from disk ahead of decoding.
@@ -319,10 +306,8 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
         "source": tf.TensorSpec([], tf.int32),
         "seed": tf.TensorSpec([2], tf.int64),
     }
-    if jpeg_dct_method not in ("", "INTEGER_FAST", "INTEGER_ACCURATE"):
-        raise ValueError(f"jpeg_dct_method must be '', 'INTEGER_FAST' or 'INTEGER_ACCURATE'; got {jpeg_dct_method!r}.")
-    decoders = {part: _image_decoder(image_size, image_dtype, aug, resize_method, antialias, jpeg_dct_method)
-                for part, aug in (("support", support_aug), ("query", query_aug))}
+    decoders = {"support": _image_decoder(image_size, image_dtype, support_aug, resize_method, antialias),
+                "query": _image_decoder(image_size, image_dtype, query_aug, resize_method, antialias)}
 
     def decode_episode(episode):
         images, record_labels = records.parse_examples(episode["records"])
