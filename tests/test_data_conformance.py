@@ -75,3 +75,15 @@ def test_sampler_structure_on_fake_specs(fake_root):
         e = sampler.sample()
         assert len({alphabet_of[int(c)] for c in e.class_ids}) == 1
         assert all(alphabet_of[int(c)] in omniglot.superclasses("VALID") for c in e.class_ids)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_no_class_files_left_open(fake_root):
+    root, _ = fake_root
+    before = len(os.listdir("/proc/self/fd"))
+    dataset = pipeline.make_episode_dataset(os.path.join(root, "ilsvrc_2012"), "TRAIN", image_size=SIZE, seed=1)
+    iterator = iter(dataset)
+    for _ in range(4):
+        next(iterator)
+        # 712 class files indexed and dozens read per episode; none stays open.
+        assert len(os.listdir("/proc/self/fd")) - before < 8

@@ -180,3 +180,14 @@ def test_verify_dataset_finds_damaged_image(tmp_path):
     records.write_class_file(os.path.join(folder, "1.tfrecords"), [broken] + [code_image(0, 1, i) for i in (1, 2)], 1)
     with pytest.raises(pipeline.PipelineError, match=r"class 1 file .*1\.tfrecords record 0: image does not decode"):
         pipeline.verify_dataset(folder)
+
+
+def test_augmentation_arguments_checked(tmp_path):
+    with pytest.raises(ValueError, match="Augmentation.hue"):
+        pipeline.Augmentation(hue=0.7)
+    with pytest.raises(ValueError, match="Augmentation.contrast"):
+        pipeline.Augmentation(contrast=-0.1)
+    folder = make_source(str(tmp_path), "toy")
+    with pytest.raises(ValueError, match="crop_padding"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE,
+                                      query_augmentation=pipeline.Augmentation(crop_padding=SIZE))

@@ -6,6 +6,8 @@ in a fresh Python process and prints one line per case (and ``--json_out`` if gi
 
 Full run (the figures in the report):
   python -m tools.benchmark_pipeline --sources=1,3 --image_size=224 --episodes=30
+On a shared machine wall-clock rates depend on the other load; images per CPU-second (user + system
+time of the worker) does much less, and times the number of free cores bounds the rate.
 Memory is the peak resident memory of the worker process minus its memory right before the
 pipeline was built (TensorFlow itself excluded).
 """
@@ -72,6 +74,7 @@ def run_worker(folders: list) -> dict:
         next(iterator)
     first = time.perf_counter() - started
     images = support = 0
+    cpu_start = sum(os.times()[:2])
     start = time.perf_counter()
     for _ in range(FLAGS.episodes):
         episode = next(iterator)
@@ -79,6 +82,7 @@ def run_worker(folders: list) -> dict:
         images += n + int(episode["query_images"].shape[0])
         support += n
     seconds = time.perf_counter() - start
+    cpu_seconds = sum(os.times()[:2]) - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "sources": len(folders),
@@ -87,6 +91,8 @@ def run_worker(folders: list) -> dict:
         "episodes": FLAGS.episodes,
         "episodes_per_s": FLAGS.episodes / seconds,
         "images_per_s": images / seconds,
+        "images_per_cpu_s": images / cpu_seconds,
+        "cpu_cores_busy": cpu_seconds / seconds,
         "mean_images_per_episode": images / FLAGS.episodes,
         "mean_support_per_episode": support / FLAGS.episodes,
         "warmup_s": first,
@@ -124,7 +130,8 @@ def main(argv):
             results.append(result)
             print(f"sources={count} size={result['image_size']} dtype={result['image_dtype']}: "
                   f"{result['episodes_per_s']:.2f} episodes/s, {result['images_per_s']:.0f} images/s "
-                  f"({result['mean_images_per_episode']:.0f} images/episode), pipeline peak memory "
+                  f"({result['mean_images_per_episode']:.0f} images/episode; {result['images_per_cpu_s']:.0f} images "
+                  f"per CPU-second, {result['cpu_cores_busy']:.2f} cores busy), pipeline peak memory "
                   f"{result['pipeline_peak_memory_gb']:.2f} GB (process {result['process_peak_memory_gb']:.2f} GB)",
                   flush=True)
         if FLAGS.json_out:

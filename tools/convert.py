@@ -23,37 +23,50 @@ from absl import app, flags, logging
 
 from lite_tf.data import convert, writer
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("image_folder", None, "Input folder with one sub-folder of images per class.")
-flags.DEFINE_string("tfds_name", None, "Input TFDS dataset name (e.g. 'oxford_flowers102' or 'name/config:1.0.0').")
-flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir holding the prepared dataset (default: TFDS's own).")
-flags.DEFINE_bool("download", False, "Allow TFDS to download and prepare the dataset (needs network).")
-flags.DEFINE_list("tfds_splits", None, "TFDS splits whose examples are pooled (default: all of them).")
-flags.DEFINE_string("image_key", None, "TFDS image feature (default: the only Image feature).")
-flags.DEFINE_string("label_key", None, "TFDS label feature (default: the only ClassLabel feature).")
-flags.DEFINE_integer("classes_per_pass", 0, "TFDS: classes collected per pass over the data (0: all in one "
-                     "pass; set it when the dataset does not fit in memory).")
-flags.DEFINE_string("output_dir", None, "Records root; the dataset goes to <output_dir>/<name>.")
-flags.DEFINE_string("name", None, "Dataset name (default: the input folder's name or the TFDS name).")
-flags.DEFINE_list("split_fractions", [str(f) for f in convert.DEFAULT_SPLIT_FRACTIONS],
-                  "Fractions of classes in TRAIN,VALID,TEST (ignored with --split_file).")
-flags.DEFINE_string("split_file", None, "JSON or text file naming the classes of each split.")
-flags.DEFINE_integer("seed", 0, "Seed of the class split drawn from --split_fractions.")
-flags.DEFINE_bool("skip_bad_images", False, "Skip unreadable/non-image files (logged and counted) instead of "
-                  "stopping with an error.")
-flags.DEFINE_integer("max_side", None, "Shrink images whose longer side exceeds this many pixels.")
-flags.DEFINE_integer("jpeg_quality", convert.DEFAULT_JPEG_QUALITY, "Quality of images re-encoded as JPEG.")
-flags.DEFINE_integer("workers", 2, "Threads reading and checking images (image folders).")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.mark_flag_as_required("output_dir")
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
+    """Defines this tool's flags (at run time, not import, so tools can share flag names in one process)."""
+    fv = dict(flag_values=flag_values)
+    flags.DEFINE_string("image_folder", None, "Input folder with one sub-folder of images per class.", **fv)
+    flags.DEFINE_string("tfds_name", None, "Input TFDS dataset name (e.g. 'oxford_flowers102' or "
+                        "'name/config:1.0.0').", **fv)
+    flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir holding the prepared dataset (default: TFDS's "
+                        "own).", **fv)
+    flags.DEFINE_bool("download", False, "Allow TFDS to download and prepare the dataset (needs network).", **fv)
+    flags.DEFINE_list("tfds_splits", None, "TFDS splits whose examples are pooled (default: all of them).", **fv)
+    flags.DEFINE_string("image_key", None, "TFDS image feature (default: the only Image feature).", **fv)
+    flags.DEFINE_string("label_key", None, "TFDS label feature (default: the only ClassLabel feature).", **fv)
+    flags.DEFINE_integer("classes_per_pass", 0, "TFDS: classes collected per pass over the data (0: all in one "
+                         "pass; set it when the dataset does not fit in memory).", **fv)
+    flags.DEFINE_string("output_dir", None, "Records root; the dataset goes to <output_dir>/<name>.", **fv)
+    flags.DEFINE_string("name", None, "Dataset name (default: the input folder's name or the TFDS name).", **fv)
+    flags.DEFINE_list("split_fractions", [str(f) for f in convert.DEFAULT_SPLIT_FRACTIONS],
+                      "Fractions of classes in TRAIN,VALID,TEST (ignored with --split_file).", **fv)
+    flags.DEFINE_string("split_file", None, "JSON or text file naming the classes of each split.", **fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the class split drawn from --split_fractions.", **fv)
+    flags.DEFINE_bool("skip_bad_images", False, "Skip unreadable/non-image files (logged and counted) instead of "
+                      "stopping with an error.", **fv)
+    flags.DEFINE_integer("max_side", None, "Shrink images whose longer side exceeds this many pixels.", **fv)
+    flags.DEFINE_integer("jpeg_quality", convert.DEFAULT_JPEG_QUALITY, "Quality of images re-encoded as JPEG.",
+                         **fv)
+    flags.DEFINE_integer("workers", 2, "Threads reading and checking images (image folders).", **fv)
+    flags.DEFINE_bool("progress", True, "Show a progress bar.", **fv)
+    flags.mark_flag_as_required("output_dir", flag_values=flag_values)
+    return flag_values
 
 
-def _run(argv) -> int:
+def run(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
+    """The tool's body on parsed flags; returns the exit status."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if (FLAGS.image_folder is None) == (FLAGS.tfds_name is None):
         raise app.UsageError("Give exactly one input: --image_folder or --tfds_name.")
-    common = dict(split_fractions=[float(f) for f in FLAGS.split_fractions], split_file=FLAGS.split_file,
+    try:
+        fractions = [float(f) for f in FLAGS.split_fractions]
+    except ValueError:
+        raise app.UsageError(f"--split_fractions must be numbers TRAIN,VALID,TEST; got "
+                             f"{','.join(FLAGS.split_fractions)}.") from None
+    common = dict(split_fractions=fractions, split_file=FLAGS.split_file,
                   seed=FLAGS.seed, skip_bad_images=FLAGS.skip_bad_images, max_side=FLAGS.max_side,
                   jpeg_quality=FLAGS.jpeg_quality)
     try:
@@ -77,7 +90,8 @@ def _run(argv) -> int:
 
 def main():
     """Console-script entry point (lite_tf_convert)."""
-    app.run(_run)
+    define_flags()
+    app.run(run)
 
 
 if __name__ == "__main__":

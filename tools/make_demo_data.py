@@ -19,18 +19,22 @@ from absl import app, flags
 
 from lite_tf.data import synthetic, writer
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "demo_data", "Folder that receives one sub-folder per source.")
-flags.DEFINE_integer("image_size", synthetic.DEFAULT_IMAGE_SIZE, "Side of the square images, in pixels.")
-flags.DEFINE_list("sources", synthetic.available_sources(),
-                  f"Sources to generate, from {synthetic.available_sources()}.")
-flags.DEFINE_list("classes_per_split", [str(c) for c in synthetic.DEFAULT_CLASSES_PER_SPLIT],
-                  "Classes in TRAIN,VALID,TEST of every source.")
-flags.DEFINE_integer("images_per_class", synthetic.DEFAULT_IMAGES_PER_CLASS, "Images in every class.")
-flags.DEFINE_integer("seed", 0, "Seed of the class prototypes and image variations.")
-flags.DEFINE_integer("jpeg_quality", synthetic.DEFAULT_JPEG_QUALITY, "JPEG quality of the stored images.")
-flags.DEFINE_integer("workers", None, "Processes rendering classes in parallel (default: CPU count).")
-flags.DEFINE_bool("progress", True, "Show a progress bar per source.")
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
+    """Defines this tool's flags (at run time, not import, so tools can share flag names in one process)."""
+    fv = dict(flag_values=flag_values)
+    flags.DEFINE_string("output_dir", "demo_data", "Folder that receives one sub-folder per source.", **fv)
+    flags.DEFINE_integer("image_size", synthetic.DEFAULT_IMAGE_SIZE, "Side of the square images, in pixels.", **fv)
+    flags.DEFINE_list("sources", synthetic.available_sources(),
+                      f"Sources to generate, from {synthetic.available_sources()}.", **fv)
+    flags.DEFINE_list("classes_per_split", [str(c) for c in synthetic.DEFAULT_CLASSES_PER_SPLIT],
+                      "Classes in TRAIN,VALID,TEST of every source.", **fv)
+    flags.DEFINE_integer("images_per_class", synthetic.DEFAULT_IMAGES_PER_CLASS, "Images in every class.", **fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the class prototypes and image variations.", **fv)
+    flags.DEFINE_integer("jpeg_quality", synthetic.DEFAULT_JPEG_QUALITY, "JPEG quality of the stored images.",
+                         **fv)
+    flags.DEFINE_integer("workers", None, "Processes rendering classes in parallel (default: CPU count).", **fv)
+    flags.DEFINE_bool("progress", True, "Show a progress bar per source.", **fv)
+    return flag_values
 
 
 def _folder_size(path: str) -> int:
@@ -51,12 +55,17 @@ def make_demo_data(output_dir: str, sources, image_size: int, classes_per_split,
     return [plan.write(workers=workers, parallel="process", progress=progress) for plan in plans]
 
 
-def _main(argv) -> int:
+def run(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
+    """The tool's body on parsed flags; returns the exit status."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     start = time.time()
     try:
         classes = [int(c) for c in FLAGS.classes_per_split]
+    except ValueError:
+        raise app.UsageError(f"--classes_per_split must be integers TRAIN,VALID,TEST; got "
+                             f"{','.join(FLAGS.classes_per_split)}.") from None
+    try:
         reports = make_demo_data(FLAGS.output_dir, FLAGS.sources, FLAGS.image_size, classes,
                                  FLAGS.images_per_class, FLAGS.seed, FLAGS.jpeg_quality, FLAGS.workers,
                                  FLAGS.progress)
@@ -76,7 +85,8 @@ def _main(argv) -> int:
 
 def main():
     """Console-script entry point (lite_tf_make_demo_data)."""
-    app.run(_main)
+    define_flags()
+    app.run(run)
 
 
 if __name__ == "__main__":

@@ -73,6 +73,12 @@ def prepare_image(data: bytes, origin: str, max_side: Optional[int] = None,
                 rgba = image.convert("RGBA")
                 rgb = Image.new("RGB", rgba.size, (255, 255, 255))
                 rgb.paste(rgba, mask=rgba.getchannel("A"))
+            elif image.mode.startswith("I") or image.mode == "F":
+                # 16-bit or float greyscale: PIL's convert would clip at 255, so rescale to 8 bits.
+                values = np.asarray(image, dtype=np.float32)
+                top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 1.0)
+                grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                rgb = Image.fromarray(grey, "L").convert("RGB")
             else:
                 rgb = image.convert("RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:

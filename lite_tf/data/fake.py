@@ -6,7 +6,6 @@ learnable; for learnable procedural data see ``lite_tf.data.synthetic``.
 """
 from __future__ import annotations
 
-import os
 from typing import Mapping, Optional
 
 import numpy as np
@@ -53,7 +52,3 @@ def flat_toy_spec(name: str, path: str, classes=(6, 3, 3), images: int = 8) -> "
         name, path, dict(zip(("TRAIN", "VALID", "TEST"), classes)), {c: images for c in range(total)},
         {c: f"class_{c}" for c in range(total)})
 
-
-def ensure_dir(path: str) -> str:
-    os.makedirs(path, exist_ok=True)
-    return path

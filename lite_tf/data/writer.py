@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from concurrent import futures
@@ -208,15 +209,16 @@ def _ordered_map(fn: Callable, items: Sequence, workers: int, parallel: str) -> 
         for item in items:
             yield fn(item)
         return
-    if parallel == "process":
+    if parallel not in ("thread", "process"):
+        raise ValueError(f"parallel must be 'thread' or 'process'; got {parallel!r}.")
+    if parallel == "process" and sys.platform.startswith("linux"):
         import multiprocessing
 
         # fork: workers inherit the imported modules; they only run NumPy/PIL, never TensorFlow.
+        # (Elsewhere fork is unsafe with TensorFlow loaded and spawn re-imports it: threads instead.)
         executor = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    elif parallel == "thread":
-        executor = futures.ThreadPoolExecutor(workers)
     else:
-        raise ValueError(f"parallel must be 'thread' or 'process'; got {parallel!r}.")
+        executor = futures.ThreadPoolExecutor(workers)
     with executor:
         pending = collections.deque()
         iterator = iter(items)
