@@ -9,7 +9,7 @@ gradient through z is not exactly unbiased (see lite_tf/lite.py); h >= N equals 
 from __future__ import annotations
 
 import time
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Sequence, Union
 
 import keras
 import tensorflow as tf

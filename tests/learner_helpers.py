@@ -1,6 +1,5 @@
 """Tiny learners and episodes shared by the learner tests (not a test module)."""
 import numpy as np
-import tensorflow as tf
 
 from lite_tf.registry import get_backbone, get_learner
 

@@ -4,7 +4,6 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from lite_tf.backbones.film import call_backbone, film_sites, identity_film
 from lite_tf.backbones.film_efficientnet import efficientnet_b0_film, transfer_application_weights
