@@ -33,8 +33,20 @@ setup(
         # importing the module registers its plugins (see lite_tf/registry.py).
         "lite_tf.learners": [
             "protonets = learners.protonets",
+            "simple_cnaps = learners.simple_cnaps",
+            "cnaps = learners.cnaps",
+            "finetuner = learners.finetuner",
         ],
         "lite_tf.backbones": [],
-        "console_scripts": [],
+        "console_scripts": [
+            "lite_tf_train = tools.train:run",
+            "lite_tf_evaluate = tools.evaluate:run",
+            "lite_tf_quickstart = tools.quickstart:run",
+            "lite_tf_make_demo_data = tools.make_demo_data:main",
+            "lite_tf_convert = tools.convert:main",
+            "lite_tf_orbit_evaluate = tools.orbit_evaluate:run",
+            "lite_tf_make_orbit_demo = tools.make_orbit_demo:run",
+            "lite_tf_benchmark_lite = tools.benchmark_lite:run",
+        ],
     },
 )

@@ -226,5 +226,10 @@ def main(argv):
             json.dump(results, handle, indent=1)
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

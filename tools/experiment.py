@@ -105,7 +105,7 @@ def resolve_config_path(path: str) -> str:
     raise ExperimentError(f"Gin config file {path!r} not found (looked in the current folder and {REPOSITORY_ROOT}).")
 
 
-def parse_gin(configs: Sequence[str], bindings: Sequence[str], finalize: bool = True) -> str:
+def parse_gin(configs: Sequence[str], bindings: Sequence[str]) -> str:
     """Registers every plugin and configurable, parses configs then bindings; returns the config text.
 
     Unknown configurables, misspelt parameters and syntax errors raise ExperimentError with gin's
@@ -119,11 +119,11 @@ def parse_gin(configs: Sequence[str], bindings: Sequence[str], finalize: bool = 
             if error.name != module:
                 raise
     gin.add_config_file_search_path(str(REPOSITORY_ROOT))
-    with gin.unlock_config():
-        gin.clear_config()
+    paths = [resolve_config_path(c) for c in configs]
     try:
-        gin.parse_config_files_and_bindings([resolve_config_path(c) for c in configs], list(bindings),
-                                            finalize_config=finalize)
+        with gin.unlock_config():
+            gin.clear_config()
+            gin.parse_config_files_and_bindings(paths, list(bindings), finalize_config=False)
     except (ValueError, KeyError, SyntaxError, TypeError, ImportError, IOError) as error:
         raise ExperimentError(f"Bad gin configuration: {error}") from error
     return gin.config_str()
@@ -133,36 +133,41 @@ def build(configs: Sequence[str] = (), bindings: Sequence[str] = ()) -> tuple:
     """(model, training) from the currently parsed gin config; construction errors are explained."""
     try:
         training = Training()
+        keras.utils.set_random_seed(training.seed)  # before any weight is initialised
         model = EpisodicModel()
     except ExperimentError:
         raise
     except (TypeError, ValueError, KeyError) as error:
         raise ExperimentError(f"Could not build the experiment from gin: {error}") from error
-    keras.utils.set_random_seed(training.seed)
     model.compile(training.optimizer())
     model.optimizer.build(model.trainable_variables)
     return model, training
 
 
-def check_model_dir(model_dir: str, config_text: str, create: bool = True) -> None:
-    """Refuses a model dir that holds a different experiment; records the experiment otherwise."""
+def check_model_dir(model_dir: str, config_text: str) -> None:
+    """Refuses a model dir that holds a different experiment (nothing is written)."""
     path = os.path.join(model_dir, EXPERIMENT_FILE)
-    if os.path.exists(path):
-        with open(path) as handle:
-            existing = handle.read()
-        if existing != config_text:
-            raise ExperimentError(
-                f"Model dir {model_dir!r} holds a different experiment ({path} differs from this "
-                "configuration). Use a new --model_dir, or delete the old one to start over; nothing was changed."
-            )
+    if not os.path.exists(path):
+        if os.path.isdir(model_dir) and os.listdir(model_dir):
+            raise ExperimentError(f"Model dir {model_dir!r} is not empty and holds no {EXPERIMENT_FILE}: "
+                                  "not a lite_tf run; use a new --model_dir.")
         return
-    if not create:
-        raise ExperimentError(f"Model dir {model_dir!r} has no {EXPERIMENT_FILE}: not a lite_tf training run.")
+    with open(path) as handle:
+        existing = handle.read()
+    if existing != config_text:
+        raise ExperimentError(
+            f"Model dir {model_dir!r} holds a different experiment ({path} differs from this "
+            "configuration). Use a new --model_dir, or delete the old one to start over; nothing was changed."
+        )
+
+
+def record_experiment(model_dir: str, config_text: str) -> None:
+    """Writes experiment.gin (atomically) so reruns and evaluation rebuild the same experiment."""
     os.makedirs(model_dir, exist_ok=True)
-    temporary = path + ".tmp"
-    with open(temporary, "w") as handle:
+    path = os.path.join(model_dir, EXPERIMENT_FILE)
+    with open(path + ".tmp", "w") as handle:
         handle.write(config_text)
-    os.replace(temporary, path)
+    os.replace(path + ".tmp", path)
 
 
 def write_operative_config(model_dir: str) -> None:

@@ -35,5 +35,10 @@ def main(argv):
     print(f"Wrote {frames} frames of {FLAGS.frame_size} px to {FLAGS.output_dir}")
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -97,5 +97,10 @@ def main(argv):
                        output=FLAGS.output)
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -37,22 +37,25 @@ def train(model_dir: str, configs, bindings, data_root=None, verbose: int = 1) -
     from lite_tf import callbacks as lite_callbacks
     from tools import experiment
 
+    # Everything that can be wrong is checked before the model dir is written to.
     config_text = experiment.parse_gin(configs, bindings)
     experiment.check_model_dir(model_dir, config_text)
     model, training = experiment.build()
-    checkpoint = lite_callbacks.ResumableCheckpoint(os.path.join(model_dir, "checkpoints"), model)
-    initial_epoch = checkpoint.restore()
+    checkpoints = os.path.join(model_dir, "checkpoints")
+    checkpoint = lite_callbacks.ResumableCheckpoint(checkpoints, model)
+    initial_epoch = checkpoint.restore() if os.path.isdir(checkpoints) else 0
+    try:
+        # A resumed run draws new episodes rather than replaying the ones already trained on.
+        train_data = training.dataset(data_root, training.train_split, seed=training.seed + 1000 * initial_epoch)
+        valid_data = training.dataset(data_root, training.valid_split, seed=training.seed + 1)
+    except (ValueError, OSError) as error:
+        raise experiment.ExperimentError(f"Could not open the data (--data_root={data_root!r}): {error}") from error
+    experiment.record_experiment(model_dir, config_text)
     if initial_epoch >= training.epochs:
         logging.info("Training already finished (%d epochs) in %s.", initial_epoch, model_dir)
         return {}
     if initial_epoch:
         logging.info("Resuming from the end of epoch %d.", initial_epoch)
-    # A resumed run draws new episodes rather than replaying the ones already trained on.
-    try:
-        train_data = training.dataset(data_root, training.train_split, seed=training.seed + 1000 * initial_epoch)
-        valid_data = training.dataset(data_root, training.valid_split, seed=training.seed + 1)
-    except (ValueError, OSError) as error:
-        raise experiment.ExperimentError(f"Could not open the data (--data_root={data_root!r}): {error}") from error
     valid_data = valid_data.take(training.validation_episodes).cache()
     log_dir = os.path.join(model_dir, "logs")
     stop_on_nan = lite_callbacks.StopOnNaN()

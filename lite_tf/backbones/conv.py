@@ -7,19 +7,23 @@ from lite_tf.registry import register_backbone
 
 
 @register_backbone("conv4")
-def conv4(image_size: int, filters: int = 32, blocks: int = 4, name: str = "conv4") -> keras.Model:
+def conv4(image_size: int, filters: int = 32, blocks: int = 4, stem_pool: int = 1,
+          name: str = "conv4") -> keras.Model:
     """The few-shot classic: ``blocks`` x [conv3x3, batch norm, ReLU, max-pool 2], global average pool.
 
-    Batch norm statistics are frozen by calling the network with training=False, which learners do
-    by default so LITE stays exact.
+    ``stem_pool`` > 1 average-pools the input first: large images at a small network's cost (the
+    CPU quickstart feeds 224 px episodes this way). Batch norm statistics are frozen by calling the
+    network with training=False, which learners do by default so LITE stays exact.
     """
+    if stem_pool < 1:
+        raise ValueError(f"conv4 stem_pool must be >= 1; got {stem_pool}.")
     if blocks < 1 or filters < 1:
         raise ValueError(f"conv4 needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
-    if image_size < 2 ** blocks:
-        raise ValueError(f"conv4 with {blocks} pooling blocks needs images of at least {2 ** blocks} px; "
-                         f"got {image_size}.")
+    if image_size < stem_pool * 2 ** blocks:
+        raise ValueError(f"conv4 with {blocks} pooling blocks and stem_pool {stem_pool} needs images of at "
+                         f"least {stem_pool * 2 ** blocks} px; got {image_size}.")
     inputs = keras.Input((image_size, image_size, 3))
-    x = inputs
+    x = keras.layers.AveragePooling2D(stem_pool, name="stem_pool")(inputs) if stem_pool > 1 else inputs
     for block in range(blocks):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
         x = keras.layers.BatchNormalization(name=f"bn{block}")(x)
