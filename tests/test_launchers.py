@@ -215,3 +215,16 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, config, data_root):
     with pytest.raises(FloatingPointError, match=r"Training stopped: the loss became (nan|inf) at episode \d+"):
         train(str(tmp_path / "run"), [config], ["Training.learning_rate = 1e30", "Training.optimizer = 'sgd'",
                                                 "Training.episodes_per_epoch = 3"], data_root, verbose=0)
+
+
+@pytest.mark.parametrize("path", sorted(
+    os.path.relpath(os.path.join(root, name), REPOSITORY)
+    for root, _, names in os.walk(os.path.join(REPOSITORY, "gin", "experiments")) for name in names
+) + ["gin/quickstart.gin"])
+def test_every_experiment_file_parses(path):
+    """Each experiment file names only real configurables and parameters (checked without building,
+    which for the paper's files would fetch ImageNet weights)."""
+    from tools.experiment import parse_gin
+
+    text = parse_gin([path], [])
+    assert "EpisodicModel.learner" in text and "Training." in text
