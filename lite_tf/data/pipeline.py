@@ -24,10 +24,12 @@ the class and the file):
 - a truncated or corrupt record file, or a record count that disagrees with the spec: fails when
   the dataset is built (``index="eager"``, the default: headers of every class file of the split
   are read) or when the class is first drawn (``index="lazy"``, for very large sets);
-- a record whose bytes are not an encoded JPEG/PNG/GIF/BMP image (checked by signature), or whose
-  ``label`` is not its class id: the episode fails with an assertion naming the dataset, class ids
-  and record numbers. An image whose signature is right but whose body is damaged fails in
-  TensorFlow's decoder, whose message cannot name the file; run :func:`verify_dataset` to find it.
+- a record whose bytes are not an encoded JPEG/PNG/GIF/BMP image (checked by signature), whose
+  image data is damaged (the decoder fails), or whose ``label`` is not its class id: the episode
+  fails with an assertion naming the dataset, the class ids and the record numbers. (A decoder
+  failure is caught with ``ignore_errors`` only to be named; the episode still fails.) Damage that
+  the JPEG decoder tolerates (e.g. flipped bits mid-stream) is not detectable this way;
+  :func:`verify_dataset` also checks the record checksums.
 - split too small for the minimum way, a class with fewer than 2 images (variable mode) or too few
   for the fixed shots + query: fails when the dataset is built (``sampling.SamplerError``);
 - ``image_size`` outside [MIN_IMAGE_SIZE, MAX_IMAGE_SIZE]: ``ValueError`` at once.
@@ -318,13 +320,37 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
         image_seeds = tf.stack([tf.fill([count], episode["seed"][0]),
                                 episode["seed"][1] * 2**20 + tf.range(count, dtype=tf.int64)], axis=1)
         n = episode["num_support"]
+        name = tf.gather(names, episode["source"])
 
         def decoded(part, rows):
-            # One parallel map per part, batched whole: no slicing copy of a decoded episode.
+            # One parallel map per part, batched whole: no slicing copy of a decoded episode. An image
+            # that fails to decode is dropped by ignore_errors and then named by the check below
+            # (TensorFlow's decoder error cannot say which file it came from).
             part_images = images[rows]
-            return (tf.data.Dataset.from_tensor_slices((part_images, image_seeds[rows]))
-                    .map(decoders[part], num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                    .batch(tf.shape(part_images, out_type=tf.int64)[0]))
+            part_count = tf.shape(part_images, out_type=tf.int64)[0]
+            decode = decoders[part]
+            batches = (tf.data.Dataset.from_tensor_slices((part_images, image_seeds[rows], tf.range(part_count)))
+                       .map(lambda data, seed, position: (decode(data, seed), position),
+                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                       .ignore_errors(log_warning=True)
+                       .batch(part_count))
+            # If every image failed, the batch is missing: the empty sentinel then reaches the check.
+            sentinel = tf.data.Dataset.from_tensors(
+                (tf.zeros([0, image_size, image_size, 3], image_dtype), tf.zeros([0], tf.int64)))
+
+            def check(batch, kept):
+                present = tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.int32), [part_count]) > 0
+                missing = tf.logical_not(present)
+                failed = tf.debugging.Assert(
+                    tf.equal(tf.size(kept, out_type=tf.int64), part_count),
+                    ["Image(s) that could not be decoded (damaged image data) in", name,
+                     "class ids:", tf.boolean_mask(episode["class_ids"][rows], missing),
+                     "record numbers in their class file:", tf.boolean_mask(episode["record_ids"][rows], missing)],
+                    summarize=10)
+                with tf.control_dependencies([failed]):
+                    return tf.identity(batch)
+
+            return batches.concatenate(sentinel).take(1).map(check)
 
         labels = episode["labels"]
         meta = tf.data.Dataset.from_tensors({
