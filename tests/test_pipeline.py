@@ -212,3 +212,13 @@ def test_damaged_image_data_is_named(tmp_path, damage):
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=rf"could not be decoded.*toy.*class ids:\] \[1.*record numbers in their class file:\] \[.*{record}"):
         take(dataset, 1)
+
+
+@pytest.mark.parametrize("size", [84, 320])
+def test_large_image_sizes(tmp_path, size):
+    folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
+    episode = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=size, image_dtype=tf.uint8,
+                                                 sampler_kwargs={"num_ways": 5, "num_support": 1, "num_query": 1}), 1)[0]
+    assert episode["support_images"].shape == (5, size, size, 3) and episode["query_images"].shape == (5, size, size, 3)
+    codes = {decode_code(image[size // 2, size // 2]) for image in episode["support_images"]}
+    assert {code[1] for code in codes} == set(range(5))
