@@ -28,7 +28,8 @@ folder, the class(es) and the file or record numbers):
 - a record whose bytes are not an encoded JPEG/PNG/GIF/BMP image (checked by signature), whose
   image data is damaged (the decoder fails), or whose ``label`` is not its class id: the episode
   fails with an assertion naming the dataset, the class ids and the record numbers. (A decoder
-  failure is caught with ``ignore_errors`` only to be named; the episode still fails.) Damage that
+  failure is caught with ``ignore_errors`` only to re-decode the episode image by image and name
+  the bad records; the episode still fails.) Damage that
   the JPEG decoder tolerates (e.g. flipped bits mid-stream) is not detectable this way;
   :func:`verify_dataset` also checks the record checksums.
 - split too small for the minimum way, a class with fewer than 2 images (variable mode) or too few
@@ -324,18 +325,23 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
         name = tf.gather(names, episode["source"])
 
         def decoded(part, rows):
-            # One parallel map per part, batched whole: no slicing copy of a decoded episode. An image
-            # that fails to decode is dropped by ignore_errors and then named by the check below
-            # (TensorFlow's decoder error cannot say which file it came from).
-            part_images = images[rows]
+            # One parallel map per part, batched whole (tf.data fuses map + batch, so decoded images
+            # go straight into the episode tensor). If any image fails to decode, ignore_errors drops
+            # the batch and the diagnostic path below runs instead: it decodes image by image and
+            # fails naming the bad records (TensorFlow's decoder error cannot name the file).
+            part_images, part_seeds = images[rows], image_seeds[rows]
             part_count = tf.shape(part_images, out_type=tf.int64)[0]
             decode = decoders[part]
-            batches = (tf.data.Dataset.from_tensor_slices((part_images, image_seeds[rows], tf.range(part_count)))
-                       .map(lambda data, seed, position: (decode(data, seed), position),
-                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                       .ignore_errors(log_warning=True)
-                       .batch(part_count))
-            # If every image failed, the batch is missing: the empty sentinel then reaches the check.
+            fast = (tf.data.Dataset.from_tensor_slices((part_images, part_seeds))
+                    .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                    .batch(part_count)
+                    .ignore_errors())
+            one_by_one = (tf.data.Dataset.from_tensor_slices((part_images, part_seeds, tf.range(part_count)))
+                          .map(lambda data, seed, position: (decode(data, seed), position),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                          .ignore_errors(log_warning=True)
+                          .batch(part_count))
+            # If every image failed there is no batch at all: the empty sentinel reaches the check.
             sentinel = tf.data.Dataset.from_tensors(
                 (tf.zeros([0, image_size, image_size, 3], image_dtype), tf.zeros([0], tf.int64)))
 
@@ -351,7 +357,8 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
                 with tf.control_dependencies([failed]):
                     return tf.identity(batch)
 
-            return batches.concatenate(sentinel).take(1).map(check)
+            diagnose = one_by_one.concatenate(sentinel).take(1).map(check)
+            return fast.concatenate(diagnose).take(1)
 
         labels = episode["labels"]
         meta = tf.data.Dataset.from_tensors({
