@@ -191,3 +191,34 @@ def test_augmentation_arguments_checked(tmp_path):
     with pytest.raises(ValueError, match="crop_padding"):
         pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE,
                                       query_augmentation=pipeline.Augmentation(crop_padding=SIZE))
+
+
+@pytest.mark.parametrize("damage", ["png", "jpeg", "all"])
+def test_damaged_image_data_is_named(tmp_path, damage):
+    from lite_tf.data import fake
+
+    folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
+    good = [code_image(0, 1, i) for i in range(3)]
+    if damage == "png":
+        images = [good[0], good[1][:40], good[2]]  # right signature, body cut off
+    elif damage == "jpeg":
+        jpeg = fake.random_jpeg(np.random.default_rng(0), 32)
+        images = [good[0], good[1], jpeg[:len(jpeg) // 3]]
+    else:
+        images = [g[:40] for g in good]
+    records.write_class_file(os.path.join(folder, "1.tfrecords"), images, 1)
+    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5})
+    record = {"png": "1", "jpeg": "2", "all": "[0-2]"}[damage]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"could not be decoded.*toy.*class ids:\] \[1.*record numbers in their class file:\] \[.*{record}"):
+        take(dataset, 1)
+
+
+@pytest.mark.parametrize("size", [84, 320])
+def test_large_image_sizes(tmp_path, size):
+    folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
+    episode = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=size, image_dtype=tf.uint8,
+                                                 sampler_kwargs={"num_ways": 5, "num_support": 1, "num_query": 1}), 1)[0]
+    assert episode["support_images"].shape == (5, size, size, 3) and episode["query_images"].shape == (5, size, size, 3)
+    codes = {decode_code(image[size // 2, size // 2]) for image in episode["support_images"]}
+    assert {code[1] for code in codes} == set(range(5))

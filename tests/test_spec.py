@@ -7,9 +7,17 @@ import pytest
 
 from lite_tf.data import spec as S
 
-SPEC_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "meta_dataset_specs")
-if not os.path.isdir(SPEC_DIR):
-    SPEC_DIR = "/work/shared/meta_dataset_specs"
+def _find_spec_dir():
+    """Real Meta-Dataset specs: $LITE_TF_MD_SPECS, the checkout's shared/ folder, or /work/shared."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.environ.get("LITE_TF_MD_SPECS", ""), os.path.join(here, "..", "shared", "meta_dataset_specs"),
+                      os.path.join(here, "..", "..", "shared", "meta_dataset_specs"), "/work/shared/meta_dataset_specs"):
+        if candidate and os.path.isdir(candidate):
+            return candidate
+    return "/nonexistent"
+
+
+SPEC_DIR = _find_spec_dir()
 SPEC_FILES = sorted(glob.glob(os.path.join(SPEC_DIR, "*_dataset_spec.json")))
 
 EXPECTED = {  # TRAIN/VALID/TEST class counts of the real benchmark

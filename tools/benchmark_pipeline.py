@@ -142,5 +142,10 @@ def main(argv):
             temporary.cleanup()
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -150,11 +150,13 @@ class EpisodeSampler:
             need, why = 2, "variable-shot episodes need at least 2 (one support, one query)"
         else:
             need = self._max_shots() + (self.num_query or 1)
-            why = f"episodes with up to {self._max_shots()} shots and {self.num_query or 1} query image(s) need that many"
+            why = (f"episodes with up to {self._max_shots()} shots and {self.num_query or 1} query image(s) "
+                   "need that many")
         small = [c for c in self.classes if self.counts[int(c)] < need]
         if small:
-            listed = ", ".join(f"class {c} ({self.counts[int(c)]} images, {self.spec.class_file(c) if self.spec.path else 'no path'})"
-                               for c in small[:5])
+            listed = ", ".join(
+                f"class {c} ({self.counts[int(c)]} images, {self.spec.class_file(c) if self.spec.path else 'no path'})"
+                for c in small[:5])
             raise SamplerError(
                 f"{self._where}: {len(small)} class(es) have fewer than {need} images; {why}: {listed}"
                 + (" ..." if len(small) > 5 else "") + ". Remove them from the split or change the episode shape."

@@ -22,7 +22,7 @@ import enum
 import json
 import os
 import tempfile
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 SPEC_FILE = "dataset_spec.json"
 DEFAULT_FILE_PATTERN = "{}.tfrecords"
