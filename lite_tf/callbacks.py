@@ -10,14 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-
-def _write_json_atomically(path: str, payload: dict) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(payload, handle, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+from lite_tf import atomic, memory
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
@@ -70,7 +63,7 @@ class BestWeights(keras.callbacks.Callback):
         temporary = self.weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
         self.model.save_weights(temporary, overwrite=True)
         os.replace(temporary, self.weights_path)
-        _write_json_atomically(self.info_path, {"monitor": self.monitor, "value": self.best, "epoch": epoch + 1})
+        atomic.write_json(self.info_path, {"monitor": self.monitor, "value": self.best, "epoch": epoch + 1})
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -118,7 +111,7 @@ class EpisodeStatistics(keras.callbacks.Callback):
             tf.summary.scalar("speed/episodes_per_second", self._episodes / elapsed)
             tf.summary.scalar("speed/images_per_second", self._images / elapsed)
             tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-            tf.summary.scalar("memory/peak_resident_gib", peak_resident_memory() / 1024 ** 3)
+            tf.summary.scalar("memory/peak_resident_gib", memory.peak_resident_bytes() / 1024 ** 3)
         self._started, self._images, self._episodes = time.perf_counter(), 0, 0
 
 
@@ -154,17 +147,3 @@ def image_grid(images: tf.Tensor) -> tf.Tensor:
     grid = tf.reshape(padded, [rows, cols, height, width, channels])
     grid = tf.transpose(grid, [0, 2, 1, 3, 4])
     return tf.reshape(grid, [1, rows * height, cols * width, channels])
-
-
-def peak_resident_memory() -> int:
-    """Peak resident set size of this process in bytes (Linux VmHWM; ru_maxrss elsewhere)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -3,7 +3,8 @@
 Each (mode, support size) runs in a fresh Python process so peak memory is not shared between
 configurations. A worker builds the model and a synthetic episode, records its resident memory (the
 pre-step baseline), runs ``--tasks`` training steps (one Adam step per task, graph mode, the first
-one also traces), and reports the peak RSS above the baseline (sampled every 5 ms, all steps), and the median time of the steps after the first. The first step's tracing is inside the peak; at
+one also traces), and reports the peak RSS above the baseline (the kernel's high-water mark, reset at
+the baseline) and the median time of the steps after the first. The first step's tracing is inside the peak; at
 benchmark sizes activations dominate it, at toy sizes tracing does (so the 3x target needs real sizes).
 
 Targets (as in the foundation benchmark): LITE peak memory roughly flat in N; full
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from lite_tf import memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("learner", "simple_cnaps", "Registered learner name.")
@@ -42,32 +44,6 @@ flags.DEFINE_string("output", None, "Optional JSON file for the results.")
 flags.DEFINE_string("worker", None, "Internal: run one configuration 'mode:N' and print JSON.")
 
 
-def _rss_bytes() -> int:
-    import psutil
-    return psutil.Process().memory_info().rss
-
-
-class PeakSampler:
-    """Samples this process's RSS every few milliseconds in a thread; ``peak`` since ``reset``."""
-
-    def __init__(self, interval_s: float = 0.005):
-        import threading
-        self.interval_s, self.peak, self._stop = interval_s, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
-            time.sleep(self.interval_s)
-
-    def reset(self) -> None:
-        self.peak = _rss_bytes()
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return max(self.peak, _rss_bytes())
 
 
 def run_worker(mode: str, support_size: int) -> dict:
@@ -97,22 +73,18 @@ def run_worker(mode: str, support_size: int) -> dict:
         "way": tf.constant(way, tf.int32),
     }
     step = tf.function(model.train_step, input_signature=[episode_signature(size, tf.uint8)])
-    sampler = PeakSampler()
-    baseline = _rss_bytes()
-    sampler.reset()
+    baseline = memory.resident_bytes()
+    memory.reset_peak_resident()  # the peak below is this measurement's own
     times = []
     for _ in range(FLAGS.tasks):
         start = time.perf_counter()
         logs = step(episode)
         float(logs["loss"])
         times.append(time.perf_counter() - start)
-    peak = sampler.stop()
-    # ru_maxrss is the kernel's high-water mark, a check on the sampler (it may include set-up).
-    kernel_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = memory.peak_resident_bytes()
     gib = lambda value: value / 2 ** 30
     return {"mode": mode, "support_size": support_size, "baseline_gib": gib(baseline),
             "peak_above_baseline_gib": gib(peak - baseline),
-            "kernel_peak_above_baseline_gib": gib(kernel_peak - baseline),
             "median_step_s": statistics.median(times[1:] or times), "first_step_s": times[0], "tasks": FLAGS.tasks}
 
 

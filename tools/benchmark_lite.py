@@ -21,20 +21,24 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_string("learner", "protonets", "Registered learner name.")
-flags.DEFINE_string("backbone", "efficientnet_b0", "Registered backbone name (passed as learner backbone=).")
-flags.DEFINE_integer("image_size", 224, "Image size in pixels.")
-flags.DEFINE_list("support_sizes", ["50", "100", "200", "400", "1000"], "Support set sizes N.")
-flags.DEFINE_list("h", ["8", "40"], "LITE subset sizes.")
-flags.DEFINE_integer("chunk_size", 40, "No-gradient chunk size.")
-flags.DEFINE_integer("query", 16, "Query images (one batch).")
-flags.DEFINE_integer("way", 5, "Classes per episode.")
-flags.DEFINE_integer("repeats", 3, "Timed steps per case (after one warm-up step).")
-flags.DEFINE_bool("full", True, "Also measure full back-propagation.")
-flags.DEFINE_float("memory_limit_gb", 20.0, "Skip full back-propagation where it is predicted to exceed this.")
-flags.DEFINE_bool("run_eagerly", False, "Run the step eagerly instead of as a tf.function.")
-flags.DEFINE_string("output", None, "Write the Markdown table here (and the raw results as .json beside it).")
-flags.DEFINE_string("worker", None, "Internal: run one case given as JSON and print its result.")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_string("learner", "protonets", "Registered learner name.")
+    flags.DEFINE_string("backbone", "efficientnet_b0", "Registered backbone name (passed as learner backbone=).")
+    flags.DEFINE_integer("image_size", 224, "Image size in pixels.")
+    flags.DEFINE_list("support_sizes", ["50", "100", "200", "400", "1000"], "Support set sizes N.")
+    flags.DEFINE_list("h", ["8", "40"], "LITE subset sizes.")
+    flags.DEFINE_integer("chunk_size", 40, "No-gradient chunk size.")
+    flags.DEFINE_integer("query", 16, "Query images (one batch).")
+    flags.DEFINE_integer("way", 5, "Classes per episode.")
+    flags.DEFINE_integer("repeats", 3, "Timed steps per case (after one warm-up step).")
+    flags.DEFINE_bool("full", True, "Also measure full back-propagation.")
+    flags.DEFINE_float("memory_limit_gb", 20.0, "Skip full back-propagation where it is predicted to exceed this.")
+    flags.DEFINE_bool("run_eagerly", False, "Run the step eagerly instead of as a tf.function.")
+    flags.DEFINE_string("output", None, "Write the Markdown table here (and the raw results as .json beside it).")
+    flags.DEFINE_string("worker", None, "Internal: run one case given as JSON and print its result.")
+
+
 FLAGS = flags.FLAGS
 
 GIB = 1024 ** 3
@@ -228,6 +232,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(main)
 
 

@@ -16,7 +16,6 @@ memory: one training step of ``--learner`` on an ORBIT-sized task (``--support_s
 """
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import tempfile
 import time
 
 from absl import app, flags
+
+from lite_tf import memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "all", ["pipeline", "memory", "all"], "What to measure.")
@@ -46,9 +47,6 @@ flags.DEFINE_string("output", None, "Write the measurements as JSON here.")
 flags.DEFINE_string("child_mode", None, "Internal: run one memory measurement in this process.")
 
 
-def _rss() -> int:
-    import psutil
-    return psutil.Process().memory_info().rss
 
 
 def benchmark_pipeline() -> dict:
@@ -101,14 +99,15 @@ def child_step(mode: str) -> dict:
     model.compile(keras.optimizers.Adam(1e-4))
     model.optimizer.build(model.trainable_variables)
     step = tf.function(model.train_step)
-    baseline = _rss()
+    baseline = memory.resident_bytes()
+    memory.reset_peak_resident()  # the peak below is this measurement's own
     times = []
     for _ in range(FLAGS.steps):
         start = time.perf_counter()
         logs = step(episode)
         float(logs["loss"])
         times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = memory.peak_resident_bytes()
     return {"mode": mode, "support_size": n, "query_size": m, "frame_size": size, "h": FLAGS.h,
             "chunk_size": FLAGS.chunk_size, "learner": FLAGS.learner, "backbone": FLAGS.backbone,
             "baseline_rss_gib": baseline / 2 ** 30, "peak_rss_gib": peak / 2 ** 30,

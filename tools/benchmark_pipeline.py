@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 from absl import app, flags
+
+from lite_tf import memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sources", ["1", "3"], "Numbers of sources to benchmark, one fresh process each.")
@@ -38,10 +39,6 @@ flags.DEFINE_integer("seed", 0, "Episode seed.")
 flags.DEFINE_string("worker", None, "Internal: run one case on these comma-separated dataset folders.")
 
 
-def _rss_bytes() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
 
 
 def make_records(root: str) -> list:
@@ -65,7 +62,8 @@ def run_worker(folders: list) -> dict:
 
     from lite_tf.data import pipeline
 
-    baseline = _rss_bytes()
+    baseline = memory.resident_bytes()
+    memory.reset_peak_resident()  # the peak below is this measurement's own
     started = time.perf_counter()
     dataset = pipeline.make_episode_dataset(folders, "TRAIN", image_size=FLAGS.image_size, seed=FLAGS.seed,
                                             image_dtype=getattr(tf, FLAGS.image_dtype))
@@ -83,7 +81,7 @@ def run_worker(folders: list) -> dict:
         support += n
     seconds = time.perf_counter() - start
     cpu_seconds = sum(os.times()[:2]) - cpu_start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = memory.peak_resident_bytes()
     return {
         "sources": len(folders),
         "image_size": FLAGS.image_size,

@@ -8,22 +8,25 @@ Prints a Markdown table and writes <model_dir>/eval_<split>.json and .md (or --o
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 
 from absl import app, flags
 
-flags.DEFINE_string("model_dir", None, "A training run's folder (holds experiment.gin).")
-flags.DEFINE_string("data_root", None, "Root folder of the data.")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings applied after the run's experiment.gin.")
-flags.DEFINE_list("datasets", None, "Datasets to evaluate separately (default: Training.eval_datasets, else all).")
-flags.DEFINE_integer("episodes", 600, "Test episodes per dataset.")
-flags.DEFINE_string("split", None, "Split to evaluate (default: Training.test_split).")
-flags.DEFINE_string("checkpoint", "best", "'best' (best validation accuracy), 'latest', or a weights file.")
-flags.DEFINE_integer("seed", 12345, "Seed of the test episodes.")
-flags.DEFINE_string("output", None, "Output path without extension (default <model_dir>/eval_<split>).")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_string("model_dir", None, "A training run's folder (holds experiment.gin).")
+    flags.DEFINE_string("data_root", None, "Root folder of the data.")
+    flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings applied after the run's experiment.gin.")
+    flags.DEFINE_list("datasets", None, "Datasets to evaluate separately (default: Training.eval_datasets, else all).")
+    flags.DEFINE_integer("episodes", 600, "Test episodes per dataset.")
+    flags.DEFINE_string("split", None, "Split to evaluate (default: Training.test_split).")
+    flags.DEFINE_string("checkpoint", "best", "'best' (best validation accuracy), 'latest', or a weights file.")
+    flags.DEFINE_integer("seed", 12345, "Seed of the test episodes.")
+    flags.DEFINE_string("output", None, "Output path without extension (default <model_dir>/eval_<split>).")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -72,6 +75,7 @@ def episode_accuracies(model, dataset, episodes: int) -> list:
 
 def evaluate(model_dir: str, data_root=None, bindings=(), datasets=None, episodes: int = 600, split=None,
              checkpoint: str = "best", seed: int = 12345, output=None) -> dict:
+    from lite_tf import atomic
     from lite_tf.eval.confidence import mean_confidence_interval
     from tools import experiment
 
@@ -98,12 +102,9 @@ def evaluate(model_dir: str, data_root=None, bindings=(), datasets=None, episode
         table.append(f"| {name} | {100 * r['accuracy']:.2f} | {100 * r['ci95']:.2f} | {r['episodes']} |")
     results["table"] = "\n".join(table)
     output = output or os.path.join(model_dir, f"eval_{split}")
-    with open(output + ".json.tmp", "w") as handle:
-        json.dump(results, handle, indent=1)
-    os.replace(output + ".json.tmp", output + ".json")
-    with open(output + ".md", "w") as handle:
-        handle.write(f"Evaluation of {weights} on the {split} split ({episodes} episodes per dataset)\n\n"
-                     + results["table"] + "\n")
+    atomic.write_json(output + ".json", results, indent=1)
+    atomic.write_text(output + ".md", f"Evaluation of {weights} on the {split} split ({episodes} episodes per "
+                      "dataset)\n\n" + results["table"] + "\n")
     return results
 
 
@@ -126,6 +127,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
 
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 import gin
 import keras
 
-from lite_tf import registry
+from lite_tf import atomic, registry
 from lite_tf.model import EpisodicModel
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -163,15 +163,8 @@ def check_model_dir(model_dir: str, config_text: str) -> None:
 
 def record_experiment(model_dir: str, config_text: str) -> None:
     """Writes experiment.gin (atomically) so reruns and evaluation rebuild the same experiment."""
-    os.makedirs(model_dir, exist_ok=True)
-    path = os.path.join(model_dir, EXPERIMENT_FILE)
-    with open(path + ".tmp", "w") as handle:
-        handle.write(config_text)
-    os.replace(path + ".tmp", path)
+    atomic.write_text(os.path.join(model_dir, EXPERIMENT_FILE), config_text)
 
 
 def write_operative_config(model_dir: str) -> None:
-    path = os.path.join(model_dir, OPERATIVE_FILE)
-    with open(path + ".tmp", "w") as handle:
-        handle.write(gin.operative_config_str())
-    os.replace(path + ".tmp", path)
+    atomic.write_text(os.path.join(model_dir, OPERATIVE_FILE), gin.operative_config_str())

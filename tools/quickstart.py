@@ -13,10 +13,14 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_string("data_dir", "demo_data", "Where the generated data goes (reused when complete).")
-flags.DEFINE_string("model_dir", "runs/quickstart", "Where the run goes.")
-flags.DEFINE_integer("episodes", 200, "Test episodes per generated source.")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings for the training run.")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_string("data_dir", "demo_data", "Where the generated data goes (reused when complete).")
+    flags.DEFINE_string("model_dir", "runs/quickstart", "Where the run goes.")
+    flags.DEFINE_integer("episodes", 200, "Test episodes per generated source.")
+    flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings for the training run.")
+
+
 FLAGS = flags.FLAGS
 
 CONFIG = "gin/quickstart.gin"
@@ -50,6 +54,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
 
 

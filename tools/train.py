@@ -14,12 +14,16 @@ import sys
 
 from absl import app, flags, logging
 
-flags.DEFINE_multi_string("gin_config", [], "Gin config file(s), parsed in order.")
-flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. \"Training.epochs = 5\".")
-flags.DEFINE_string("model_dir", None, "Folder for checkpoints, logs and the configuration.")
-flags.DEFINE_string("data_root", None, "Root folder of the data (e.g. Meta-Dataset records, ORBIT frames).")
-flags.DEFINE_bool("list_plugins", False, "List the registered learners and backbones, then exit.")
-flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_multi_string("gin_config", [], "Gin config file(s), parsed in order.")
+    flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings, e.g. \"Training.epochs = 5\".")
+    flags.DEFINE_string("model_dir", None, "Folder for checkpoints, logs and the configuration.")
+    flags.DEFINE_string("data_root", None, "Root folder of the data (e.g. Meta-Dataset records, ORBIT frames).")
+    flags.DEFINE_bool("list_plugins", False, "List the registered learners and backbones, then exit.")
+    flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -105,6 +109,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(lambda argv: sys.exit(main(argv)))
 
 

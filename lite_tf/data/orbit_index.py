@@ -24,11 +24,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
+from lite_tf import atomic
 
 SPLITS = ("train", "validation", "test")
 VIDEO_TYPES = ("clean", "clutter")
@@ -257,16 +258,7 @@ def index_cache_path(split_dir: str, cache_dir: Optional[str] = None) -> str:
 
 
 def _write_atomically(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".orbit-index-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, separators=(",", ":"))
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    atomic.write_json(path, data, separators=(",", ":"))
 
 
 def load_split(root: str, split: str, cache_dir: Optional[str] = None, use_cache: bool = True,

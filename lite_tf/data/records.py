@@ -21,10 +21,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import tempfile
 from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
+
+from lite_tf import atomic
 
 FILE_SUFFIX = ".tfrecords"
 _HEADER_BYTES = 12  # uint64 length + uint32 masked crc of the length
@@ -61,24 +62,12 @@ def write_class_file(path: str, encoded_images: Iterable[bytes], label: int) -> 
     """
     import tensorflow as tf
 
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
-    os.close(handle)
     count = 0
-    try:
-        with tf.io.TFRecordWriter(tmp_path) as writer:
+    with atomic.atomic_path(path) as temporary:
+        with tf.io.TFRecordWriter(temporary) as writer:
             for image_bytes in encoded_images:
                 writer.write(serialize_example(image_bytes, label))
                 count += 1
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
     return count
 
 

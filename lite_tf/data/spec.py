@@ -21,8 +21,9 @@ import copy
 import enum
 import json
 import os
-import tempfile
 from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+from lite_tf import atomic
 
 SPEC_FILE = "dataset_spec.json"
 DEFAULT_FILE_PATTERN = "{}.tfrecords"
@@ -402,16 +403,5 @@ def write_spec(spec: AnySpec, dataset_dir: str) -> str:
     os.makedirs(dataset_dir, exist_ok=True)
     target = os.path.join(dataset_dir, SPEC_FILE)
     data = spec.to_json_dict()
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-" + SPEC_FILE + "-", dir=dataset_dir)
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic.write_json(target, data, indent=2)
     return target

@@ -19,13 +19,13 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from concurrent import futures
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from lite_tf.data import records
 from lite_tf.data import spec as spec_lib
+from lite_tf import atomic
 
 MANIFEST_FILE = "lite_tf_manifest.json"
 MANIFEST_FORMAT = 1
@@ -103,40 +103,9 @@ def make_manifest(name: str, jobs: Sequence[ClassJob], provenance: dict) -> dict
     }
 
 
-def _atomic_write_json(path: str, data: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", dir=folder)
-    try:
-        with os.fdopen(handle, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _make_readable(path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _short(value, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "...}"
-
-
-def _current_umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _current_umask()  # read once, at import, before any worker thread exists
-
-
-def _make_readable(path: str) -> None:
-    """Temporary files are created 0600; give finished files the usual umask-based mode."""
-    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def _describe_difference(old: dict, new: dict) -> str:
@@ -280,7 +249,7 @@ def write_dataset(dataset_dir: str, name: str, jobs: Iterable[ClassJob], provena
     os.makedirs(dataset_dir, exist_ok=True)
     _remove_stale_temporaries(dataset_dir)
     if state == "new":
-        _atomic_write_json(os.path.join(dataset_dir, MANIFEST_FILE), manifest)
+        atomic.write_json(os.path.join(dataset_dir, MANIFEST_FILE), manifest)
     elif os.path.exists(spec_path):
         os.remove(spec_path)  # a class file went missing: the spec is only valid once all are back
 
@@ -316,7 +285,6 @@ def write_dataset(dataset_dir: str, name: str, jobs: Iterable[ClassJob], provena
                     "image). Remove the class or add images.")
             path = records.class_file_path(dataset_dir, class_id)
             counts[class_id] = records.write_class_file(path, result.images, class_id)
-            _make_readable(path)
             report.written += 1
             if bar is not None:
                 bar.update(1)
@@ -325,7 +293,7 @@ def write_dataset(dataset_dir: str, name: str, jobs: Iterable[ClassJob], provena
         if bar is not None:
             bar.close()
     spec = spec_lib.make_flat_spec(name, os.path.abspath(dataset_dir), classes_per_split, counts, class_names)
-    _make_readable(spec_lib.write_spec(spec, dataset_dir))
+    spec_lib.write_spec(spec, dataset_dir)
     report.spec = spec_lib.load_spec(spec_path)
     report.seconds = time.time() - start
     return report

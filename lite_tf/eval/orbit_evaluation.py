@@ -12,9 +12,6 @@ and for every user and task each target video's per-frame predictions.
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from typing import Iterable, Optional
 
@@ -26,6 +23,7 @@ from lite_tf.data.orbit_tasks import OrbitTask
 from lite_tf.eval.confidence import mean_confidence_interval
 from lite_tf.eval.macs import PersonalizationMacs
 from lite_tf.eval.orbit_metrics import VideoResult, summarize
+from lite_tf import atomic
 
 
 def _concatenate(batches) -> np.ndarray:
@@ -137,9 +135,4 @@ def format_results(results: dict) -> str:
 
 def write_results(path: str, results: dict) -> None:
     """Writes ``results`` as JSON atomically (a half-written results file is never left behind)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".orbit-results-", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(results, stream)
-    os.replace(temporary, path)
+    atomic.write_json(path, results)
