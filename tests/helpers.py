@@ -1,6 +1,8 @@
 """Small learnable episodes and models shared by the tests."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -52,3 +54,15 @@ def protonets_model(lite: LiteConfig | None = None, query_batch_size=None, seed:
 
     backbone = conv4(IMAGE_SIZE, filters=filters, blocks=2)
     return EpisodicModel(ProtoNets(backbone), IMAGE_SIZE, lite=lite, query_batch_size=query_batch_size, seed=seed)
+
+
+def meta_dataset_spec_dir() -> str:
+    """The real Meta-Dataset spec files: $LITE_TF_MD_SPECS, or shared/meta_dataset_specs inside or
+    beside the checkout (where CI puts it). Tests that need them skip, with this reason, otherwise."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.environ.get("LITE_TF_MD_SPECS", ""),
+                      os.path.join(here, "..", "shared", "meta_dataset_specs"),
+                      os.path.join(here, "..", "..", "shared", "meta_dataset_specs")):
+        if candidate and os.path.isdir(candidate):
+            return candidate
+    return "/nonexistent"

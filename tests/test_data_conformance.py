@@ -9,18 +9,9 @@ import pytest
 from lite_tf.data import fake, pipeline, sampling
 from lite_tf.data import spec as S
 from lite_tf.episode import validate_episode
+from tests.helpers import meta_dataset_spec_dir
 
-def _find_spec_dir():
-    """Real Meta-Dataset specs: $LITE_TF_MD_SPECS, the checkout's shared/ folder, or /work/shared."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.environ.get("LITE_TF_MD_SPECS", ""), os.path.join(here, "..", "shared", "meta_dataset_specs"),
-                      os.path.join(here, "..", "..", "shared", "meta_dataset_specs"), "/work/shared/meta_dataset_specs"):
-        if candidate and os.path.isdir(candidate):
-            return candidate
-    return "/nonexistent"
-
-
-SPEC_DIR = _find_spec_dir()
+SPEC_DIR = meta_dataset_spec_dir()
 pytestmark = pytest.mark.skipif(not os.path.isdir(SPEC_DIR), reason="real Meta-Dataset specs not available")
 SIZE = 16
 
@@ -52,7 +43,6 @@ def test_fake_records_keep_the_real_structure(fake_root, name):
                                         ("ilsvrc_2012", "TRAIN"), ("ilsvrc_2012", "TEST")])
 def test_pipeline_on_real_structure(fake_root, name, split):
     root, specs = fake_root
-    spec = specs[name]
     dataset = pipeline.make_episode_dataset(os.path.join(root, name), split, image_size=SIZE, seed=3)
     for e in dataset.take(3):
         validate_episode(e, image_size=SIZE)

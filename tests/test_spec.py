@@ -6,18 +6,9 @@ import os
 import pytest
 
 from lite_tf.data import spec as S
+from tests.helpers import meta_dataset_spec_dir
 
-def _find_spec_dir():
-    """Real Meta-Dataset specs: $LITE_TF_MD_SPECS, the checkout's shared/ folder, or /work/shared."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.environ.get("LITE_TF_MD_SPECS", ""), os.path.join(here, "..", "shared", "meta_dataset_specs"),
-                      os.path.join(here, "..", "..", "shared", "meta_dataset_specs"), "/work/shared/meta_dataset_specs"):
-        if candidate and os.path.isdir(candidate):
-            return candidate
-    return "/nonexistent"
-
-
-SPEC_DIR = _find_spec_dir()
+SPEC_DIR = meta_dataset_spec_dir()
 SPEC_FILES = sorted(glob.glob(os.path.join(SPEC_DIR, "*_dataset_spec.json")))
 
 EXPECTED = {  # TRAIN/VALID/TEST class counts of the real benchmark
