@@ -29,7 +29,6 @@ flags.DEFINE_integer("batch_size", 256, "Frames per forward pass.")
 flags.DEFINE_bool("count_macs", True, "Report the MACs to personalise (traces the learner 6 times).")
 flags.DEFINE_integer("max_tasks", None, "Stop after this many tasks (smoke tests).")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def find_weights(model_dir: str) -> str:
@@ -40,15 +39,10 @@ def find_weights(model_dir: str) -> str:
 
 
 def parse_gin(configs, bindings) -> None:
-    import gin
+    """The launchers' gin parsing: every plugin and configurable (Training too) registered."""
+    from tools.experiment import parse_gin as parse_experiment
 
-    from lite_tf.registry import load_plugins
-    import lite_tf.data.orbit  # noqa: F401  (registers orbit_train_dataset / orbit_eval_tasks)
-
-    load_plugins()
-    for path in (os.getcwd(), REPO_ROOT):
-        gin.add_config_file_search_path(path)
-    gin.parse_config_files_and_bindings(configs, bindings)
+    parse_experiment(configs, bindings)
 
 
 def build_and_evaluate(split=None, target_types=None, tasks_per_user=None, weights=None, model_dir=None,
