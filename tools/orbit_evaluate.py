@@ -30,7 +30,6 @@ flags.DEFINE_bool("count_macs", True, "Report the MACs to personalise (traces th
 flags.DEFINE_integer("max_tasks", None, "Stop after this many tasks (smoke tests).")
 
 
-
 def find_weights(model_dir: str) -> str:
     candidates = glob.glob(os.path.join(model_dir, "**", "*.weights.h5"), recursive=True)
     if not candidates:
