@@ -139,9 +139,11 @@ def _spawn(case: dict) -> dict:
     started = time.time()
     process = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    if process.returncode < 0:
+        return {**case, "error": f"killed by signal {-process.returncode} (out of memory on this machine?)"}
     if process.returncode != 0 or not lines:
-        tail = (process.stderr or "")[-2000:]
-        return {**case, "error": f"worker exited with {process.returncode}: {tail.strip().splitlines()[-1:] }"}
+        errors = [line for line in (process.stderr or "").splitlines() if "Error" in line]
+        return {**case, "error": f"worker exited with {process.returncode}: {(errors or ['no error line'])[-1]}"}
     result = json.loads(lines[-1][len("RESULT "):])
     result["wall_s"] = time.time() - started
     return result

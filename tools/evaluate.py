@@ -64,7 +64,8 @@ def episode_accuracies(model, dataset, episodes: int) -> list:
 
     step = tf.function(lambda episode: model.evaluate_episode(episode)[1],
                        input_signature=[episode_signature(model.image_size, dataset.element_spec["support_images"].dtype)])
-    accuracies, progress = [], Progbar(episodes, unit_name="episode")
+    # A live bar on a terminal; one line at the end in logs.
+    accuracies, progress = [], Progbar(episodes, unit_name="episode", verbose=1 if sys.stdout.isatty() else 2)
     for episode in dataset.take(episodes):
         accuracies.append(float(step(episode)))
         progress.add(1, values=[("accuracy", accuracies[-1])])
