@@ -4,6 +4,7 @@ import os
 import pytest
 from absl import flags
 
+from lite_tf import atomic
 from lite_tf.data import records, synthetic, writer
 from lite_tf.data import spec as spec_lib
 from tools import make_demo_data
@@ -98,7 +99,7 @@ def test_stale_temporary_files_are_removed_on_resume(tmp_path):
     folder = tmp_path / "glyphs"
     plan = synthetic.plan_synthetic_dataset(tmp_path, "glyphs", 16, (2, 1, 1), 3)
     os.makedirs(folder)
-    writer._atomic_write_json(str(folder / writer.MANIFEST_FILE), plan.manifest)
+    atomic.write_json(str(folder / writer.MANIFEST_FILE), plan.manifest, indent=2)
     (folder / ".tmp-0.tfrecords-abc").write_bytes(b"half a file")
     assert plan.state() == "partial"
     make_demo_data.make_demo_data(tmp_path, ["glyphs"], **SMALL)

@@ -30,18 +30,21 @@ from absl import app, flags
 from lite_tf import memory
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("learner", "simple_cnaps", "Registered learner name.")
-flags.DEFINE_string("backbone", "efficientnet_b0_film", "Registered backbone name (random weights).")
-flags.DEFINE_integer("image_size", 224, "Square image size.")
-flags.DEFINE_list("sizes", ["100", "500"], "Support set sizes N.")
-flags.DEFINE_list("modes", ["lite", "full"], "LITE modes to compare: lite and/or full.")
-flags.DEFINE_integer("h", 40, "LITE subset size.")
-flags.DEFINE_integer("chunk_size", 40, "No-gradient chunk size.")
-flags.DEFINE_integer("way", 5, "Classes per task.")
-flags.DEFINE_integer("queries", 40, "Query images per task (one query batch).")
-flags.DEFINE_integer("tasks", 5, "Training steps (tasks) per configuration; the first also traces.")
-flags.DEFINE_string("output", None, "Optional JSON file for the results.")
-flags.DEFINE_string("worker", None, "Internal: run one configuration 'mode:N' and print JSON.")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_string("learner", "simple_cnaps", "Registered learner name.")
+    flags.DEFINE_string("backbone", "efficientnet_b0_film", "Registered backbone name (random weights).")
+    flags.DEFINE_integer("image_size", 224, "Square image size.")
+    flags.DEFINE_list("sizes", ["100", "500"], "Support set sizes N.")
+    flags.DEFINE_list("modes", ["lite", "full"], "LITE modes to compare: lite and/or full.")
+    flags.DEFINE_integer("h", 40, "LITE subset size.")
+    flags.DEFINE_integer("chunk_size", 40, "No-gradient chunk size.")
+    flags.DEFINE_integer("way", 5, "Classes per task.")
+    flags.DEFINE_integer("queries", 40, "Query images per task (one query batch).")
+    flags.DEFINE_integer("tasks", 5, "Training steps (tasks) per configuration; the first also traces.")
+    flags.DEFINE_string("output", None, "Optional JSON file for the results.")
+    flags.DEFINE_string("worker", None, "Internal: run one configuration 'mode:N' and print JSON.")
+
 
 
 
@@ -144,5 +147,11 @@ def main(argv):
             json.dump(results, handle, indent=2)
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
+    define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -27,24 +27,27 @@ from absl import app, flags
 from lite_tf import memory
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "all", ["pipeline", "memory", "all"], "What to measure.")
-flags.DEFINE_string("data_root", None, "An ORBIT root for the pipeline benchmark (default: generate one).")
-flags.DEFINE_string("work_dir", None, "Where to generate data (default: a temporary folder).")
-flags.DEFINE_integer("frame_size", 224, "Frame size in pixels.")
-flags.DEFINE_integer("num_tasks", 20, "Tasks timed by the pipeline benchmark.")
-flags.DEFINE_integer("frames_per_video", 40, "Frames per generated video.")
-flags.DEFINE_integer("subsample_factor", 1, "Frame sub-sampling of the benchmarked pipeline.")
-flags.DEFINE_string("learner", "protonets", "Registered learner for the memory benchmark.")
-flags.DEFINE_string("backbone", "efficientnet_b0", "Backbone bound as <learner>.backbone.")
-flags.DEFINE_integer("support_size", 200, "Context frames in the memory benchmark's task.")
-flags.DEFINE_integer("query_size", 40, "Target frames in the memory benchmark's task.")
-flags.DEFINE_integer("way", 5, "Objects in the memory benchmark's task.")
-flags.DEFINE_integer("h", 16, "LITE back-propagated subset size.")
-flags.DEFINE_integer("chunk_size", 40, "LITE no-gradient chunk size.")
-flags.DEFINE_integer("steps", 3, "Training steps per memory run (the first traces).")
-flags.DEFINE_list("lite_modes", ["lite", "full"], "LiteConfig modes compared by the memory benchmark.")
-flags.DEFINE_string("output", None, "Write the measurements as JSON here.")
-flags.DEFINE_string("child_mode", None, "Internal: run one memory measurement in this process.")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_enum("mode", "all", ["pipeline", "memory", "all"], "What to measure.")
+    flags.DEFINE_string("data_root", None, "An ORBIT root for the pipeline benchmark (default: generate one).")
+    flags.DEFINE_string("work_dir", None, "Where to generate data (default: a temporary folder).")
+    flags.DEFINE_integer("frame_size", 224, "Frame size in pixels.")
+    flags.DEFINE_integer("num_tasks", 20, "Tasks timed by the pipeline benchmark.")
+    flags.DEFINE_integer("frames_per_video", 40, "Frames per generated video.")
+    flags.DEFINE_integer("subsample_factor", 1, "Frame sub-sampling of the benchmarked pipeline.")
+    flags.DEFINE_string("learner", "protonets", "Registered learner for the memory benchmark.")
+    flags.DEFINE_string("backbone", "efficientnet_b0", "Backbone bound as <learner>.backbone.")
+    flags.DEFINE_integer("support_size", 200, "Context frames in the memory benchmark's task.")
+    flags.DEFINE_integer("query_size", 40, "Target frames in the memory benchmark's task.")
+    flags.DEFINE_integer("way", 5, "Objects in the memory benchmark's task.")
+    flags.DEFINE_integer("h", 16, "LITE back-propagated subset size.")
+    flags.DEFINE_integer("chunk_size", 40, "LITE no-gradient chunk size.")
+    flags.DEFINE_integer("steps", 3, "Training steps per memory run (the first traces).")
+    flags.DEFINE_list("lite_modes", ["lite", "full"], "LiteConfig modes compared by the memory benchmark.")
+    flags.DEFINE_string("output", None, "Write the measurements as JSON here.")
+    flags.DEFINE_string("child_mode", None, "Internal: run one memory measurement in this process.")
+
 
 
 
@@ -154,5 +157,11 @@ def main(argv):
             json.dump(report, stream, indent=2)
 
 
-if __name__ == "__main__":
+def run():
+    """Console-script entry point."""
+    define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

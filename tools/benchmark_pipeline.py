@@ -25,18 +25,21 @@ from absl import app, flags
 from lite_tf import memory
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sources", ["1", "3"], "Numbers of sources to benchmark, one fresh process each.")
-flags.DEFINE_integer("image_size", 224, "Output image size in pixels.")
-flags.DEFINE_integer("episodes", 30, "Episodes timed per case (after the warm-up).")
-flags.DEFINE_integer("warmup", 3, "Episodes drawn before timing starts.")
-flags.DEFINE_integer("classes", 30, "Classes per source (all in TRAIN).")
-flags.DEFINE_integer("images_per_class", 40, "Images per class.")
-flags.DEFINE_integer("record_size", 256, "Side of the JPEGs stored in the records.")
-flags.DEFINE_enum("image_dtype", "float32", ["float32", "uint8"], "Pipeline output dtype.")
-flags.DEFINE_string("records_dir", None, "Reuse/keep records here instead of a temporary folder.")
-flags.DEFINE_string("json_out", None, "Also write the results to this JSON file.")
-flags.DEFINE_integer("seed", 0, "Episode seed.")
-flags.DEFINE_string("worker", None, "Internal: run one case on these comma-separated dataset folders.")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_list("sources", ["1", "3"], "Numbers of sources to benchmark, one fresh process each.")
+    flags.DEFINE_integer("image_size", 224, "Output image size in pixels.")
+    flags.DEFINE_integer("episodes", 30, "Episodes timed per case (after the warm-up).")
+    flags.DEFINE_integer("warmup", 3, "Episodes drawn before timing starts.")
+    flags.DEFINE_integer("classes", 30, "Classes per source (all in TRAIN).")
+    flags.DEFINE_integer("images_per_class", 40, "Images per class.")
+    flags.DEFINE_integer("record_size", 256, "Side of the JPEGs stored in the records.")
+    flags.DEFINE_enum("image_dtype", "float32", ["float32", "uint8"], "Pipeline output dtype.")
+    flags.DEFINE_string("records_dir", None, "Reuse/keep records here instead of a temporary folder.")
+    flags.DEFINE_string("json_out", None, "Also write the results to this JSON file.")
+    flags.DEFINE_integer("seed", 0, "Episode seed.")
+    flags.DEFINE_string("worker", None, "Internal: run one case on these comma-separated dataset folders.")
+
 
 
 
@@ -142,6 +145,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(main)
 
 

@@ -10,17 +10,20 @@ from absl import app, flags
 from lite_tf.data.orbit_synthetic import make_orbit_folder
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "demo_data/orbit", "Folder to write train/, validation/, test/ into.")
-flags.DEFINE_integer("frame_size", 84, "Frame size in pixels (ORBIT ships 84 and 224).")
-flags.DEFINE_integer("train_users", 4, "Users in the train split.")
-flags.DEFINE_integer("validation_users", 2, "Users in the validation split.")
-flags.DEFINE_integer("test_users", 2, "Users in the test split.")
-flags.DEFINE_integer("objects_per_user", 4, "Objects per user.")
-flags.DEFINE_integer("clean_videos", 3, "Clean videos per object.")
-flags.DEFINE_integer("clutter_videos", 2, "Clutter videos per object.")
-flags.DEFINE_integer("frames_per_video", 24, "Frames per video.")
-flags.DEFINE_enum("image_format", "jpg", ["jpg", "png"], "Frame file format.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_string("output_dir", "demo_data/orbit", "Folder to write train/, validation/, test/ into.")
+    flags.DEFINE_integer("frame_size", 84, "Frame size in pixels (ORBIT ships 84 and 224).")
+    flags.DEFINE_integer("train_users", 4, "Users in the train split.")
+    flags.DEFINE_integer("validation_users", 2, "Users in the validation split.")
+    flags.DEFINE_integer("test_users", 2, "Users in the test split.")
+    flags.DEFINE_integer("objects_per_user", 4, "Objects per user.")
+    flags.DEFINE_integer("clean_videos", 3, "Clean videos per object.")
+    flags.DEFINE_integer("clutter_videos", 2, "Clutter videos per object.")
+    flags.DEFINE_integer("frames_per_video", 24, "Frames per video.")
+    flags.DEFINE_enum("image_format", "jpg", ["jpg", "png"], "Frame file format.")
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+
 
 
 def main(argv):
@@ -37,6 +40,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(main)
 
 

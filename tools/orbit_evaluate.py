@@ -16,18 +16,21 @@ import os
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("gin_config", [], "Gin config file(s).")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. \"ORBIT_ROOT = '/data/orbit'\".")
-flags.DEFINE_string("model_dir", None, "Training output folder; its newest *.weights.h5 is loaded.")
-flags.DEFINE_string("weights", None, "A .weights.h5 file (overrides --model_dir's).")
-flags.DEFINE_bool("allow_untrained", False, "Evaluate freshly initialised weights when none are given.")
-flags.DEFINE_enum("split", None, ["train", "validation", "test"], "Split to evaluate (default: gin's).")
-flags.DEFINE_list("target_types", None, "clean (CLE-VE), clutter (CLU-VE); default: gin's (both).")
-flags.DEFINE_integer("tasks_per_user", None, "Tasks per user (default: gin's).")
-flags.DEFINE_string("output", None, "Results JSON (default: <model_dir or .>/orbit_<split>_results.json).")
-flags.DEFINE_integer("batch_size", 256, "Frames per forward pass.")
-flags.DEFINE_bool("count_macs", True, "Report the MACs to personalise (traces the learner 6 times).")
-flags.DEFINE_integer("max_tasks", None, "Stop after this many tasks (smoke tests).")
+def define_flags():
+    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
+    flags.DEFINE_multi_string("gin_config", [], "Gin config file(s).")
+    flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. \"ORBIT_ROOT = '/data/orbit'\".")
+    flags.DEFINE_string("model_dir", None, "Training output folder; its newest *.weights.h5 is loaded.")
+    flags.DEFINE_string("weights", None, "A .weights.h5 file (overrides --model_dir's).")
+    flags.DEFINE_bool("allow_untrained", False, "Evaluate freshly initialised weights when none are given.")
+    flags.DEFINE_enum("split", None, ["train", "validation", "test"], "Split to evaluate (default: gin's).")
+    flags.DEFINE_list("target_types", None, "clean (CLE-VE), clutter (CLU-VE); default: gin's (both).")
+    flags.DEFINE_integer("tasks_per_user", None, "Tasks per user (default: gin's).")
+    flags.DEFINE_string("output", None, "Results JSON (default: <model_dir or .>/orbit_<split>_results.json).")
+    flags.DEFINE_integer("batch_size", 256, "Frames per forward pass.")
+    flags.DEFINE_bool("count_macs", True, "Report the MACs to personalise (traces the learner 6 times).")
+    flags.DEFINE_integer("max_tasks", None, "Stop after this many tasks (smoke tests).")
+
 
 
 def find_weights(model_dir: str) -> str:
@@ -92,6 +95,7 @@ def main(argv):
 
 def run():
     """Console-script entry point."""
+    define_flags()
     app.run(main)
 
 
