@@ -78,3 +78,27 @@ def test_name_clash_is_refused():
 def test_installed_entry_points_name_the_builtin_learner():
     names = {ep.name for ep in metadata.entry_points(group="lite_tf.learners")}
     assert "protonets" in names, "install the package (pip install -e .) so entry points exist"
+
+
+def test_readme_plugin_example_registers_and_trains():
+    """The learner plugin example in README.md runs as written."""
+    import os
+    import re
+
+    import numpy as np
+
+    from lite_tf import EpisodicModel, LiteConfig
+    from tests.helpers import make_episode
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    example = re.search(r"```python\n(# my_package/nearest_mean.py\n.*?)```", readme, re.S).group(1)
+    try:
+        exec(compile(example, "README.md", "exec"), {})
+        learner = registry.get_learner("cosine_protonets")(backbone="conv4")
+        model = EpisodicModel(learner, 16, lite=LiteConfig(h=2, chunk_size=2))
+        model.compile(keras.optimizers.Adam(1e-3))
+        episode = make_episode(np.random.default_rng(0), way=3, shots=[1, 2, 3], queries=2)
+        logs = model.train_on_batch(episode, return_dict=True)
+        assert np.isfinite(logs["loss"])
+    finally:
+        registry._REGISTRIES["learner"].pop("cosine_protonets", None)
