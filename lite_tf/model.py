@@ -186,5 +186,11 @@ class EpisodicModel(keras.Model):
         return self.predict_step(data)
 
     def compile(self, optimizer="adam", jit_compile=False, **kwargs):
-        """Like keras.Model.compile; XLA is off by default because episode shapes vary."""
+        """Like keras.Model.compile; XLA is off by default because episode shapes vary.
+
+        The optimizer's slots are created here: created inside the first traced step instead, they
+        would make tf.function trace the step a second time.
+        """
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)

@@ -64,7 +64,6 @@ def run_worker(mode: str, support_size: int) -> dict:
     lite = LiteConfig(mode=mode, h=FLAGS.h, chunk_size=FLAGS.chunk_size)
     model = EpisodicModel(learner, size, lite=lite, seed=0)
     model.compile(keras.optimizers.Adam(1e-3))
-    model.optimizer.build(model.trainable_variables)
     rng = np.random.default_rng(0)
     way = FLAGS.way
     # uint8 images: the mapper converts them chunk by chunk, as a real pipeline would feed them.

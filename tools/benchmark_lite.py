@@ -88,7 +88,6 @@ def run_case(case: dict) -> dict:
         learner = registry.get_learner(case["learner"])(backbone=case["backbone"])
         model = EpisodicModel(learner, size, lite=config, seed=0)
         model.compile(keras.optimizers.Adam(1e-4), run_eagerly=case["run_eagerly"])
-        model.optimizer.build(model.trainable_variables)
         return model
 
     def timed(fn, repeats):

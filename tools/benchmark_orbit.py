@@ -100,7 +100,6 @@ def child_step(mode: str) -> dict:
     learner = get_learner(FLAGS.learner)(backbone=FLAGS.backbone)
     model = EpisodicModel(learner, size, lite=LiteConfig(mode=mode, h=FLAGS.h, chunk_size=FLAGS.chunk_size), seed=0)
     model.compile(keras.optimizers.Adam(1e-4))
-    model.optimizer.build(model.trainable_variables)
     step = tf.function(model.train_step)
     baseline = memory.resident_bytes()
     memory.reset_peak_resident()  # the peak below is this measurement's own

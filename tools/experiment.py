@@ -140,7 +140,6 @@ def build(configs: Sequence[str] = (), bindings: Sequence[str] = ()) -> tuple:
     except (TypeError, ValueError, KeyError) as error:
         raise ExperimentError(f"Could not build the experiment from gin: {error}") from error
     model.compile(training.optimizer())
-    model.optimizer.build(model.trainable_variables)
     return model, training
 
 
