@@ -27,7 +27,7 @@ import time
 
 from absl import app, flags
 
-from lite_tf import memory
+from lite_tf import atomic, memory
 
 FLAGS = flags.FLAGS
 def define_flags():
@@ -142,8 +142,7 @@ def main(argv):
     for line in check_targets(results):
         print(line)
     if FLAGS.output:
-        with open(FLAGS.output, "w") as handle:
-            json.dump(results, handle, indent=2)
+        atomic.write_json(FLAGS.output, results, indent=2)
 
 
 def run():

@@ -224,11 +224,10 @@ def main(argv):
               + _table(results) + "\n\n" + _summary(results) + "\n")
     print(report)
     if FLAGS.output:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        with open(FLAGS.output, "w") as handle:
-            handle.write(report)
-        with open(os.path.splitext(FLAGS.output)[0] + ".json", "w") as handle:
-            json.dump(results, handle, indent=1)
+        from lite_tf import atomic
+
+        atomic.write_text(FLAGS.output, report)
+        atomic.write_json(os.path.splitext(FLAGS.output)[0] + ".json", results, indent=1)
 
 
 def run():

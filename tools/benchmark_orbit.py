@@ -24,7 +24,7 @@ import time
 
 from absl import app, flags
 
-from lite_tf import memory
+from lite_tf import atomic, memory
 
 FLAGS = flags.FLAGS
 def define_flags():
@@ -151,9 +151,7 @@ def main(argv):
     if FLAGS.mode in ("memory", "all"):
         report["memory"] = benchmark_memory()
     if FLAGS.output:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-        with open(FLAGS.output, "w") as stream:
-            json.dump(report, stream, indent=2)
+        atomic.write_json(FLAGS.output, report, indent=2)
 
 
 def run():
