@@ -26,7 +26,7 @@ setup(
         "tqdm>=4.0",
     ],
     extras_require={
-        "test": ["pytest>=7.0"],
+        "test": ["pytest>=7.0", "pytest-randomly>=3.12"],
     },
     entry_points={
         # Third-party packages add learners or backbones by declaring modules in these groups;

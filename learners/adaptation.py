@@ -17,7 +17,8 @@ import tensorflow as tf
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites
 from lite_tf.backbones.set_encoder import task_embedding
 from lite_tf.learner import Learner
-from lite_tf.lite import chunked_map, to_float_images
+from lite_tf.images import to_float_images
+from lite_tf.lite import chunked_map
 from lite_tf.registry import get_backbone
 
 PERSONALIZE_CHUNK = 64

@@ -22,7 +22,8 @@ from learners.adaptation import PERSONALIZE_CHUNK, forward_macs
 from learners.cnaps import LinearHead
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites, identity_film
 from lite_tf.learner import Learner
-from lite_tf.lite import chunked_map, to_float_images
+from lite_tf.images import to_float_images
+from lite_tf.lite import chunked_map
 from lite_tf.registry import get_backbone, register_learner
 
 ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-8

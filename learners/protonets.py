@@ -72,7 +72,8 @@ class ProtoNets(Learner):
         return negative_squared_distances(self.features(query_images, training), prototypes)
 
     def personalize(self, support_images, support_labels, way) -> keras.Model:
-        from lite_tf.lite import chunked_map, to_float_images
+        from lite_tf.images import to_float_images
+        from lite_tf.lite import chunked_map
 
         support = chunked_map(lambda x: self.features(to_float_images(x)), tf.convert_to_tensor(support_images), 64)
         prototypes = class_means(support, tf.convert_to_tensor(support_labels, tf.int32), way)

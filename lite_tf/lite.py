@@ -32,6 +32,8 @@ import gin
 import keras
 import tensorflow as tf
 
+from lite_tf.images import to_float_images
+
 MODES = ("lite", "full", "inference")
 GRADIENT_SCALINGS = ("unbiased", "none", "loss")
 
@@ -56,13 +58,6 @@ class LiteConfig:
     def __repr__(self):
         return (f"LiteConfig(mode={self.mode!r}, h={self.h}, chunk_size={self.chunk_size}, "
                 f"gradient_scaling={self.gradient_scaling!r})")
-
-
-def to_float_images(images: tf.Tensor) -> tf.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1]; float images pass through unchanged."""
-    if images.dtype == tf.uint8:
-        return tf.cast(images, tf.float32) / 127.5 - 1.0
-    return images
 
 
 def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int) -> tf.Tensor:

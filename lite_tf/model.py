@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from lite_tf.episode import unpack_episode, validate_episode
 from lite_tf.learner import Learner
-from lite_tf.lite import LiteConfig, SupportMapper, to_float_images
+from lite_tf.images import to_float_images
+from lite_tf.lite import LiteConfig, SupportMapper
 
 
 @gin.configurable

@@ -1,8 +1,9 @@
-"""Plugin registry: learners and backbones by name, each made gin-configurable.
+"""Plugin registry: learners, backbones and data sources by name, each made gin-configurable.
 
 Built-in plugins register themselves when their module is imported. Other packages add plugins
 without touching this repository by declaring a module in the entry-point groups
-``lite_tf.learners`` or ``lite_tf.backbones``; those modules are imported on the first lookup.
+``lite_tf.learners``, ``lite_tf.backbones`` or ``lite_tf.sources``; those modules are imported on
+the first lookup. Gin names are ``learners.<name>``, ``backbones.<name>`` and ``sources.<name>``.
 """
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from typing import Callable, Dict
 
 import gin
 
-_KINDS = ("learner", "backbone")
+from lite_tf.errors import LiteTfError
+
+_KINDS = ("learner", "backbone", "source")
 _REGISTRIES: Dict[str, Dict[str, Callable]] = {kind: {} for kind in _KINDS}
 _PLUGINS_LOADED = {kind: False for kind in _KINDS}
 # Modules imported on first lookup, so built-ins are present even without an installed package.
 _BUILTIN_MODULES = {
     "learner": ("learners",),
     "backbone": ("lite_tf.backbones",),
+    "source": (),
 }
 
 
-class UnknownPluginError(KeyError):
+class UnknownPluginError(LiteTfError, KeyError):
     """Raised for a name that no plugin registered; the message lists the known names."""
 
     def __str__(self):  # KeyError would quote the whole message.
@@ -71,6 +75,11 @@ def register_backbone(name: str, gin_configurable: bool = True):
     return lambda fn: _register("backbone", name, fn, gin_configurable)
 
 
+def register_source(name: str, gin_configurable: bool = True):
+    """Class decorator: registers a lite_tf.source.Source under ``name`` (gin ``sources.<name>``)."""
+    return lambda cls: _register("source", name, cls, gin_configurable)
+
+
 def load_plugins() -> None:
     """Imports every built-in and entry-point plugin so gin files can bind them by name."""
     for kind in _KINDS:
@@ -111,6 +120,11 @@ def get_backbone(name: str) -> Callable:
     return _lookup("backbone", name)
 
 
+def get_source(name: str) -> Callable:
+    """The (gin-configurable) constructor of data source ``name``; unknown names list the known ones."""
+    return _lookup("source", name)
+
+
 def list_learners() -> list:
     _load_plugins("learner")
     return sorted(_REGISTRIES["learner"])
@@ -119,3 +133,8 @@ def list_learners() -> list:
 def list_backbones() -> list:
     _load_plugins("backbone")
     return sorted(_REGISTRIES["backbone"])
+
+
+def list_sources() -> list:
+    _load_plugins("source")
+    return sorted(_REGISTRIES["source"])

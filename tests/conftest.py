@@ -25,8 +25,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _fresh_state():
+    """Each test starts with no gin bindings, a fresh Keras session and the same seed.
+
+    Without this, bindings one test parses (e.g. a quickstart's ``stem_pool``) leak into the next
+    and results depend on test order (CI runs the suite in random order, pytest-randomly).
+    """
+    import gin
     import keras
 
+    with gin.unlock_config():
+        gin.clear_config()
+    keras.backend.clear_session()
     keras.utils.set_random_seed(1234)
     yield
+    with gin.unlock_config():
+        gin.clear_config()
