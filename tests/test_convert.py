@@ -9,8 +9,9 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from lite_tf.data import convert, records, writer
-from lite_tf.data import spec as spec_lib
+from lite_tf.data.metadataset import records
+from lite_tf.data import convert, writer
+from lite_tf.data.metadataset import spec as spec_lib
 
 
 def _smooth_image(seed: int, height: int = 24, width: int = 32, channels: int = 3) -> np.ndarray:

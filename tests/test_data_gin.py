@@ -4,8 +4,8 @@ import os
 import gin
 import pytest
 
-from lite_tf.data import pipeline, sampling
-from lite_tf.data import spec as S
+from lite_tf.data.metadataset import pipeline, sampling
+from lite_tf.data.metadataset import spec as S
 
 GIN_FILE = os.path.join(os.path.dirname(__file__), "..", "gin", "data", "metadataset.gin")
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lite_tf.data import records
+from lite_tf.data.metadataset import records
 
 
 def _write(tmp_path, n=5, label=3):

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from lite_tf.data import sampling
-from lite_tf.data import spec as S
+from lite_tf.data.metadataset import sampling
+from lite_tf.data.metadataset import spec as S
 from tests.helpers import meta_dataset_spec_dir
 
 SPEC_DIR = meta_dataset_spec_dir()

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from lite_tf.data import spec as S
+from lite_tf.data.metadataset import spec as S
 from tests.helpers import meta_dataset_spec_dir
 
 SPEC_DIR = meta_dataset_spec_dir()

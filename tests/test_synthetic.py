@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lite_tf.data import records, synthetic, writer
-from lite_tf.data import spec as spec_lib
+from lite_tf.data.metadataset import records
+from lite_tf.data.synthetic import procedural as synthetic
+from lite_tf.data import writer
+from lite_tf.data.metadataset import spec as spec_lib
 
 SOURCES = synthetic.available_sources()
 
@@ -161,7 +163,7 @@ def test_protonets_learns_glyphs(tmp_path):
 
     from learners.protonets import ProtoNets
     from lite_tf import EpisodicModel, LiteConfig
-    from lite_tf.data.pipeline import make_episode_dataset
+    from lite_tf.data.metadataset.pipeline import make_episode_dataset
 
     size = 32
     folder = synthetic.write_synthetic_dataset(tmp_path, "glyphs", image_size=size, classes_per_split=(20, 0, 8),

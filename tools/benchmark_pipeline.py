@@ -46,7 +46,7 @@ def define_flags():
 
 def make_records(root: str) -> list:
     """One flat dataset per source with ``--classes`` train classes; reuses complete folders."""
-    from lite_tf.data import fake
+    from lite_tf.data.synthetic import fake
 
     most = max(int(n) for n in FLAGS.sources)
     folders = []
@@ -63,7 +63,7 @@ def make_records(root: str) -> list:
 def run_worker(folders: list) -> dict:
     import tensorflow as tf
 
-    from lite_tf.data import pipeline
+    from lite_tf.data.metadataset import pipeline
 
     baseline = memory.resident_bytes()
     memory.reset_peak_resident()  # the peak below is this measurement's own

@@ -23,7 +23,7 @@ REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXPERIMENT_FILE = "experiment.gin"
 OPERATIVE_FILE = "operative_config.gin"
 # Modules whose gin configurables experiment files may bind.
-CONFIGURABLE_MODULES = ("lite_tf.model", "lite_tf.lite", "lite_tf.data.pipeline", "lite_tf.data.sampling",
+CONFIGURABLE_MODULES = ("lite_tf.model", "lite_tf.lite", "lite_tf.data.metadataset.pipeline", "lite_tf.data.metadataset.sampling",
                         "lite_tf.data.orbit")
 
 
@@ -34,7 +34,7 @@ class ExperimentError(Exception):
 @gin.configurable
 def metadataset(root: str, split: str, seed: int = 0, datasets: Optional[Sequence[str]] = None):
     """Meta-Dataset-format episodes from ``root`` (sub-folders named by ``datasets``)."""
-    from lite_tf.data.pipeline import make_episode_dataset
+    from lite_tf.data.metadataset.pipeline import make_episode_dataset
 
     if not root:
         raise ExperimentError("No data root: pass --data_root (a folder of Meta-Dataset-format record sets).")

@@ -28,8 +28,8 @@ def run(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
 
     from learners.protonets import ProtoNets
     from lite_tf import EpisodicModel, LiteConfig
-    from lite_tf.data import synthetic
-    from lite_tf.data.pipeline import make_episode_dataset
+    from lite_tf.data.synthetic import procedural as synthetic
+    from lite_tf.data.metadataset.pipeline import make_episode_dataset
 
     size = FLAGS.image_size
     folders = [synthetic.write_synthetic_dataset(FLAGS.output_dir, source, image_size=size, progress=False).dataset_dir

@@ -37,7 +37,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from lite_tf.data import spec as spec_lib
+from lite_tf.data.metadataset import spec as spec_lib
 from lite_tf.data import writer
 
 log = logging.getLogger(__name__)

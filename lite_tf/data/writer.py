@@ -23,8 +23,8 @@ import time
 from concurrent import futures
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from lite_tf.data import records
-from lite_tf.data import spec as spec_lib
+from lite_tf.data.metadataset import records
+from lite_tf.data.metadataset import spec as spec_lib
 from lite_tf import atomic
 
 MANIFEST_FILE = "lite_tf_manifest.json"

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lite_tf.data import writer
+from lite_tf.errors import ConfigError
 
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_JPEG_QUALITY = 90
@@ -45,7 +46,7 @@ _IMAGE_STREAM = 1
 def _rng(seed: int, source: str, class_id: int, stream: int, index: int = 0) -> np.random.Generator:
     """Independent, reproducible generator for one (seed, source, class, stream, index)."""
     if seed < 0:
-        raise ValueError(f"The synthetic data seed must be >= 0; got {seed}.")
+        raise ConfigError(f"The synthetic data seed must be >= 0; got {seed}.")
     key = zlib.crc32(source.encode("utf-8"))
     return np.random.default_rng(np.random.SeedSequence([seed, key, class_id, stream, index]))
 
@@ -288,7 +289,7 @@ def available_sources() -> List[str]:
 
 def _source(source: str) -> tuple:
     if source not in _SOURCES:
-        raise ValueError(f"Unknown synthetic source {source!r}; expected one of {available_sources()}.")
+        raise ConfigError(f"Unknown synthetic source {source!r}; expected one of {available_sources()}.")
     return _SOURCES[source]
 
 
@@ -301,7 +302,7 @@ def class_prototype(source: str, seed: int, class_id: int) -> dict:
 def _check_image_size(image_size) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) \
             or not 8 <= image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"Synthetic image_size must be an integer in [8, {MAX_IMAGE_SIZE}]; got {image_size!r}.")
+        raise ConfigError(f"Synthetic image_size must be an integer in [8, {MAX_IMAGE_SIZE}]; got {image_size!r}.")
 
 
 def render_image(source: str, seed: int, class_id: int, index: int, image_size: int = DEFAULT_IMAGE_SIZE,
@@ -335,7 +336,7 @@ def class_name(source: str, class_id: int) -> str:
 def _split_counts(classes_per_split) -> tuple:
     counts = tuple(int(c) for c in classes_per_split)
     if len(counts) != 3 or min(counts) < 0 or sum(counts) == 0:
-        raise ValueError("classes_per_split must be three non-negative class counts (TRAIN, VALID, TEST), "
+        raise ConfigError("classes_per_split must be three non-negative class counts (TRAIN, VALID, TEST), "
                          f"not all zero; got {classes_per_split!r}.")
     return counts
 
@@ -350,12 +351,12 @@ def plan_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFAU
     counts = _split_counts(classes_per_split)
     if isinstance(images_per_class, bool) or not isinstance(images_per_class, (int, np.integer)) \
             or images_per_class < writer.MIN_IMAGES_PER_CLASS:
-        raise ValueError(f"images_per_class must be an integer >= {writer.MIN_IMAGES_PER_CLASS}; "
+        raise ConfigError(f"images_per_class must be an integer >= {writer.MIN_IMAGES_PER_CLASS}; "
                          f"got {images_per_class!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"The synthetic data seed must be an integer >= 0; got {seed!r}.")
+        raise ConfigError(f"The synthetic data seed must be an integer >= 0; got {seed!r}.")
     if not 1 <= int(jpeg_quality) <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100]; got {jpeg_quality!r}.")
+        raise ConfigError(f"jpeg_quality must be in [1, 100]; got {jpeg_quality!r}.")
     splits = [split for split, count in zip(("TRAIN", "VALID", "TEST"), counts) for _ in range(count)]
     jobs = [writer.ClassJob(class_name(source, class_id), split,
                             functools.partial(class_images, source, int(seed), class_id, int(images_per_class),

@@ -2,7 +2,7 @@
 
 Images are smooth random colour fields with a little noise, encoded as JPEG: they decode like
 photographs (similar file size and decode cost), unlike pure noise. Nothing here is meant to be
-learnable; for learnable procedural data see ``lite_tf.data.synthetic``.
+learnable; for learnable procedural data see ``lite_tf.data.synthetic.procedural``.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from lite_tf.data import records
-from lite_tf.data import spec as spec_lib
+from lite_tf.data.metadataset import records
+from lite_tf.data.metadataset import spec as spec_lib
 
 
 def random_jpeg(rng: np.random.Generator, size: int = 256, quality: int = 90) -> bytes:

@@ -32,10 +32,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 import gin
 import numpy as np
 
-from lite_tf.data import spec as spec_lib
+from lite_tf.data.metadataset import spec as spec_lib
+from lite_tf.errors import DataError
 
 
-class SamplerError(ValueError):
+class SamplerError(DataError):
     """A dataset split that cannot yield the requested episodes."""
 
 

@@ -3,7 +3,7 @@
 How it works (and why it is faster and leaner than the reference pipeline):
 1. Each source's class files are indexed once: the byte offset and length of every record, read
    from the 12-byte record headers only (``records.record_index``), kept in memory (16 bytes/image).
-2. Per episode, the NumPy :class:`~lite_tf.data.sampling.EpisodeSampler` picks (class, record index)
+2. Per episode, the NumPy :class:`~lite_tf.data.metadataset.sampling.EpisodeSampler` picks (class, record index)
    pairs; a small Python generator reads exactly those records with ``os.pread`` (one file open at
    a time, closed straight after) and hands over one vector of serialized examples. No per-class
    streams, no shuffle buffers, no padded slots: memory does not grow with the number of classes.
@@ -47,48 +47,21 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from lite_tf.data import records
-from lite_tf.data import sampling
-from lite_tf.data import spec as spec_lib
+from lite_tf.data.metadataset import records
+from lite_tf.data.metadataset import sampling
+from lite_tf.data.metadataset import spec as spec_lib
+from lite_tf.data import decode as decode_lib
+from lite_tf.data.augment import Augmentation
 from lite_tf.episode import episode_signature
+from lite_tf.errors import ConfigError, DataError
 
 MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 1024
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 
 
-class PipelineError(ValueError):
+class PipelineError(DataError):
     """Records that disagree with their spec, or are missing or damaged."""
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class Augmentation:
-    """Random image changes for one part of an episode (support or query); zero/False = off.
-
-    brightness: max delta in [0, 1] pixel units; contrast/saturation: factor drawn in [1-x, 1+x];
-    hue: max delta in [0, 0.5]; crop_padding: reflect-pad by this many pixels, then crop back to
-    ``image_size`` at a random place; flip: random left-right flip.
-    """
-
-    flip: bool = False
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    hue: float = 0.0
-    crop_padding: int = 0
-
-    def __post_init__(self):
-        for name, limit in (("brightness", 1.0), ("contrast", 1.0), ("saturation", 1.0), ("hue", 0.5)):
-            value = getattr(self, name)
-            if not 0.0 <= value <= limit:
-                raise ValueError(f"Augmentation.{name} must be in [0, {limit}]; got {value}.")
-        if int(self.crop_padding) < 0:
-            raise ValueError(f"Augmentation.crop_padding must be >= 0; got {self.crop_padding}.")
-
-    @property
-    def active(self) -> bool:
-        return bool(self.flip or self.brightness or self.contrast or self.saturation or self.hue or self.crop_padding)
 
 
 class _RecordStore:
@@ -115,7 +88,7 @@ class _RecordStore:
                 f"expected one record file per class: " + "; ".join(problems[:5])
                 + (" ..." if len(problems) > 5 else ""))
         if index not in ("eager", "lazy"):
-            raise ValueError(f"index must be 'eager' or 'lazy'; got {index!r}.")
+            raise ConfigError(f"index must be 'eager' or 'lazy'; got {index!r}.")
         if index == "eager":
             for class_id in classes:
                 self.offsets(class_id)
@@ -149,53 +122,19 @@ def _as_specs(sources, datasets: Optional[Sequence[str]]) -> list:
     sources = list(sources)
     if datasets:
         if len(sources) != 1 or not isinstance(sources[0], (str, os.PathLike)):
-            raise ValueError("With `datasets`, `sources` must be the one records root folder.")
+            raise ConfigError("With `datasets`, `sources` must be the one records root folder.")
         sources = [os.path.join(os.fspath(sources[0]), name) for name in datasets]
     if not sources:
-        raise ValueError("make_episode_dataset needs at least one source (a dataset folder or spec).")
+        raise ConfigError("make_episode_dataset needs at least one source (a dataset folder or spec).")
     return [s if isinstance(s, spec_lib.DatasetSpec) else spec_lib.load_spec(os.fspath(s)) for s in sources]
 
 
 def check_image_size(image_size) -> int:
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
-        raise ValueError(f"image_size must be an integer number of pixels; got {image_size!r}.")
+        raise ConfigError(f"image_size must be an integer number of pixels; got {image_size!r}.")
     if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels; got {image_size}.")
+        raise ConfigError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels; got {image_size}.")
     return int(image_size)
-
-
-def _augment(image, aug: Augmentation, seed, image_size: int):
-    """``image`` float32 in [0, 1], [S, S, 3]; stateless ops seeded by ``seed`` (shape [2])."""
-    seeds = tf.random.experimental.stateless_split(seed, 6)
-    if aug.crop_padding:
-        p = int(aug.crop_padding)
-        image = tf.pad(image, [[p, p], [p, p], [0, 0]], mode="REFLECT")
-        image = tf.image.stateless_random_crop(image, [image_size, image_size, 3], seeds[0])
-    if aug.flip:
-        image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    if aug.brightness:
-        image = tf.image.stateless_random_brightness(image, aug.brightness, seeds[2])
-    if aug.contrast:
-        image = tf.image.stateless_random_contrast(image, 1 - aug.contrast, 1 + aug.contrast, seeds[3])
-    if aug.saturation:
-        image = tf.image.stateless_random_saturation(image, 1 - aug.saturation, 1 + aug.saturation, seeds[4])
-    if aug.hue:
-        image = tf.image.stateless_random_hue(image, aug.hue, seeds[5])
-    return tf.clip_by_value(image, 0.0, 1.0)
-
-
-def _image_decoder(image_size: int, image_dtype, augmentation: Augmentation, resize_method: str, antialias: bool):
-    def decode(image_bytes, seed):
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        image = tf.image.resize(image, [image_size, image_size], method=resize_method, antialias=antialias)
-        if augmentation.active:
-            image = _augment(image / 255.0, augmentation, seed, image_size) * 255.0
-        if image_dtype == tf.uint8:
-            return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
-        return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
-
-    return decode
 
 
 def _check_records(images, labels, episode, names):
@@ -225,7 +164,7 @@ def _check_records(images, labels, episode, names):
 
 
 @gin.configurable
-def make_episode_dataset(sources, split, image_size: int = 224, datasets: Optional[Sequence[str]] = None,
+def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[Sequence[str]] = None,
                          sampler_kwargs: Optional[dict] = None,
                          support_augmentation: Optional[Augmentation] = None,
                          query_augmentation: Optional[Augmentation] = None,
@@ -238,7 +177,7 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
       of them; or a records root folder together with ``datasets`` (names of its sub-folders).
       With several sources every episode comes from one source picked uniformly at random.
     split: TRAIN/VALID/TEST (a ``spec.Split`` or its name).
-    sampler_kwargs: arguments of :class:`~lite_tf.data.sampling.EpisodeSampler` (num_ways,
+    sampler_kwargs: arguments of :class:`~lite_tf.data.metadataset.sampling.EpisodeSampler` (num_ways,
       num_support, num_query, ...); anything not given comes from gin bindings or the defaults.
     seed: fixes episodes and augmentation; re-iterating the dataset replays the same episodes
       (None: a fresh random seed).
@@ -248,9 +187,7 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
     prefetch: episodes decoded ahead; read_ahead: episodes read from disk ahead of decoding.
     """
     image_size = check_image_size(image_size)
-    image_dtype = tf.as_dtype(image_dtype)
-    if image_dtype not in (tf.float32, tf.uint8):
-        raise ValueError(f"image_dtype must be float32 or uint8; got {image_dtype.name}.")
+    image_dtype = decode_lib.check_options(resize_method, image_dtype)
     split = spec_lib.Split.of(split)
     specs = _as_specs(sources, datasets)
     kwargs = dict(sampler_kwargs or {})
@@ -263,8 +200,7 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
     support_aug = support_augmentation or Augmentation()
     query_aug = query_augmentation or Augmentation()
     for aug in (support_aug, query_aug):
-        if aug.crop_padding >= image_size:
-            raise ValueError(f"Augmentation.crop_padding ({aug.crop_padding}) must be below image_size ({image_size}).")
+        aug.check_image_size(image_size)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
 
@@ -310,8 +246,8 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
         "source": tf.TensorSpec([], tf.int32),
         "seed": tf.TensorSpec([2], tf.int64),
     }
-    decoders = {"support": _image_decoder(image_size, image_dtype, support_aug, resize_method, antialias),
-                "query": _image_decoder(image_size, image_dtype, query_aug, resize_method, antialias)}
+    options = dict(dtype=image_dtype, method=resize_method, antialias=antialias)
+    augments = {"support": support_aug.pixel_function(image_size), "query": query_aug.pixel_function(image_size)}
 
     def decode_episode(episode):
         images, record_labels = records.parse_examples(episode["records"])
@@ -325,40 +261,10 @@ def make_episode_dataset(sources, split, image_size: int = 224, datasets: Option
         name = tf.gather(names, episode["source"])
 
         def decoded(part, rows):
-            # One parallel map per part, batched whole (tf.data fuses map + batch, so decoded images
-            # go straight into the episode tensor). If any image fails to decode, ignore_errors drops
-            # the batch and the diagnostic path below runs instead: it decodes image by image and
-            # fails naming the bad records (TensorFlow's decoder error cannot name the file).
-            part_images, part_seeds = images[rows], image_seeds[rows]
-            part_count = tf.shape(part_images, out_type=tf.int64)[0]
-            decode = decoders[part]
-            fast = (tf.data.Dataset.from_tensor_slices((part_images, part_seeds))
-                    .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                    .batch(part_count)
-                    .ignore_errors())
-            one_by_one = (tf.data.Dataset.from_tensor_slices((part_images, part_seeds, tf.range(part_count)))
-                          .map(lambda data, seed, position: (decode(data, seed), position),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                          .ignore_errors(log_warning=True)
-                          .batch(part_count))
-            # If every image failed there is no batch at all: the empty sentinel reaches the check.
-            sentinel = tf.data.Dataset.from_tensors(
-                (tf.zeros([0, image_size, image_size, 3], image_dtype), tf.zeros([0], tf.int64)))
-
-            def check(batch, kept):
-                present = tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.int32), [part_count]) > 0
-                missing = tf.logical_not(present)
-                failed = tf.debugging.Assert(
-                    tf.equal(tf.size(kept, out_type=tf.int64), part_count),
-                    ["Image(s) that could not be decoded (damaged image data) in", name,
-                     "class ids:", tf.boolean_mask(episode["class_ids"][rows], missing),
-                     "record numbers in their class file:", tf.boolean_mask(episode["record_ids"][rows], missing)],
-                    summarize=10)
-                with tf.control_dependencies([failed]):
-                    return tf.identity(batch)
-
-            diagnose = one_by_one.concatenate(sentinel).take(1).map(check)
-            return fast.concatenate(diagnose).take(1)
+            return decode_lib.decode_batch(
+                images[rows], image_size, what=name, augment=augments[part], seeds=image_seeds[rows],
+                names=[("class ids:", episode["class_ids"][rows]),
+                       ("record numbers in their class file:", episode["record_ids"][rows])], **options)
 
         labels = episode["labels"]
         meta = tf.data.Dataset.from_tensors({

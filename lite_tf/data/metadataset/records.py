@@ -26,13 +26,14 @@ from typing import Iterable, List, Sequence, Tuple
 import numpy as np
 
 from lite_tf import atomic
+from lite_tf.errors import DataError
 
 FILE_SUFFIX = ".tfrecords"
 _HEADER_BYTES = 12  # uint64 length + uint32 masked crc of the length
 _FOOTER_BYTES = 4  # uint32 masked crc of the data
 
 
-class RecordFileError(ValueError):
+class RecordFileError(DataError):
     """A record file that is missing, truncated or corrupt; the message names the file."""
 
 

@@ -24,12 +24,13 @@ import os
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 from lite_tf import atomic
+from lite_tf.errors import DataError
 
 SPEC_FILE = "dataset_spec.json"
 DEFAULT_FILE_PATTERN = "{}.tfrecords"
 
 
-class SpecError(ValueError):
+class SpecError(DataError):
     """A dataset specification that cannot be read or is inconsistent."""
 
 
