@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lite_tf.data.metadataset import pipeline, records, sampling
+from lite_tf.data.metadataset import pipeline, records, sampling, store
 from lite_tf.data.metadataset import spec as S
 from lite_tf.episode import episode_signature, validate_episode
 
@@ -126,10 +126,10 @@ def test_image_size_out_of_range(tmp_path, size):
 def test_missing_and_empty_class_files(tmp_path):
     folder = make_source(str(tmp_path), "toy")
     os.remove(os.path.join(folder, "3.tfrecords"))
-    with pytest.raises(pipeline.PipelineError, match=r"'toy'.*class 3: .*3\.tfrecords is missing"):
+    with pytest.raises(store.PipelineError, match=r"'toy'.*class 3: .*3\.tfrecords is missing"):
         pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
     open(os.path.join(folder, "3.tfrecords"), "wb").close()
-    with pytest.raises(pipeline.PipelineError, match=r"class 3: .*3\.tfrecords is empty"):
+    with pytest.raises(store.PipelineError, match=r"class 3: .*3\.tfrecords is empty"):
         pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
 
 
@@ -138,16 +138,20 @@ def test_truncated_file_and_count_mismatch(tmp_path):
     path = os.path.join(folder, "5.tfrecords")
     with open(path, "rb+") as f:
         f.truncate(os.path.getsize(path) - 10)
-    with pytest.raises(pipeline.PipelineError, match=r"'toy' class 5: .*5\.tfrecords is truncated"):
+    with pytest.raises(store.PipelineError, match=r"'toy' class 5: .*5\.tfrecords is truncated"):
         pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
     records.write_class_file(path, [code_image(0, 5, i) for i in range(9)], 5)
-    with pytest.raises(pipeline.PipelineError, match=r"class 5: the spec says 10 images but .*5\.tfrecords holds 9"):
+    with pytest.raises(store.PipelineError, match=r"class 5: the spec says 10 images but .*5\.tfrecords holds 9"):
         pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE)
-    # Lazy indexing reports the same problem when the class is first drawn.
-    lazy = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, index="lazy",
-                                         sampler_kwargs={"num_ways": 8})
-    with pytest.raises(Exception, match=r"class 5: the spec says 10 images"):
-        take(lazy, 1)
+    # Lazy indexing reports the same problem when a planned episode draws the class (all 8 here) ...
+    with pytest.raises(store.PipelineError, match=r"class 5: the spec says 10 images"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, index="lazy",
+                                      sampler_kwargs={"num_ways": 8})
+    # ... and never reads the headers of a class no planned episode draws.
+    lazy = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, index="lazy", num_episodes=1,
+                                         sampler_kwargs={"num_ways": 5}, seed=0)
+    drawn = {decode_code(image[0, 0])[1] for image in take(lazy, 1)[0]["support_images"]}
+    assert 5 not in drawn and len(drawn) == 5
 
 
 def test_split_too_small_and_tiny_class(tmp_path):
@@ -169,17 +173,17 @@ def test_non_image_bytes_and_wrong_label(tmp_path):
     dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5})
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"label feature is not the id of their class.*toy.*\[labels found:\] \[4( 4)*\]"):
         take(dataset, 1)
-    with pytest.raises(pipeline.PipelineError, match=r"'toy' class 2 file .*2\.tfrecords record 0: label feature is 4"):
-        pipeline.verify_dataset(folder)
+    with pytest.raises(store.PipelineError, match=r"'toy' class 2 file .*2\.tfrecords record 0: label feature is 4"):
+        store.verify_dataset(folder)
 
 
 def test_verify_dataset_finds_damaged_image(tmp_path):
     folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
-    assert pipeline.verify_dataset(folder) == 15
+    assert store.verify_dataset(folder) == 15
     broken = code_image(0, 1, 0)[:30]  # right signature, body cut off
     records.write_class_file(os.path.join(folder, "1.tfrecords"), [broken] + [code_image(0, 1, i) for i in (1, 2)], 1)
-    with pytest.raises(pipeline.PipelineError, match=r"class 1 file .*1\.tfrecords record 0: image does not decode"):
-        pipeline.verify_dataset(folder)
+    with pytest.raises(store.PipelineError, match=r"class 1 file .*1\.tfrecords record 0: image does not decode"):
+        store.verify_dataset(folder)
 
 
 def test_augmentation_arguments_checked(tmp_path):

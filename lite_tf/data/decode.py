@@ -14,7 +14,8 @@ Resize methods (``method``):
   decoder (TF1 ``resize_images``); pixel-identical to ``tf.compat.v1.image.resize(...,
   align_corners=True)`` on the same decoded image. Use it to see the pixels a model trained on the
   reference pipeline saw; it differs from ``"bilinear"`` by up to ~21/255 when upsampling.
-An image already at ``image_size`` x ``image_size`` is not resized.
+Every method leaves an image already at ``image_size`` x ``image_size`` unchanged (kernel weights
+are 1 and 0 at a scale of 1), so there is no size check per image.
 
 JPEG decoding is exact libjpeg output by default (``dct_method=""``); ``dct_method="INTEGER_FAST"``
 is a faster, slightly different IDCT (not pixel-identical to other decoders). ``dct_method`` only
@@ -78,14 +79,6 @@ def resize(image: tf.Tensor, image_size: int, method: str = "bilinear", antialia
     return tf.image.resize(image, size, method=method, antialias=antialias)
 
 
-def _resized(image: tf.Tensor, image_size: int, method: str, antialias: bool) -> tf.Tensor:
-    shape = tf.shape(image)
-    same = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
-    pixels = tf.cond(same, lambda: tf.cast(image, tf.float32), lambda: resize(image, image_size, method, antialias))
-    pixels.set_shape([image_size, image_size, 3])
-    return pixels
-
-
 def to_output(pixels: tf.Tensor, dtype) -> tf.Tensor:
     """float pixel values in [0, 255] -> uint8 (rounded, clipped) or float32 in [-1, 1]."""
     if tf.as_dtype(dtype) == tf.uint8:
@@ -100,7 +93,8 @@ def decode_image(encoded: tf.Tensor, image_size: int, *, dtype=tf.float32, metho
 
     ``augment(pixels, seed)`` (pixels float32 [S, S, 3] in [0, 255]) runs after the resize.
     """
-    pixels = _resized(decode_pixels(encoded, dct_method), image_size, method, antialias)
+    pixels = resize(decode_pixels(encoded, dct_method), image_size, method, antialias)
+    pixels.set_shape([image_size, image_size, 3])
     if augment is not None:
         pixels = augment(pixels, seed)
     return to_output(pixels, dtype)
