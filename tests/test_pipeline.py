@@ -9,6 +9,7 @@ import tensorflow as tf
 from lite_tf.data.metadataset import pipeline, records, sampling, store
 from lite_tf.data.metadataset import spec as S
 from lite_tf.episode import episode_signature, validate_episode
+from lite_tf.errors import ConfigError
 
 SIZE = 16
 
@@ -226,3 +227,66 @@ def test_large_image_sizes(tmp_path, size):
     assert episode["support_images"].shape == (5, size, size, 3) and episode["query_images"].shape == (5, size, size, 3)
     codes = {decode_code(image[size // 2, size // 2]) for image in episode["support_images"]}
     assert {code[1] for code in codes} == set(range(5))
+
+
+@pytest.mark.parametrize("name,value", [("num_episodes", -3), ("num_episodes", 0), ("num_episodes", 2.5),
+                                        ("episodes_ahead", 0), ("parallel_episodes", True)])
+def test_bad_episode_counts_raise(tmp_path, name, value):
+    folder = make_source(str(tmp_path), "toy")
+    with pytest.raises(ConfigError, match=rf"make_episode_dataset.{name} must be a positive integer"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, **{name: value})
+
+
+def test_num_episodes_ends_the_dataset(tmp_path):
+    folder = make_source(str(tmp_path), "toy")
+    assert len(take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, num_episodes=3), 10)) == 3
+
+
+def test_memory_and_file_reading_agree(tmp_path):
+    folder = make_source(str(tmp_path), "toy", counts=[10, 10, 4, 10, 7, 10, 10, 2])
+    in_memory = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=3), 4)
+    from_files = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=3, cache_bytes=0), 4)
+    for a, b in zip(in_memory, from_files):
+        assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def codes_of(episode):
+    return [[decode_code(image[0, 0]) for image in episode[f"{part}_images"]] for part in ("support", "query")]
+
+
+def test_episodes_beyond_the_plan_draw_fresh_records(tmp_path):
+    folder = make_source(str(tmp_path), "toy")
+    short = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=6, episodes_ahead=3), 9)
+    long = take(pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, seed=6, episodes_ahead=50), 3)
+    assert all(np.array_equal(a[k], b[k]) for a, b in zip(short[:3], long) for k in a)  # the plan's own episodes
+    changed = 0
+    for number, episode in enumerate(short):
+        planned = short[number % 3]
+        assert np.array_equal(episode["support_labels"], planned["support_labels"])  # same class structure
+        assert np.array_equal(episode["query_labels"], planned["query_labels"])
+        support, query = codes_of(episode)
+        assert len(set(support + query)) == len(support) + len(query)  # no image twice
+        classes = {}
+        for code, label in zip(support + query, np.concatenate([episode["support_labels"], episode["query_labels"]])):
+            assert classes.setdefault(int(label), code[1]) == code[1]
+        assert [classes[label] for label in sorted(classes)] == \
+            [codes_of(planned)[0][list(planned["support_labels"]).index(label)][1] for label in sorted(classes)]
+        changed += codes_of(episode) != codes_of(planned)
+    assert changed >= 5  # the 6 episodes beyond the plan drew other records
+
+
+def test_reference_resize_matches_tf1_align_corners(tmp_path):
+    folder = os.path.join(str(tmp_path), "noise")
+    spec = S.make_flat_spec("noise", folder, {"TRAIN": 5, "VALID": 0, "TEST": 0}, {c: 2 for c in range(5)})
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8) for _ in range(5)]
+    for c in range(5):  # both images of a class are the same, so every image's class gives its pixels
+        records.write_class_file(records.class_file_path(folder, c), [tf.io.encode_png(pixels[c]).numpy()] * 2, c)
+    S.write_spec(spec, folder)
+    reference = [(tf.compat.v1.image.resize(p, [126, 126], align_corners=True) / 127.5 - 1.0).numpy() for p in pixels]
+    kwargs = dict(image_size=126, sampler_kwargs={"num_ways": 5, "num_support": 1, "num_query": 1}, seed=0)
+    for method, expect_equal in (("reference", True), ("bilinear", False)):
+        episode = take(pipeline.make_episode_dataset(folder, "TRAIN", resize_method=method, **kwargs), 1)[0]
+        for image in np.concatenate([episode["support_images"], episode["query_images"]]):
+            closest = min(np.abs(image - r).max() for r in reference)
+            assert (closest == 0.0) == expect_equal and (expect_equal or closest * 127.5 > 10)

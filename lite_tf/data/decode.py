@@ -76,7 +76,7 @@ def resize(image: tf.Tensor, image_size: int, method: str = "bilinear", antialia
     if method == REFERENCE:
         return tf.cast(tf.compat.v1.image.resize(image, size, method=tf.compat.v1.image.ResizeMethod.BILINEAR,
                                                  align_corners=True), tf.float32)
-    return tf.image.resize(image, size, method=method, antialias=antialias)
+    return tf.cast(tf.image.resize(image, size, method=method, antialias=antialias), tf.float32)
 
 
 def to_output(pixels: tf.Tensor, dtype) -> tf.Tensor:
@@ -125,7 +125,9 @@ def decode_batch(encoded: tf.Tensor, image_size: int, *, names: Optional[Names] 
     fast = (tf.data.Dataset.from_tensor_slices((encoded, seeds))
             .map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(count)
-            .ignore_errors())
+            .ignore_errors()
+            # After a failed image, ignore_errors lets the rest through as a short batch: drop it.
+            .filter(lambda images: tf.equal(tf.shape(images, out_type=tf.int64)[0], count)))
     diagnose = _diagnose(encoded, seeds, one, count, image_size, dtype, names, what)
     return fast.concatenate(diagnose).take(1)
 
