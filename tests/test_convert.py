@@ -1,4 +1,4 @@
-"""Converters (lite_tf/data/convert.py, tools/convert.py): round trips, splits, resume, bad input, TFDS."""
+"""Converters (lite_tf/data/writing/convert.py, tools/convert.py): round trips, splits, resume, bad input, TFDS."""
 import functools
 import io
 import json
@@ -9,7 +9,8 @@ import pytest
 from absl import flags
 from PIL import Image
 
-from lite_tf.data import convert, records, writer
+from lite_tf.data import records
+from lite_tf.data.writing import convert, writer
 from lite_tf.data import spec as spec_lib
 
 

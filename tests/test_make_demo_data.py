@@ -5,7 +5,8 @@ import pytest
 from absl import flags
 
 from lite_tf import atomic
-from lite_tf.data import records, synthetic, writer
+from lite_tf.data import records, synthetic
+from lite_tf.data.writing import writer
 from lite_tf.data import spec as spec_lib
 from tools import make_demo_data
 

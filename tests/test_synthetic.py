@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lite_tf.data import records, synthetic, writer
+from lite_tf.data import records, synthetic
+from lite_tf.data.writing import writer
 from lite_tf.data import spec as spec_lib
 
 SOURCES = synthetic.available_sources()

@@ -21,7 +21,7 @@ import sys
 
 from absl import app, flags, logging
 
-from lite_tf.data import convert, writer
+from lite_tf.data.writing import convert, writer
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:

@@ -13,7 +13,7 @@ network starts near chance and meta-training has to learn the shape or pattern.
 
 Rendering is pure NumPy/PIL and deterministic: the same arguments give byte-identical JPEGs.
 :func:`write_synthetic_dataset` writes one source as a Meta-Dataset record set (one ``.tfrecords``
-file per class, JPEG bytes, ``dataset_spec.json``) through lite_tf/data/writer.py, so it is atomic,
+file per class, JPEG bytes, ``dataset_spec.json``) through lite_tf/data/writing/writer.py, so it is atomic,
 resumable and refuses to mix with a different dataset in the same folder.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import gin
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lite_tf.data import writer
+from lite_tf.data.writing import writer
 
 DEFAULT_IMAGE_SIZE = 224
 DEFAULT_JPEG_QUALITY = 90
