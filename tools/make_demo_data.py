@@ -20,6 +20,7 @@ from absl import app, flags
 from lite_tf.data import synthetic
 from lite_tf.data.writing import writer
 
+
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
     """Defines this tool's flags (at run time, not import, so tools can share flag names in one process)."""
     fv = dict(flag_values=flag_values)
