@@ -281,3 +281,68 @@ def test_scan_reads_sizes_and_labels(converted):
     assert scan.records == 3 and scan.sizes == [(10, 12)] * 3
     with pytest.raises(check.ClassFileProblem, match=r"has label 0 in record 0, expected 1"):
         check.scan_class_file(str(folder / "0.tfrecords"), 1)
+
+
+# ----------------------------------------------------------------------------- bad flags
+@pytest.mark.parametrize("argv, message", [
+    (["--split_fractions=a,b,c"], "--split_fractions must be numbers TRAIN,VALID,TEST; got a,b,c."),
+    (["--split_fractions=0.5,0.5,0.5"], "Split fractions must be three non-negative numbers (TRAIN, VALID, TEST) "
+                                        "that sum to 1; got [0.5, 0.5, 0.5]."),
+    (["--image_format=gif"], "image_format must be one of ['jpeg', 'png']; got 'gif'."),
+    (["--channels=2"], "channels must be 3 (RGB) or 1 (greyscale); got 2."),
+    (["--target_size=0"], "--target_size must be a positive number of pixels; got 0."),
+    (["--max_side=0"], "max_side must be a positive number of pixels; got 0."),
+    (["--jpeg_quality=101"], "jpeg_quality must be an integer in 1..100; got 101."),
+    (["--workers=0"], "--workers must be at least 1; got 0."),
+    (["--classes_per_pass=-1"], "--classes_per_pass must be 0 (one pass) or positive; got -1."),
+    (["--split_file={tmp}/none.txt"], "--split_file={tmp}/none.txt: no such file."),
+    (["--superclass_file={tmp}/none.json"], "--superclass_file={tmp}/none.json: no such file."),
+    (["--parent_file={tmp}/none.tsv"], "--parent_file={tmp}/none.tsv: no such file."),
+    (["--superclass_file={tmp}/zoo/ant/0.png"], "Cannot read hierarchy file {tmp}/zoo/ant/0.png: 'utf-8' codec"),
+    (["--split_file={tmp}/zoo/ant/0.png"], "Cannot read split file {tmp}/zoo/ant/0.png: 'utf-8' codec"),
+    (["--image_folder={tmp}/none"], "Input folder {tmp}/none does not exist or is not a folder."),
+])
+def test_every_bad_flag_is_one_line(tmp_path, run_tool, capsys, argv, message):
+    make_folder(tmp_path / "zoo")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    if not any(a.startswith("--image_folder") for a in argv):
+        argv.append(f"--image_folder={tmp_path / 'zoo'}")
+    assert run_tool(*argv, f"--output_dir={tmp_path / 'out'}", "--noprogress") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("convert: error: " + message.format(tmp=tmp_path)), err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_verify_of_nothing_is_one_line(tmp_path, run_tool, capsys):
+    assert run_tool("--verify", f"--output_dir={tmp_path / 'none'}") == 1
+    assert capsys.readouterr().err == f"convert: error: --output_dir={tmp_path / 'none'}: no such folder.\n"
+    assert run_tool("--verify", f"--output_dir={tmp_path}") == 1
+    assert capsys.readouterr().err == (f"convert: error: --output_dir={tmp_path} holds no record set (no "
+                                       f"{spec_lib.SPEC_FILE}); nothing to verify.\n")
+
+
+def _tool_lines(stderr: str):
+    """stderr without TensorFlow's own start-up log lines (not this tool's output)."""
+    noise = ("WARNING: All log messages before absl", "To enable the following instructions")
+    return [line for line in stderr.splitlines()
+            if line and not line.startswith(noise) and not (line[:1] in "IWE" and line[1:5].isdigit())]
+
+
+@pytest.mark.parametrize("argv, status, line", [
+    (["--channels=abc", "--output_dir=out"], 2,
+     "convert: error: flag --channels=abc: invalid literal for int() with base 10: 'abc'"),
+    (["--image_folder=a", "--tfds_name=b", "--output_dir=out"], 2,
+     "convert: error: Give exactly one input: --image_folder or --tfds_name, not both."),
+])
+def test_command_line_errors_are_one_line(tmp_path, argv, status, line):
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "tools.convert", *argv], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == status
+    assert _tool_lines(result.stderr) == [line]
+    assert not (tmp_path / "out").exists()

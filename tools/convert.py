@@ -160,6 +160,9 @@ def run(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
     except LiteTfError as error:
         print(f"convert: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # e.g. a read-only or full output folder; the message names the file
+        print(f"convert: error: cannot write the output: {error}", file=sys.stderr)
+        return 1
     print(report.summary())
     for warning in report.warnings:
         print(f"convert: warning: {warning}", file=sys.stderr)

@@ -39,7 +39,7 @@ def read_parent_map(path: str) -> Dict[str, List[str]]:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:  # a binary file is not a hierarchy file either
         raise ConvertError(f"Cannot read hierarchy file {path}: {error}") from None
     parents: Dict[str, List[str]] = {}
 

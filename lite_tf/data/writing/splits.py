@@ -61,7 +61,7 @@ def read_split_file(path: str) -> Dict[spec_lib.Split, List[str]]:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:  # a binary file is not a split file either
         raise ConvertError(f"Cannot read split file {path}: {error}") from None
     splits: Dict[spec_lib.Split, List[str]] = {split: [] for split in spec_lib.SPLITS}
     if text.lstrip().startswith("{"):
