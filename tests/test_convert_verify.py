@@ -346,3 +346,18 @@ def test_command_line_errors_are_one_line(tmp_path, argv, status, line):
     assert result.returncode == status
     assert _tool_lines(result.stderr) == [line]
     assert not (tmp_path / "out").exists()
+
+
+def test_set_from_before_per_class_entries_is_verified_not_rewritten(converted):
+    """A manifest of format 1 (no per-class entries): files are checked against the spec and kept."""
+    root, folder = converted
+    manifest = manifest_lib.read_manifest(folder)
+    manifest["format"], manifest["written"] = 1, {}
+    manifest_lib.write_manifest(folder, manifest)
+    before = {n: t for n, t in _mtimes(folder).items() if n.endswith(".tfrecords")}
+    report = _convert(root, folder.parent)
+    assert report.already_complete and report.rewritten == []
+    assert {n: t for n, t in _mtimes(folder).items() if n.endswith(".tfrecords")} == before
+    upgraded = manifest_lib.read_manifest(folder)
+    assert upgraded["format"] == manifest_lib.MANIFEST_FORMAT
+    assert manifest_lib.class_entry(upgraded, 4) == {"records": 3, "sources": None, "skipped": 0}

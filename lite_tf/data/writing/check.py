@@ -31,7 +31,8 @@ class ClassFileProblem(Exception):
     """Internal: why a class file is not good (the message is a phrase, the caller names the file)."""
 
 
-def _image_size(data: bytes) -> Size:
+def image_size(data: bytes) -> Size:
+    """(width, height) of encoded image bytes, from the header alone."""
     from PIL import Image
 
     try:
@@ -59,7 +60,7 @@ def scan_class_file(path: str, class_id: int, measure_sizes: bool = False) -> Cl
             if bad:
                 raise ClassFileProblem(f"has label {bad[0][1]} in record {bad[0][0]}, expected {class_id}")
             if sizes is not None:
-                sizes.extend(_image_size(data) for data in image.numpy())
+                sizes.extend(image_size(data) for data in image.numpy())
             count += int(label.shape[0])
     except tf.errors.DataLossError as error:
         raise ClassFileProblem(f"is corrupt (a record checksum does not match): {error.message}") from None

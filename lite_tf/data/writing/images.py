@@ -50,7 +50,14 @@ class ImageOptions:
         return "RGB" if self.channels == 3 else "L"
 
     def provenance(self) -> dict:
-        return dataclasses.asdict(self)
+        """For the manifest; format and channels only when not the defaults, so sets written before
+        these options existed keep their identity."""
+        out = {"max_side": self.max_side, "jpeg_quality": self.jpeg_quality}
+        if self.image_format != "jpeg":
+            out["image_format"] = self.image_format
+        if self.channels != 3:
+            out["channels"] = self.channels
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

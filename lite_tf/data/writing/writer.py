@@ -226,7 +226,7 @@ def _small_image_warning(name: str, sizes: Iterable[check.Size], target_size: in
 def _measured(result: "ClassImages") -> List[check.Size]:
     if result.sizes is not None:
         return list(result.sizes)
-    return [check._image_size(data) for data in result.images]  # noqa: SLF001 - same package
+    return [check.image_size(data) for data in result.images]
 
 
 # ----------------------------------------------------------------------------- execution
