@@ -216,3 +216,18 @@ def test_tfds_rewritten_imagenet_v2_spec_loads_and_samples():
     v1["class_names"]["0"], v1["class_names"]["800"] = v1["class_names"]["800"], v1["class_names"]["0"]
     with pytest.raises(spec_lib.SpecError, match=r"ids 0..711.*class 0 is 'n02107683', which is not a leaf"):
         spec_lib.spec_from_json_dict(v1, "bad")
+
+
+def test_split_that_loses_its_hierarchy_is_named(tmp_path, animal_folder, caplog):
+    root, parent_file, _, _ = animal_folder
+    split_file = tmp_path / "leaves.json"  # canine's classes split across TRAIN and TEST: canine stays in TRAIN
+    split_file.write_text(json.dumps({"train": ["cat", "lion", "tiger", "wolf", "fox"], "test": ["jackal", "dingo"]}))
+    plan = convert.plan_image_folder(root, tmp_path / "out", parent_file=str(parent_file), split_file=str(split_file))
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith(f"{parent_file}: split TEST keeps no node of the hierarchy above its classes")
+               for m in messages), messages
+    assert not any("split TRAIN" in m for m in messages)
+    spec = plan.make_spec("animals", str(tmp_path), {0: "cat", 1: "fox", 2: "lion", 3: "tiger", 4: "wolf",
+                                                     5: "dingo", 6: "jackal"}, {i: 2 for i in range(7)})
+    assert sorted(spec.graph("TEST")) == ["dingo", "jackal"]
+    assert spec.leaves_under("TRAIN")["canine"] == [1, 4]

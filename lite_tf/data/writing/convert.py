@@ -94,6 +94,11 @@ def _plan_classes(class_names: Sequence[str], split_file: Optional[str], fractio
         class_splits, description = choose_splits(class_names, split_file, fractions, seed, source,
                                                   expand=hierarchy.expand_nodes(parents, class_names))
         ordered = {split: sorted(class_splits[split]) for split in spec_lib.SPLITS}
+        for split, nodes in hierarchy.split_subgraphs(parents, ordered).items():
+            if ordered[spec_lib.Split.of(split)] and all(not node["children_ids"] for node in nodes):
+                log.warning("%s: split %s keeps no node of the hierarchy above its classes (their ancestors lie "
+                            "above TRAIN classes too), so its episodes cannot use the hierarchy; name subtree "
+                            "roots in a split file to keep it.", parent_file, split)
         description = {**description, "parent_file": os.path.abspath(parent_file),
                        "parent_sha256": _file_digest(parent_file)}
 
