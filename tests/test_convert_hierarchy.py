@@ -3,7 +3,6 @@ sampled with the hierarchy; and the ImageNet-v2 spec as Meta-Dataset's TFDS buil
 import json
 import os
 
-import numpy as np
 import pytest
 
 from lite_tf.data import sampling

@@ -25,7 +25,7 @@ import hashlib
 import logging
 import os
 import threading
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from lite_tf.data import spec as spec_lib
 from lite_tf.data.writing import hierarchy
