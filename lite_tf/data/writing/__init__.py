@@ -6,5 +6,6 @@
 - images.py: re-encoding of input images (JPEG or lossless PNG, RGB or one channel);
 - splits.py: class splits (fractions or a split file);
 - hierarchy.py: two-level and hierarchical specs from a user-supplied hierarchy;
-- convert.py: the image-folder and TFDS converters.
+- convert.py: the image-folder and TFDS converters;
+- errors.py: their errors (lite_tf DataErrors).
 """
