@@ -1,4 +1,4 @@
-"""Converters (lite_tf/data/convert.py, tools/convert.py): round trips, splits, resume, bad input, TFDS."""
+"""Converters (lite_tf/data/writing/convert.py, tools/convert.py): round trips, splits, resume, bad input, TFDS."""
 import functools
 import io
 import json
@@ -10,8 +10,10 @@ from absl import flags
 from PIL import Image
 
 from lite_tf.data.metadataset import records
-from lite_tf.data import convert, writer
+from lite_tf.data.writing import convert
+from lite_tf.data.writing import writer
 from lite_tf.data.metadataset import spec as spec_lib
+from lite_tf.data.writing import convert, writer
 
 
 def _smooth_image(seed: int, height: int = 24, width: int = 32, channels: int = 3) -> np.ndarray:

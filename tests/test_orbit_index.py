@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from lite_tf.data import orbit_index
-from lite_tf.data.orbit_index import OrbitDataError, index_cache_path, load_split, scan_split
-from lite_tf.data.orbit_synthetic import make_orbit_folder
+from lite_tf.data.orbit.index import OrbitDataError, index_cache_path, load_split, scan_split
+from lite_tf.data.orbit.synthetic import make_orbit_folder
 
 
 def make(root, **kwargs):

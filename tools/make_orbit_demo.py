@@ -7,7 +7,7 @@ background; clutter videos: smaller object among distractors on a noisy backgrou
 """
 from absl import app, flags
 
-from lite_tf.data.orbit_synthetic import make_orbit_folder
+from lite_tf.data.orbit.synthetic import make_orbit_folder
 
 FLAGS = flags.FLAGS
 def define_flags():

@@ -23,8 +23,8 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from lite_tf.data.orbit_index import OrbitDataError, SplitIndex, load_split
-from lite_tf.data.orbit_tasks import ClipSpec, OrbitTask, TrainTaskSampler, eval_tasks
+from lite_tf.data.orbit.index import OrbitDataError, SplitIndex, load_split
+from lite_tf.data.orbit.tasks import ClipSpec, OrbitTask, TrainTaskSampler, eval_tasks
 
 AUTOTUNE = tf.data.AUTOTUNE
 

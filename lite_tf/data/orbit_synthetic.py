@@ -14,7 +14,7 @@ from typing import Dict, Optional
 import numpy as np
 from PIL import Image
 
-from lite_tf.data.orbit_index import SPLITS
+from lite_tf.data.orbit.index import SPLITS
 
 PALETTE = np.array([[220, 40, 40], [40, 170, 60], [40, 80, 220], [230, 200, 30], [170, 60, 200],
                     [30, 190, 200], [240, 130, 20], [120, 120, 120]], dtype=np.float32)

@@ -32,7 +32,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from lite_tf.data.orbit_index import VIDEO_TYPES, SplitIndex, Video
+from lite_tf.data.orbit.index import VIDEO_TYPES, SplitIndex, Video
 
 ClipCount = Union[int, str]
 

@@ -207,6 +207,26 @@ class BiLevelDatasetSpec(DatasetSpec):
         }
 
 
+def _leaf_class_ids(name: str, split: Split, leaves: Sequence[str], offset: int,
+                    class_names: Mapping[int, str]) -> Dict[str, int]:
+    """wn_id -> class id for one split's leaves, which own ids offset .. offset + len(leaves) - 1.
+
+    Meta-Dataset's converter numbers them in sorted order; its reader takes the ids from
+    ``class_names`` in any order, and its TFDS builder relies on that: it rewrites the
+    ilsvrc_2012_v2 spec with v1's ``class_names`` (v1's class order). So any order is accepted as
+    long as the split's id range names exactly the split's leaves.
+    """
+    ids = range(offset, offset + len(leaves))
+    named = {class_names.get(class_id): class_id for class_id in ids}
+    if set(named) == set(leaves):
+        return {wn_id: named[wn_id] for wn_id in leaves}
+    wrong = next(c for c in ids if class_names.get(c) not in set(leaves) or named[class_names.get(c)] != c)
+    raise SpecError(
+        f"Dataset {name}: class_names of split {split.value} (ids {offset}..{offset + len(leaves) - 1}) must name "
+        f"the split's {len(leaves)} leaves, each once; class {wrong} is {class_names.get(wrong)!r}, which "
+        f"{'is named twice' if class_names.get(wrong) in set(leaves) else 'is not a leaf of this split'}.")
+
+
 class HierarchicalDatasetSpec(DatasetSpec):
     """Hierarchical specification (ImageNet): a DAG of WordNet nodes per split, classes are leaves.
 
@@ -233,15 +253,7 @@ class HierarchicalDatasetSpec(DatasetSpec):
         for split in SPLITS:
             nodes = self.split_subgraphs[split]
             leaves = sorted(n["wn_id"] for n in nodes if not n.get("children_ids"))
-            for i, wn_id in enumerate(leaves):
-                class_id = offset + i
-                if class_names.get(class_id) != wn_id:
-                    raise SpecError(
-                        f"Dataset {name}: class {class_id} should be leaf {wn_id} of split {split.value} "
-                        f"(leaves are numbered in sorted order per split), but class_names says "
-                        f"{class_names.get(class_id)!r}."
-                    )
-                self._class_of_wn_id[wn_id] = class_id
+            self._class_of_wn_id.update(_leaf_class_ids(name, split, leaves, offset, class_names))
             classes_per_split[split] = len(leaves)
             offset += len(leaves)
         self._graphs = {}

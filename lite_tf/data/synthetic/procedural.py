@@ -13,7 +13,7 @@ network starts near chance and meta-training has to learn the shape or pattern.
 
 Rendering is pure NumPy/PIL and deterministic: the same arguments give byte-identical JPEGs.
 :func:`write_synthetic_dataset` writes one source as a Meta-Dataset record set (one ``.tfrecords``
-file per class, JPEG bytes, ``dataset_spec.json``) through lite_tf/data/writer.py, so it is atomic,
+file per class, JPEG bytes, ``dataset_spec.json``) through lite_tf/data/writing/writer.py, so it is atomic,
 resumable and refuses to mix with a different dataset in the same folder.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import gin
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lite_tf.data import writer
+from lite_tf.data.writing import writer
 from lite_tf.errors import ConfigError
 
 DEFAULT_IMAGE_SIZE = 224
@@ -362,7 +362,7 @@ def plan_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFAU
                             functools.partial(class_images, source, int(seed), class_id, int(images_per_class),
                                               int(image_size), int(jpeg_quality)))
             for class_id, split in enumerate(splits)]
-    provenance = {"generator": "lite_tf.data.synthetic", "version": GENERATOR_VERSION, "source": source,
+    provenance = {"generator": "lite_tf.data.synthetic.procedural", "version": GENERATOR_VERSION, "source": source,
                   "image_size": int(image_size), "images_per_class": int(images_per_class), "seed": int(seed),
                   "jpeg_quality": int(jpeg_quality)}
     return writer.DatasetPlan(os.path.join(os.fspath(output_dir), source), source, jobs, provenance)
