@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from learners.protonets import ProtoNets
-from lite_tf.data.orbit import orbit_eval_tasks, orbit_train_dataset
-from lite_tf.data.orbit_synthetic import make_orbit_folder
+from lite_tf.data.orbit.pipeline import orbit_eval_tasks, orbit_train_dataset
+from lite_tf.data.orbit.synthetic import make_orbit_folder
 from lite_tf.episode import episode_signature
 from lite_tf.eval.macs import PersonalizationMacs
 from lite_tf.eval.orbit_evaluation import evaluate_orbit, write_results

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from lite_tf.data.orbit_index import load_split
-from lite_tf.data.orbit_synthetic import make_orbit_folder
-from lite_tf.data.orbit_tasks import ClipSpec, TrainTaskSampler, choose_clips, eval_tasks, video_clips
+from lite_tf.data.orbit.index import load_split
+from lite_tf.data.orbit.synthetic import make_orbit_folder
+from lite_tf.data.orbit.tasks import ClipSpec, TrainTaskSampler, choose_clips, eval_tasks, video_clips
 
 
 @pytest.fixture(scope="module")

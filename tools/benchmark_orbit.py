@@ -53,8 +53,8 @@ def define_flags():
 
 
 def benchmark_pipeline() -> dict:
-    from lite_tf.data.orbit import orbit_train_dataset
-    from lite_tf.data.orbit_synthetic import make_orbit_folder
+    from lite_tf.data.orbit.pipeline import orbit_train_dataset
+    from lite_tf.data.orbit.synthetic import make_orbit_folder
 
     root = FLAGS.data_root
     if root is None:

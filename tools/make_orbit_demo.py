@@ -2,12 +2,12 @@
 
   python -m tools.make_orbit_demo --output_dir=demo_data/orbit --frame_size=84
 
-Layout and content: lite_tf/data/orbit_synthetic.py (clean videos: object centred on a plain
+Layout and content: lite_tf/data/orbit/synthetic.py (clean videos: object centred on a plain
 background; clutter videos: smaller object among distractors on a noisy background).
 """
 from absl import app, flags
 
-from lite_tf.data.orbit_synthetic import make_orbit_folder
+from lite_tf.data.orbit.synthetic import make_orbit_folder
 
 FLAGS = flags.FLAGS
 def define_flags():

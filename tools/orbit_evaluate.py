@@ -51,7 +51,7 @@ def build_and_evaluate(split=None, target_types=None, tasks_per_user=None, weigh
                        allow_untrained=False, batch_size=256, count_macs=True, max_tasks=None, output=None,
                        progress=True) -> dict:
     """Builds the gin-configured model and tasks, evaluates, writes and returns the results."""
-    from lite_tf.data.orbit import orbit_eval_tasks
+    from lite_tf.data.orbit.pipeline import orbit_eval_tasks
     from lite_tf.eval.orbit_evaluation import evaluate_orbit, format_results, write_results
     from lite_tf.model import EpisodicModel
 

@@ -18,8 +18,8 @@ from typing import Iterable, Optional
 import numpy as np
 import tensorflow as tf
 
-from lite_tf.data.orbit import load_frames
-from lite_tf.data.orbit_tasks import OrbitTask
+from lite_tf.data.orbit.pipeline import load_frames
+from lite_tf.data.orbit.tasks import OrbitTask
 from lite_tf.eval.confidence import mean_confidence_interval
 from lite_tf.eval.macs import PersonalizationMacs
 from lite_tf.eval.orbit_metrics import VideoResult, summarize
