@@ -203,3 +203,15 @@ def test_cle_ve_object_with_one_clean_video_has_no_context(tmp_path):
     assert skipped == {"clean_objects_without_context": 2, "clean_users_with_fewer_than_two_objects": 1}
     with pytest.raises(DataError, match="clean target video"):
         TrainTaskSampler(index, NEURIPS21, target_video_type="clean")
+
+
+def test_targets_drawn_once_per_user(root, tmp_path):
+    index = load_split(root, "test", cache_dir=str(tmp_path))
+    random_targets = dataclasses.replace(NEURIPS21, test_target_clips=1, clip_length=2)
+    for once, distinct in ((True, 1), (False, 3)):
+        protocol = dataclasses.replace(random_targets, targets_once_per_user=once)
+        tasks = [t for t in eval_tasks(index, protocol, target_types=("clutter",), tasks_per_user=3)
+                 if t.user == index.user_names[0]]
+        assert len(tasks) == 3
+        assert len({tuple(p for target in t.targets for p in target.paths) for t in tasks}) == distinct
+        assert len({tuple(t.context_paths) for t in tasks}) == 3
