@@ -1,5 +1,6 @@
 """ORBIT end to end on a generated folder: tf.data tasks, LITE training, CLE-VE/CLU-VE evaluation,
 results file, MACs, the gin experiment file and the evaluation tool."""
+import dataclasses
 import json
 
 import gin
@@ -10,8 +11,11 @@ import tensorflow as tf
 
 from learners.protonets import ProtoNets
 from lite_tf.data.orbit import orbit_eval_tasks, orbit_train_dataset
+from lite_tf.data.orbit.pipeline import orbit_eval_tasks, orbit_train_dataset
+from lite_tf.data.orbit.protocol import NEURIPS21
 from lite_tf.data.orbit.synthetic import make_orbit_folder
 from lite_tf.episode import episode_signature
+from lite_tf.errors import ConfigError
 from lite_tf.eval.macs import PersonalizationMacs
 from lite_tf.eval.orbit_evaluation import evaluate_orbit, write_results
 from lite_tf.eval.orbit_metrics import summarize, VideoResult
@@ -19,7 +23,9 @@ from lite_tf.lite import LiteConfig
 from lite_tf.model import EpisodicModel
 
 SIZE = 32
-SAMPLING = dict(clip_length=4, context_subsample_factor=2)
+PROTOCOL = dataclasses.replace(NEURIPS21, clip_length=4, train_context_clips=2, train_target_clips=2,
+                               test_context_clips=2)
+SAMPLING = dict(protocol=PROTOCOL)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +40,7 @@ def data(tmp_path_factory):
 def trained(data):
     root, cache, base = data
     keras.utils.set_random_seed(0)
-    dataset = orbit_train_dataset(root, frame_size=SIZE, target_subsample_factor=1, num_tasks=6, cache_dir=cache,
-                                  seed=0, **SAMPLING)
+    dataset = orbit_train_dataset(root, frame_size=SIZE, num_tasks=6, cache_dir=cache, seed=0, **SAMPLING)
     model = EpisodicModel(ProtoNets(backbone="conv4"), SIZE, lite=LiteConfig(mode="lite", h=4, chunk_size=8), seed=0)
     model.compile(keras.optimizers.Adam(1e-3))
     history = model.fit(dataset, epochs=1, verbose=0)
@@ -61,7 +66,7 @@ def test_train_dataset_episodes(data):
                                            **SAMPLING)))
     images = floats["support_images"].numpy()
     assert images.shape[1:] == (16, 16, 3) and images.min() >= -1.0 and images.max() <= 1.0  # resized frames
-    with pytest.raises(ValueError, match="ORBIT_ROOT"):
+    with pytest.raises(ConfigError, match="ORBIT_ROOT"):
         orbit_train_dataset(None)
 
 
@@ -79,7 +84,9 @@ def test_train_and_evaluate(data, trained, tmp_path):
     for row in rows:
         assert len(row["videos"]) == (3 if row["target_type"] == "clean" else 6)
         for video in row["videos"]:
-            assert len(video["predictions"]) == len(video["frame_numbers"]) == 10  # every frame scored
+            # every frame scored, padded with the last frame to whole clips of 4 (the official rule)
+            assert len(video["predictions"]) == len(video["frame_numbers"]) == 12
+            assert video["frame_numbers"] == list(range(1, 11)) + [10, 10]
             assert set(video["predictions"]) <= set(range(len(row["objects"])))
         assert row["personalization_seconds"] > 0
     # the summary is the one recomputed from the per-frame predictions in the results
@@ -135,9 +142,11 @@ def test_evaluate_tool_with_gin_experiment(data, trained, tmp_path):
     try:
         orbit_evaluate.parse_gin(["gin/experiments/orbit_protonets.gin"], [
             f"ORBIT_ROOT = '{root}'", f"ORBIT_CACHE_DIR = '{cache}'", f"FRAME_SIZE = {SIZE}",
-            "learners.protonets.backbone = 'conv4'", "CLIP_LENGTH = 4", "SUBSAMPLE_FACTOR = 2"])
+            "learners.protonets.backbone = 'conv4'", "OrbitProtocol.clip_length = 4",
+            "OrbitProtocol.train_context_clips = 2", "OrbitProtocol.train_target_clips = 2",
+            "OrbitProtocol.test_context_clips = 2"])
         assert gin.query_parameter("LiteConfig.h") == 16
-        assert gin.query_parameter("orbit_train_dataset.way_cap") == 15
+        assert gin.query_parameter("OrbitProtocol.train_object_cap") == 15
         output = str(tmp_path / "out" / "results.json")
         results = orbit_evaluate.build_and_evaluate(tasks_per_user=1, weights=weights, output=output,
                                                     count_macs=False, progress=False)

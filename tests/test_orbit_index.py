@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from lite_tf.data import orbit_index
+from lite_tf.data.orbit import index as orbit_index
 from lite_tf.data.orbit.index import OrbitDataError, index_cache_path, load_split, scan_split
 from lite_tf.data.orbit.synthetic import make_orbit_folder
 
@@ -149,7 +149,7 @@ def test_make_orbit_demo_tool(tmp_path):
 
 
 def test_corrupt_frame_is_named(tmp_path):
-    from lite_tf.data.orbit import load_frames
+    from lite_tf.data.orbit.pipeline import load_frames
 
     root = make(tmp_path / "orbit")
     folder, video, *_ = first_video(root)

@@ -54,6 +54,10 @@ def define_flags():
 
 def benchmark_pipeline() -> dict:
     from lite_tf.data.orbit import orbit_train_dataset
+    import dataclasses
+
+    from lite_tf.data.orbit.pipeline import orbit_train_dataset
+    from lite_tf.data.orbit.protocol import NEURIPS21
     from lite_tf.data.orbit.synthetic import make_orbit_folder
 
     root = FLAGS.data_root
@@ -64,8 +68,8 @@ def benchmark_pipeline() -> dict:
             make_orbit_folder(root, users={"train": 4}, objects_per_user=5, clean_videos=4, clutter_videos=2,
                               frames_per_video=FLAGS.frames_per_video, frame_size=FLAGS.frame_size)
             print(f"generated {root} in {time.perf_counter() - start:.1f} s")
-    dataset = orbit_train_dataset(root, frame_size=FLAGS.frame_size, context_subsample_factor=FLAGS.subsample_factor,
-                                  target_subsample_factor=FLAGS.subsample_factor, num_tasks=FLAGS.num_tasks + 1,
+    protocol = dataclasses.replace(NEURIPS21, frame_subsample_factor=FLAGS.subsample_factor)
+    dataset = orbit_train_dataset(root, frame_size=FLAGS.frame_size, protocol=protocol, num_tasks=FLAGS.num_tasks + 1,
                                   cache_dir=os.path.join(root, ".cache"))
     iterator = iter(dataset)
     next(iterator)  # warm-up: index, tracing, thread pools

@@ -2,7 +2,7 @@
 
   python -m tools.make_orbit_demo --output_dir=demo_data/orbit --frame_size=84
 
-Layout and content: lite_tf/data/orbit_synthetic.py (clean videos: object centred on a plain
+Layout and content: lite_tf/data/orbit/synthetic.py (clean videos: object centred on a plain
 background; clutter videos: smaller object among distractors on a noisy background).
 """
 from absl import app, flags
@@ -22,6 +22,8 @@ def define_flags():
     flags.DEFINE_integer("clutter_videos", 2, "Clutter videos per object.")
     flags.DEFINE_integer("frames_per_video", 24, "Frames per video.")
     flags.DEFINE_enum("image_format", "jpg", ["jpg", "png"], "Frame file format.")
+    flags.DEFINE_bool("annotations", False, "Also write per-frame annotations in the official layout "
+                      "(<output_dir>/annotations/<split>/<video>.json; the challenge protocol filters by them).")
     flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
@@ -32,7 +34,8 @@ def main(argv):
     make_orbit_folder(FLAGS.output_dir, users={k: v for k, v in users.items() if v > 0},
                       objects_per_user=FLAGS.objects_per_user, clean_videos=FLAGS.clean_videos,
                       clutter_videos=FLAGS.clutter_videos, frames_per_video=FLAGS.frames_per_video,
-                      frame_size=FLAGS.frame_size, seed=FLAGS.seed, image_format=FLAGS.image_format)
+                      frame_size=FLAGS.frame_size, seed=FLAGS.seed, image_format=FLAGS.image_format,
+                      annotations=FLAGS.annotations)
     frames = sum(users.values()) * FLAGS.objects_per_user * (FLAGS.clean_videos + FLAGS.clutter_videos) \
         * FLAGS.frames_per_video
     print(f"Wrote {frames} frames of {FLAGS.frame_size} px to {FLAGS.output_dir}")

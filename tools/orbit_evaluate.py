@@ -9,6 +9,7 @@ Tasks come from the gin-configured ``orbit_eval_tasks`` (gin/data/orbit.gin). Th
 holds the per-video and per-user metrics with 95% intervals, the personalisation cost and, for every
 user and task, each target video's per-frame predictions (lite_tf/eval/orbit_evaluation.py).
 """
+import dataclasses
 import glob
 import logging
 import os
@@ -30,6 +31,8 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 256, "Frames per forward pass.")
     flags.DEFINE_bool("count_macs", True, "Report the MACs to personalise (traces the learner 6 times).")
     flags.DEFINE_integer("max_tasks", None, "Stop after this many tasks (smoke tests).")
+    flags.DEFINE_bool("strict", False, "Fail on any ORBIT folder problem (stray files, empty videos, a user "
+                      "with one object...) instead of skipping and counting it.")
 
 
 
@@ -49,9 +52,9 @@ def parse_gin(configs, bindings) -> None:
 
 def build_and_evaluate(split=None, target_types=None, tasks_per_user=None, weights=None, model_dir=None,
                        allow_untrained=False, batch_size=256, count_macs=True, max_tasks=None, output=None,
-                       progress=True) -> dict:
+                       progress=True, strict=False) -> dict:
     """Builds the gin-configured model and tasks, evaluates, writes and returns the results."""
-    from lite_tf.data.orbit import orbit_eval_tasks
+    from lite_tf.data.orbit.pipeline import orbit_eval_tasks
     from lite_tf.eval.orbit_evaluation import evaluate_orbit, format_results, write_results
     from lite_tf.model import EpisodicModel
 
@@ -67,13 +70,14 @@ def build_and_evaluate(split=None, target_types=None, tasks_per_user=None, weigh
         logging.warning("Evaluating an untrained model (no --weights / --model_dir).")
     overrides = {k: v for k, v in (("split", split), ("target_types", target_types),
                                    ("tasks_per_user", tasks_per_user)) if v is not None}
-    tasks = orbit_eval_tasks(**overrides)
+    tasks = orbit_eval_tasks(strict=strict, **overrides)
     if tasks.frame_size != model.image_size:
         raise ValueError(f"orbit_eval_tasks.frame_size ({tasks.frame_size}) differs from the model's image_size "
                          f"({model.image_size}); bind FRAME_SIZE once in gin.")
     results = evaluate_orbit(model, tasks, tasks.frame_size, batch_size=batch_size, count_macs=count_macs,
                              progress=progress, max_tasks=max_tasks)
     results.update(split=tasks.split, frame_size=tasks.frame_size, weights=weights,
+                   protocol=dataclasses.asdict(tasks.protocol),
                    data=tasks.index.describe(), skipped=dict(tasks.skipped),
                    learner=type(model.learner).__name__)
     output = output or os.path.join(model_dir or ".", f"orbit_{tasks.split}_results.json")
@@ -90,7 +94,7 @@ def main(argv):
     build_and_evaluate(split=FLAGS.split, target_types=FLAGS.target_types, tasks_per_user=FLAGS.tasks_per_user,
                        weights=FLAGS.weights, model_dir=FLAGS.model_dir, allow_untrained=FLAGS.allow_untrained,
                        batch_size=FLAGS.batch_size, count_macs=FLAGS.count_macs, max_tasks=FLAGS.max_tasks,
-                       output=FLAGS.output)
+                       output=FLAGS.output, strict=FLAGS.strict)
 
 
 def run():

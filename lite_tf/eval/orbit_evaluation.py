@@ -6,9 +6,15 @@ otherwise every batch of target frames goes through the model's episode inferenc
 context (correct, slower, and the adaptation time is not separable, so it is reported as null).
 
 ``evaluate_orbit`` returns a JSON-ready dict: per target type ("clean" = CLE-VE, "clutter" =
-CLU-VE) the per-video and per-user metrics with 95% intervals, the personalisation cost (MACs to
-adapt, fitted from traced graphs, and wall-clock seconds per task), the model's parameter count,
-and for every user and task each target video's per-frame predictions.
+CLU-VE) the per-video, per-user, per-task and per-object metrics with 95% intervals
+(lite_tf/eval/orbit_metrics.py), the personalisation cost as mean (std) over tasks like the official
+code reports it (MACs to adapt, fitted from traced graphs, and wall-clock seconds), the model's
+parameter count, and for every user and task each target video's per-frame predictions.
+
+Frames are scored one by one. A protocol with clips longer than one frame (neurips21) builds the
+clips and each target frame's clip history (lite_tf/data/orbit/tasks.py), but pooling features over
+a clip needs learner support that lite_tf's learners do not have yet: the results say so
+(``clip_features_pooled: false``).
 """
 from __future__ import annotations
 
@@ -16,14 +22,18 @@ import time
 from typing import Iterable, Optional
 
 import numpy as np
-import tensorflow as tf
 
 from lite_tf.data.orbit import load_frames
 from lite_tf.data.orbit.tasks import OrbitTask
 from lite_tf.eval.confidence import mean_confidence_interval
 from lite_tf.eval.macs import PersonalizationMacs
 from lite_tf.eval.orbit_metrics import VideoResult, summarize
+from lite_tf.data.orbit.pipeline import load_frames
 from lite_tf import atomic
+from lite_tf.errors import DataError
+from lite_tf.eval.macs import PersonalizationMacs
+from lite_tf.eval.orbit_metrics import VideoResult, mean_std, summarize
+from lite_tf.images import to_float_images
 
 
 def _concatenate(batches) -> np.ndarray:
@@ -48,8 +58,7 @@ class _Personalized:
 
     def predict(self, frames: np.ndarray) -> np.ndarray:
         if self.head is not None:
-            logits = self.head(tf.cast(frames, tf.float32) / 127.5 - 1.0 if frames.dtype == np.uint8 else frames,
-                               training=False)
+            logits = self.head(to_float_images(frames), training=False)
         else:
             images, labels, way = self.context
             logits = self.model.predict_step({"support_images": images, "support_labels": labels,
@@ -93,9 +102,12 @@ def evaluate_orbit(model, tasks: Iterable[OrbitTask], frame_size: int, batch_siz
         costs[task.target_type].append((adapted.seconds, task_macs))
         task_rows.append({"user": task.user, "task": task.task, "target_type": task.target_type,
                           "objects": task.object_names, "context_frames": len(task.context_paths),
+                          "context_clips": task.num_context_clips, "clip_length": task.clip_length,
                           "context_videos": task.context_videos, "personalization_seconds": adapted.seconds,
                           "personalization_macs": task_macs, "videos": rows})
-    results = {"parameters": count_parameters(model), "metrics": {}, "personalization": {}, "tasks": task_rows}
+    clip_lengths = sorted({row["clip_length"] for row in task_rows})
+    results = {"parameters": count_parameters(model), "metrics": {}, "personalization": {}, "tasks": task_rows,
+               "clip_features_pooled": False if clip_lengths and clip_lengths[-1] > 1 else None}
     if macs is not None:
         results["personalization_macs_model"] = {**macs.coefficients(), "per_target_frame": macs.per_query_macs}
     names = {"clean": "CLE-VE", "clutter": "CLU-VE"}
@@ -103,33 +115,36 @@ def evaluate_orbit(model, tasks: Iterable[OrbitTask], frame_size: int, batch_siz
         if not kind_videos:
             continue
         results["metrics"][names[kind]] = summarize(kind_videos)
-        seconds = [s for s, _ in costs[kind] if s is not None]
-        task_macs = [m for _, m in costs[kind] if m is not None]
         results["personalization"][names[kind]] = {
             "tasks": len(costs[kind]),
-            "seconds": dict(zip(("mean", "ci95"), mean_confidence_interval(seconds))) if seconds else None,
-            "macs": dict(zip(("mean", "ci95"), mean_confidence_interval(task_macs))) if task_macs else None,
+            "seconds": mean_std([s for s, _ in costs[kind]]),
+            "macs": mean_std([m for _, m in costs[kind]]),
         }
     if not results["metrics"]:
-        raise ValueError("evaluate_orbit scored no target video: the task list was empty.")
+        raise DataError("evaluate_orbit scored no target video: the task list was empty.")
     return results
 
 
+def format_value(values: dict) -> str:
+    """'71.25 +- 1.03' (percent), or '71.25 +- n/a' when one value gives no interval."""
+    half = "n/a" if values["ci95"] is None else f"{values['ci95'] * 100:.2f}"
+    return f"{values['mean'] * 100:.2f} +- {half}"
+
+
 def format_results(results: dict) -> str:
-    """Human-readable table of the summary (percent for accuracies and FTR)."""
+    """Human-readable table of the summary (percent for accuracies and FTR; cost as mean (std))."""
     lines = [f"parameters: {results['parameters']['parameters']:,} "
              f"(trainable {results['parameters']['trainable_parameters']:,})"]
     for name, summary in results["metrics"].items():
-        for level in ("per_video", "per_user"):
-            cells = [f"{metric} {values['mean'] * 100:.2f} +- {values['ci95'] * 100:.2f}"
-                     for metric, values in summary[level].items()]
+        for level in ("per_video", "per_user", "per_task", "per_object"):
+            cells = [f"{metric} {format_value(values)}" for metric, values in summary[level].items()]
             count = next(iter(summary[level].values()))["n"]
             lines.append(f"{name} {level} (n={count}): " + ", ".join(cells))
         cost = results["personalization"][name]
-        if cost["macs"]:
-            lines.append(f"{name} personalisation: {cost['macs']['mean'] / 1e9:.3f} GMACs"
-                         + (f", {cost['seconds']['mean']:.3f} s" if cost["seconds"] else ", time n/a")
-                         + f" per task ({cost['tasks']} tasks)")
+        macs, seconds = cost["macs"], cost["seconds"]
+        lines.append(f"{name} personalisation per task ({cost['tasks']} tasks): MACs "
+                     + (f"{macs['mean'] / 1e9:.3f}G ({macs['std'] / 1e9:.3f}G)" if macs else "n/a")
+                     + ", time " + (f"{seconds['mean']:.3f}s ({seconds['std']:.3f}s)" if seconds else "n/a"))
     return "\n".join(lines)
 
 

@@ -10,15 +10,19 @@ true label. The per-video metrics are:
 - frames-to-recognition (FTR): index of the first right frame divided by the number of frames;
   1.0 when no frame is right (lower is better).
 
-Aggregates (``summarize``): "per video" pools every video of every task and user; "per user" first
-averages each user's videos (all their tasks), then averages over users. Each comes with a 95%
-interval 1.96 * std / sqrt(n) (lite_tf/eval/confidence.py).
+Aggregates (``summarize``), each a mean with a 95% interval 1.96 * std / sqrt(n)
+(lite_tf/eval/confidence.py; ``ci95`` is None, printed "n/a", when n < 2):
+- "per_video" pools every video of every task and user (the headline numbers of both papers);
+- "per_user" first averages each user's videos (all their tasks), then averages over users
+  (results-neurips21-paper ``TestEvaluator``);
+- "per_task" and "per_object": frame accuracy over the pooled frames of each task, and of each
+  (user, object) over all its tasks, then averaged (HEAD ``TestEvaluator.get_mean_stats``).
 """
 from __future__ import annotations
 
 import dataclasses
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -80,20 +84,45 @@ class VideoResult:
         return video_metrics(np.asarray(self.predictions, dtype=np.int64), self.label)
 
 
+def interval(values: Sequence[float]) -> Dict[str, Optional[float]]:
+    """{mean, ci95, n}; ci95 is None when fewer than two values give no spread to measure."""
+    mean, half_width = mean_confidence_interval(values)
+    return {"mean": mean, "ci95": half_width if len(values) >= 2 else None, "n": len(values)}
+
+
+def mean_std(values: Sequence[float]) -> Optional[Dict[str, float]]:
+    """{mean, std, n} (population std, as the official OpsCounter reports MACs and time), or None."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)}
+
+
+def _pooled_frame_accuracy(groups: Dict[tuple, List[VideoResult]]) -> List[float]:
+    return [float(np.mean(np.concatenate([np.asarray(v.predictions) == v.label for v in group])))
+            for group in groups.values()]
+
+
 def summarize(videos: Iterable[VideoResult]) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """{"per_video": {metric: {mean, ci95, n}}, "per_user": {...}} over ``videos``."""
+    """{"per_video" | "per_user": {metric: {mean, ci95, n}}, "per_task" | "per_object":
+    {"frame_accuracy": {...}}} over ``videos`` (see module docstring)."""
     videos = list(videos)
     if not videos:
         raise ValueError("summarize needs at least one video result; got none.")
     rows = [video.metrics() for video in videos]
     by_user: "OrderedDict[str, List[Dict[str, float]]]" = OrderedDict()
+    by_task: "OrderedDict[tuple, List[VideoResult]]" = OrderedDict()
+    by_object: "OrderedDict[tuple, List[VideoResult]]" = OrderedDict()
     for video, row in zip(videos, rows):
         by_user.setdefault(video.user, []).append(row)
+        by_task.setdefault((video.user, video.task), []).append(video)
+        by_object.setdefault((video.user, video.object_name), []).append(video)
     summary = {"per_video": {}, "per_user": {}}
     for metric in METRICS:
         pooled = [row[metric] for row in rows]
         user_means = [float(np.mean([row[metric] for row in user_rows])) for user_rows in by_user.values()]
-        for key, values in (("per_video", pooled), ("per_user", user_means)):
-            mean, half_width = mean_confidence_interval(values)
-            summary[key][metric] = {"mean": mean, "ci95": half_width, "n": len(values)}
+        summary["per_video"][metric] = interval(pooled)
+        summary["per_user"][metric] = interval(user_means)
+    summary["per_task"] = {"frame_accuracy": interval(_pooled_frame_accuracy(by_task))}
+    summary["per_object"] = {"frame_accuracy": interval(_pooled_frame_accuracy(by_object))}
     return summary

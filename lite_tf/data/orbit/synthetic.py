@@ -14,6 +14,8 @@ from typing import Dict, Optional
 import numpy as np
 from PIL import Image
 
+from lite_tf import atomic
+from lite_tf.data.orbit.annotations import BOUNDING_BOX, FRAME_ISSUES
 from lite_tf.data.orbit.index import SPLITS
 
 PALETTE = np.array([[220, 40, 40], [40, 170, 60], [40, 80, 220], [230, 200, 30], [170, 60, 200],
@@ -62,13 +64,31 @@ def render_frame(rng: np.random.Generator, kind: int, clutter: bool, size: int, 
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
+OBJECT_NAMES = ("keys", "watering can", "tv remote", "face mask", "hairbrush", "mug", "phone", "wallet",
+                "sunglasses", "water bottle", "bag", "headphones", "door", "car keys", "remote control", "cup")
+_ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"))
+
+
+def object_name(kind: int) -> str:
+    """A real-looking ORBIT object folder name (some with spaces) for object kind ``kind``."""
+    base = OBJECT_NAMES[kind % len(OBJECT_NAMES)]
+    return base if kind < len(OBJECT_NAMES) else f"{base} {kind // len(OBJECT_NAMES) + 1}"
+
+
 def make_orbit_folder(root: str, users: Optional[Dict[str, int]] = None, objects_per_user: int = 3,
-                      clean_videos: int = 3, clutter_videos: int = 2, frames_per_video: int = 12,
-                      frame_size: int = 32, seed: int = 0, image_format: str = "jpg") -> str:
+                      clean_videos=3, clutter_videos=2, frames_per_video=12,
+                      frame_size: int = 32, seed: int = 0, image_format: str = "jpg",
+                      annotations: bool = False, not_present_rate: float = 0.2) -> str:
     """Writes ``<root>/<split>/<user>/<object>/{clean,clutter}/<video>/<video>-NNNNN.<fmt>``.
 
-    ``users`` maps split -> number of users (default train 3, validation 1, test 2). User names are
-    unique across splits (user splits are disjoint). Returns ``root``.
+    Names follow the real ORBIT data: users ``P###``, object folders such as ``watering can``,
+    videos ``P###--<object>--<clean|clutter>--<id>``. ``users`` maps split -> number of users
+    (default train 3, validation 1, test 2); user names are unique across splits. ``clean_videos``,
+    ``clutter_videos`` and ``frames_per_video`` are ints or (low, high) ranges drawn per object /
+    video. With ``annotations``, ``<root>/annotations/<split>/<video>.json`` holds per-frame
+    annotations in the official layout (lite_tf/data/orbit/annotations.py): clutter frames a bounding
+    box (null when the object is not present, with probability ``not_present_rate``), clean frames
+    the 7 quality issues. Returns ``root``.
     """
     users = users or {"train": 3, "validation": 1, "test": 2}
     for split in users:
@@ -80,21 +100,44 @@ def make_orbit_folder(root: str, users: Optional[Dict[str, int]] = None, objects
     kinds = len(PALETTE) * len(SHAPES)
     if objects_per_user > kinds:
         raise ValueError(f"objects_per_user must be <= {kinds}; got {objects_per_user}.")
+
+    def draw(value) -> int:
+        return int(rng.integers(value[0], value[1] + 1)) if isinstance(value, (tuple, list)) else int(value)
+
     user_id = 0
     for split, count in users.items():
         for _ in range(count):
             user = f"P{user_id:03d}"
             user_id += 1
             for kind in rng.choice(kinds, objects_per_user, replace=False):
-                obj = f"object_{int(kind):02d}"
-                for video_type, num_videos in (("clean", clean_videos), ("clutter", clutter_videos)):
-                    for v in range(num_videos):
-                        video = f"{user}--{obj}--{video_type}{v}"
+                obj = object_name(int(kind))
+                for video_type, num_videos in (("clean", draw(clean_videos)), ("clutter", draw(clutter_videos))):
+                    for _ in range(num_videos):
+                        video = f"{user}--{obj}--{video_type}--{''.join(rng.choice(_ID_ALPHABET, 11))}"
                         folder = os.path.join(root, split, user, obj, video_type, video)
                         os.makedirs(folder, exist_ok=True)
-                        for f in range(frames_per_video):
+                        frames = draw(frames_per_video)
+                        notes = {}
+                        for f in range(frames):
                             frame = render_frame(rng, int(kind), video_type == "clutter", frame_size,
-                                                 f / max(1, frames_per_video - 1))
-                            Image.fromarray(frame).save(os.path.join(folder, f"{video}-{f + 1:05d}.{image_format}"),
-                                                        quality=92)
+                                                 f / max(1, frames - 1))
+                            name = f"{video}-{f + 1:05d}.{image_format}"
+                            Image.fromarray(frame).save(os.path.join(folder, name), quality=92)
+                            notes[name] = _frame_annotations(rng, video_type, not_present_rate)
+                        if annotations:
+                            atomic.write_json(os.path.join(root, "annotations", split, f"{video}.json"), notes)
     return root
+
+
+def _frame_annotations(rng: np.random.Generator, video_type: str, not_present_rate: float) -> dict:
+    """One frame's annotations in the official layout (random, for tests)."""
+    absent = bool(rng.random() < not_present_rate)
+    if video_type == "clutter":
+        if absent:
+            return {BOUNDING_BOX: None, "object_not_present_issue": True}
+        x, y = (int(v) for v in rng.integers(0, 900, 2))
+        w, h = (int(v) for v in rng.integers(1, 1080 - max(x, y), 2))
+        return {BOUNDING_BOX: {"x": x, "y": y, "w": w, "h": h}, "object_not_present_issue": False}
+    notes = {issue: (None if absent else bool(rng.random() < 0.3)) for issue in FRAME_ISSUES}
+    notes["object_not_present_issue"] = absent
+    return notes

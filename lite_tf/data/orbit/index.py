@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from lite_tf import atomic
+from lite_tf.errors import DataError
 
 SPLITS = ("train", "validation", "test")
 VIDEO_TYPES = ("clean", "clutter")
@@ -38,8 +39,12 @@ INDEX_VERSION = 1
 _LOG = logging.getLogger(__name__)
 
 
-class OrbitDataError(ValueError):
+class OrbitDataError(DataError):
     """An ORBIT folder that does not follow the expected layout (the message names the path)."""
+
+
+class MissingSplitError(OrbitDataError, FileNotFoundError):
+    """The ``<root>/<split>`` folder does not exist."""
 
 
 @dataclasses.dataclass
@@ -269,10 +274,10 @@ def load_split(root: str, split: str, cache_dir: Optional[str] = None, use_cache
     ones always rescan so they can raise.
     """
     if split not in SPLITS:
-        raise ValueError(f"Unknown ORBIT split {split!r}; expected one of {SPLITS}.")
+        raise OrbitDataError(f"Unknown ORBIT split {split!r}; expected one of {SPLITS}.")
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
-        raise FileNotFoundError(
+        raise MissingSplitError(
             f"ORBIT split folder {split_dir} does not exist; expected <root>/{{{','.join(SPLITS)}}}/<user>/"
             "<object>/{clean,clutter}/<video>/<video>-NNNNN.jpg.")
     cacheable = use_cache and gaps == "warn" and not strict

@@ -1,0 +1,207 @@
+"""ORBIT tasks as tf.data: training episodes, evaluation tasks, frame decoding.
+
+- ``orbit_train_dataset``: endless (or ``num_tasks``) training tasks as episode dicts
+  (lite_tf/episode.py): context frames are the support set, target frames the query set, labels are
+  object indices within the task. Sampling (which frames) runs in NumPy and hands over file paths;
+  the frames are then read, decoded and resized by one parallel ``map`` per task part, batched
+  whole (the fast path the Meta-Dataset pipeline uses; no ``tf.map_fn``), and tasks are prefetched.
+  A frame that cannot be decoded fails the task with an error naming its file.
+- ``orbit_eval_tasks``: the CLE-VE and CLU-VE evaluation tasks of a split under a protocol, lazily.
+- ``load_frames``: batches of decoded frames in order (evaluation), naming any unreadable file.
+
+The task rules come from an ``OrbitProtocol`` (gin: bind ``OrbitProtocol.*``, presets in
+gin/orbit/). Frames are uint8 (the model converts chunk by chunk, lite_tf/images.py) unless
+``image_dtype="float32"`` ([-1, 1]).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Dict, Iterator, Optional, Sequence
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from lite_tf.data.orbit.annotations import Annotations
+from lite_tf.data.orbit.index import OrbitDataError, SplitIndex, load_split
+from lite_tf.data.orbit.protocol import OrbitProtocol
+from lite_tf.data.orbit.tasks import OrbitTask, TrainTaskSampler, eval_tasks
+from lite_tf.images import scale_pixels
+from lite_tf.errors import ConfigError
+
+AUTOTUNE = tf.data.AUTOTUNE
+Protocol = gin.external_configurable(OrbitProtocol, name="OrbitProtocol")
+
+
+def configured_protocol(protocol: Optional[OrbitProtocol] = None) -> OrbitProtocol:
+    """``protocol``, or the gin-configured one (``OrbitProtocol.*`` bindings; defaults: neurips21)."""
+    return protocol if protocol is not None else Protocol()
+
+
+# ---------------------------------------------------------------- decoding
+# TODO(decode.py): switch to lite_tf/data/decode.py once it lands; this is the same decode + resize.
+def decode_frame(path: tf.Tensor, frame_size: int, image_dtype=tf.uint8) -> tf.Tensor:
+    """One JPEG/PNG frame file -> [frame_size, frame_size, 3] uint8 or float32 in [-1, 1]."""
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    pixels = tf.image.resize(image, [frame_size, frame_size])  # the identity (exactly) at the same size
+    if image_dtype == tf.uint8:
+        return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
+    return scale_pixels(pixels)
+
+
+def decode_frames(paths: tf.Tensor, frame_size: int, image_dtype=tf.uint8) -> tf.data.Dataset:
+    """A one-element dataset: every frame of ``paths`` decoded, [len(paths), S, S, 3].
+
+    Fast path: a parallel map batched whole. If a frame fails, the batch is dropped and a second
+    pass decodes frame by frame and fails naming the files TensorFlow could not decode.
+    """
+    count = tf.shape(paths, out_type=tf.int64)[0]
+
+    def decode(path):
+        return decode_frame(path, frame_size, image_dtype)
+
+    fast = (tf.data.Dataset.from_tensor_slices(paths).map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
+            .batch(count).ignore_errors())
+    one_by_one = (tf.data.Dataset.from_tensor_slices((paths, tf.range(count)))
+                  .map(lambda p, i: (decode(p), i), num_parallel_calls=AUTOTUNE, deterministic=True)
+                  .ignore_errors().batch(count))
+    empty = tf.data.Dataset.from_tensors((tf.zeros([0, frame_size, frame_size, 3], image_dtype),
+                                          tf.zeros([0], tf.int64)))
+
+    def check(frames, kept):
+        present = tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.int32), [count]) > 0
+        failed = tf.debugging.Assert(tf.equal(tf.size(kept, out_type=tf.int64), count),
+                                     ["ORBIT frame(s) that could not be decoded:",
+                                      tf.boolean_mask(paths, tf.logical_not(present))], summarize=10)
+        with tf.control_dependencies([failed]):
+            return tf.identity(frames)
+
+    return fast.concatenate(one_by_one.concatenate(empty).take(1).map(check)).take(1)
+
+
+def load_frames(paths: Sequence[str], frame_size: int, batch_size: int = 256,
+                image_dtype=tf.uint8) -> Iterator[np.ndarray]:
+    """Batches of decoded frames (NumPy) for ``paths`` in order; an unreadable frame raises
+    ``OrbitDataError`` naming its file."""
+    paths = list(paths)
+    for start in range(0, len(paths), batch_size):
+        batch = tf.constant(paths[start:start + batch_size], tf.string)
+        try:
+            frames = next(iter(decode_frames(batch, frame_size, tf.as_dtype(image_dtype))))
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            raise OrbitDataError(_frame_error(error)) from None
+        yield frames.numpy()
+
+
+def _frame_error(error: tf.errors.OpError) -> str:
+    message = error.message
+    marker = "ORBIT frame(s) that could not be decoded:"
+    if marker in message:
+        return marker + " " + message.split(marker, 1)[1].strip().splitlines()[0]
+    return f"Could not read an ORBIT frame: {message.splitlines()[0]}"
+
+
+def _check_root(root, caller: str) -> str:
+    if not root:
+        raise ConfigError(f"{caller} needs the ORBIT root folder: pass root=..., or in gin bind "
+                          "ORBIT_ROOT = '/path/to/orbit' (gin/data/orbit.gin).")
+    return root
+
+
+def _check_dtype(image_dtype) -> tf.DType:
+    dtype = tf.as_dtype(image_dtype)
+    if dtype not in (tf.uint8, tf.float32):
+        raise ConfigError(f"image_dtype must be uint8 or float32; got {image_dtype!r}.")
+    return dtype
+
+
+def _annotations(root: str, split: str, protocol: OrbitProtocol) -> Optional[Annotations]:
+    return Annotations(root, split) if protocol.uses_annotations else None
+
+
+# ---------------------------------------------------------------- training
+@gin.configurable
+def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_size: int = 84,
+                        protocol: Optional[OrbitProtocol] = None, target_video_type: str = "clutter",
+                        num_tasks: Optional[int] = None, image_dtype="uint8", seed: int = 0,
+                        cache_dir: Optional[str] = None, strict: bool = False, prefetch: int = AUTOTUNE,
+                        index: Optional[SplitIndex] = None) -> tf.data.Dataset:
+    """Training tasks of ``<root>/<split>`` as episode dicts (see module docstring).
+
+    Episode sizes vary from task to task; the element spec leaves them unknown (it matches
+    lite_tf.episode.episode_signature(frame_size, image_dtype)), so EpisodicModel traces its step once.
+    """
+    dtype = _check_dtype(image_dtype)
+    protocol = configured_protocol(protocol)
+    root = _check_root(root, "orbit_train_dataset") if index is None else root
+    index = index or load_split(root, split, cache_dir=cache_dir, strict=strict)
+    annotations = _annotations(root, split, protocol) if root else None
+    sampler = TrainTaskSampler(index, protocol, target_video_type, seed=seed, annotations=annotations)
+
+    def tasks():
+        for count, task in enumerate(sampler):
+            if num_tasks is not None and count >= num_tasks:
+                return
+            target_paths, target_labels = task.target_arrays()
+            yield {"support_paths": np.asarray(task.context_paths, dtype=object),
+                   "support_labels": task.context_labels,
+                   "query_paths": np.asarray(target_paths, dtype=object),
+                   "query_labels": target_labels, "way": np.int32(task.way)}
+
+    signature = {"support_paths": tf.TensorSpec([None], tf.string), "support_labels": tf.TensorSpec([None], tf.int32),
+                 "query_paths": tf.TensorSpec([None], tf.string), "query_labels": tf.TensorSpec([None], tf.int32),
+                 "way": tf.TensorSpec([], tf.int32)}
+
+    def load(task):
+        meta = tf.data.Dataset.from_tensors({"support_labels": task["support_labels"],
+                                             "query_labels": task["query_labels"], "way": task["way"]})
+        return tf.data.Dataset.zip((decode_frames(task["support_paths"], frame_size, dtype),
+                                    decode_frames(task["query_paths"], frame_size, dtype), meta))
+
+    def assemble(support_images, query_images, meta):
+        return {"support_images": support_images, "query_images": query_images, **meta}
+
+    dataset = tf.data.Dataset.from_generator(tasks, output_signature=signature).prefetch(2)
+    return dataset.flat_map(load).map(assemble).prefetch(prefetch)
+
+
+# ---------------------------------------------------------------- evaluation
+@dataclasses.dataclass
+class OrbitEvalTasks:
+    """Lazily generated evaluation tasks of one split; iterate it (again) for the tasks."""
+
+    index: SplitIndex
+    split: str
+    frame_size: int
+    protocol: OrbitProtocol
+    target_types: Sequence[str]
+    tasks_per_user: Optional[int]
+    seed: int = 0
+    annotations: Optional[Annotations] = None
+    skipped: Dict[str, int] = dataclasses.field(default_factory=collections.Counter)
+
+    def __iter__(self) -> Iterator[OrbitTask]:
+        self.skipped.clear()
+        return eval_tasks(self.index, self.protocol, self.target_types, self.tasks_per_user, seed=self.seed,
+                          annotations=self.annotations, skipped=self.skipped)
+
+    def __len__(self) -> int:
+        """Number of tasks (sampled without decoding anything; identical tasks counted once)."""
+        return sum(1 for _ in eval_tasks(self.index, self.protocol, self.target_types, self.tasks_per_user,
+                                         seed=self.seed, annotations=self.annotations))
+
+
+@gin.configurable
+def orbit_eval_tasks(root: Optional[str] = None, split: str = "validation", frame_size: int = 84,
+                     protocol: Optional[OrbitProtocol] = None, target_types: Sequence[str] = ("clean", "clutter"),
+                     tasks_per_user: Optional[int] = None, seed: int = 0, cache_dir: Optional[str] = None,
+                     strict: bool = False) -> OrbitEvalTasks:
+    """CLE-VE ("clean") and CLU-VE ("clutter") tasks of ``<root>/<split>``; ``tasks_per_user``
+    defaults to the protocol's (test or validation tasks); ``strict`` raises on any layout problem."""
+    protocol = configured_protocol(protocol)
+    root = _check_root(root, "orbit_eval_tasks")
+    index = load_split(root, split, cache_dir=cache_dir, strict=strict)
+    return OrbitEvalTasks(index, split, frame_size, protocol, tuple(target_types), tasks_per_user, seed,
+                          _annotations(root, split, protocol))

@@ -1,0 +1,104 @@
+"""ORBIT under faults: a corrupt frame is named in training and evaluation, ``--strict`` from the
+command line, and single-sample intervals print "n/a" rather than a zero-width interval."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+import tensorflow as tf
+
+from learners.protonets import ProtoNets
+from lite_tf.data.orbit.index import OrbitDataError
+from lite_tf.data.orbit.pipeline import orbit_eval_tasks, orbit_train_dataset
+from lite_tf.data.orbit.protocol import NEURIPS21
+from lite_tf.data.orbit.synthetic import make_orbit_folder
+from lite_tf.eval.orbit_evaluation import evaluate_orbit, format_results
+from lite_tf.eval.orbit_metrics import VideoResult, summarize
+from lite_tf.lite import LiteConfig
+from lite_tf.model import EpisodicModel
+
+SIZE = 16
+# every context frame of every object in every task: the corrupt frame is always drawn
+EVERYTHING = dataclasses.replace(NEURIPS21, clip_length=2, train_way_method="max", train_context_shot_method="max",
+                                 train_context_clips="max", train_target_clips=1, test_context_clips=1)
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture()
+def broken(tmp_path):
+    root = make_orbit_folder(str(tmp_path / "orbit"), users={"train": 1, "test": 1}, objects_per_user=2,
+                             clean_videos=2, clutter_videos=1, frames_per_video=4, frame_size=SIZE)
+    paths = []
+    for split in ("train", "test"):
+        user = sorted(os.listdir(os.path.join(root, split)))[0]
+        obj = sorted(os.listdir(os.path.join(root, split, user)))[0]
+        video = sorted(os.listdir(os.path.join(root, split, user, obj, "clean")))[0]
+        path = os.path.join(root, split, user, obj, "clean", video, f"{video}-00002.jpg")
+        with open(path, "r+b") as stream:  # a JPEG header followed by garbage
+            stream.seek(20)
+            stream.write(b"\x00" * 200)
+            stream.truncate(300)
+        paths.append(path)
+    return root, str(tmp_path / "cache"), paths
+
+
+def test_corrupt_frame_named_in_training(broken):
+    root, cache, (bad, _) = broken
+    dataset = orbit_train_dataset(root, frame_size=SIZE, protocol=EVERYTHING, num_tasks=2, cache_dir=cache)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=os.path.basename(bad)) as error:
+        list(dataset)
+    assert "ORBIT frame(s) that could not be decoded" in error.value.message
+    model = EpisodicModel(ProtoNets(backbone="conv4"), SIZE, lite=LiteConfig(mode="lite", h=2, chunk_size=4))
+    model.compile(keras.optimizers.Adam(1e-3))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=os.path.basename(bad)):
+        model.fit(orbit_train_dataset(root, frame_size=SIZE, protocol=EVERYTHING, num_tasks=2, cache_dir=cache),
+                  epochs=1, verbose=0)
+
+
+def test_corrupt_frame_named_in_evaluation(broken):
+    root, cache, (_, bad) = broken
+    model = EpisodicModel(ProtoNets(backbone="conv4"), SIZE, lite=LiteConfig(mode="lite", h=2, chunk_size=4))
+    protocol = dataclasses.replace(EVERYTHING, test_context_clips="max")
+    tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, protocol=protocol, tasks_per_user=1,
+                             cache_dir=cache, target_types=("clutter",))
+    with pytest.raises(OrbitDataError, match=os.path.basename(bad)):
+        evaluate_orbit(model, tasks, SIZE, count_macs=False, progress=False)
+
+
+def test_strict_on_the_command_line(tmp_path):
+    root = make_orbit_folder(str(tmp_path / "orbit"), users={"test": 1}, objects_per_user=2, clean_videos=2,
+                             clutter_videos=1, frames_per_video=2, frame_size=SIZE)
+    user = os.listdir(os.path.join(root, "test"))[0]
+    obj = sorted(os.listdir(os.path.join(root, "test", user)))[0]
+    video = os.listdir(os.path.join(root, "test", user, obj, "clean"))[0]
+    stray = os.path.join(root, "test", user, obj, "clean", video, "notes.txt")
+    open(stray, "w").write("not a frame")
+    command = [sys.executable, "-m", "tools.orbit_evaluate", "--gin_config=gin/experiments/orbit_protonets.gin",
+               f"--gin_bindings=ORBIT_ROOT = '{root}'", f"--gin_bindings=ORBIT_CACHE_DIR = '{tmp_path / 'cache'}'",
+               f"--gin_bindings=FRAME_SIZE = {SIZE}", "--gin_bindings=learners.protonets.backbone = 'conv4'",
+               "--allow_untrained", "--count_macs=false", "--tasks_per_user=1", f"--output={tmp_path / 'r.json'}"]
+    strict = subprocess.run(command + ["--strict"], capture_output=True, text=True, cwd=REPOSITORY, timeout=300)
+    assert strict.returncode != 0 and "notes.txt" in strict.stderr
+    assert not os.path.exists(tmp_path / "r.json")
+    lenient = subprocess.run(command, capture_output=True, text=True, cwd=REPOSITORY, timeout=300)
+    assert lenient.returncode == 0, lenient.stderr[-2000:]
+    assert os.path.exists(tmp_path / "r.json")
+
+
+def test_single_sample_intervals_are_not_available():
+    one = summarize([VideoResult("A", 0, "cup", 0, "v1", "clutter", [0, 1, 0])])
+    assert one["per_video"]["frame_accuracy"] == {"mean": pytest.approx(2 / 3), "ci95": None, "n": 1}
+    assert one["per_user"]["frame_accuracy"]["ci95"] is None
+    two = summarize([VideoResult("A", 0, "cup", 0, "v1", "clutter", [0, 1, 0]),
+                     VideoResult("A", 0, "key", 1, "v2", "clutter", [1, 1])])
+    assert two["per_video"]["frame_accuracy"]["ci95"] == pytest.approx(1.96 * (1 / 6) / 2 ** 0.5)
+    assert two["per_task"]["frame_accuracy"] == {"mean": pytest.approx(4 / 5), "ci95": None, "n": 1}
+    assert two["per_object"]["frame_accuracy"]["n"] == 2
+    results = {"parameters": {"parameters": 10, "trainable_parameters": 5}, "metrics": {"CLU-VE": one},
+               "personalization": {"CLU-VE": {"tasks": 1, "macs": {"mean": 2e9, "std": 0.0, "n": 1},
+                                              "seconds": None}}}
+    text = format_results(results)
+    assert "frame_accuracy 66.67 +- n/a" in text and "+- 0.00" not in text
+    assert "MACs 2.000G (0.000G), time n/a" in text
