@@ -117,6 +117,13 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int) -> tf.Tensor:
     return result
 
 
+def dense_gradients(tape: tf.GradientTape, target, sources: list, output_gradients=None) -> list:
+    """``tape.gradient`` as dense tensors, zeros for unconnected sources (Keras variables included)."""
+    gradients = tape.gradient(target, sources, output_gradients=output_gradients)
+    return [tf.zeros_like(tf.convert_to_tensor(s)) if g is None else tf.convert_to_tensor(g)
+            for s, g in zip(sources, gradients)]
+
+
 def chunked_backprop(fn: Callable, images: tf.Tensor, output_gradients: tf.Tensor, variables: list,
                      inputs: list, chunk_size: int) -> tuple:
     """Sums over chunks of d<fn(chunk, inputs), output_gradients[chunk]>/d(variables, inputs).
@@ -132,9 +139,7 @@ def chunked_backprop(fn: Callable, images: tf.Tensor, output_gradients: tf.Tenso
             tape.watch(copies)
             values = fn(images[start:start + chunk_size], copies)
         upstream = tf.cast(output_gradients[start:start + chunk_size], values.dtype)
-        gradients = tape.gradient(values, list(variables) + copies, output_gradients=upstream,
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return [tf.convert_to_tensor(g) for g in gradients]
+        return dense_gradients(tape, values, list(variables) + copies, output_gradients=upstream)
 
     num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
     _, total = tf.while_loop(
@@ -365,10 +370,8 @@ class SupportMapper:
                                                              flat_context, self.config.chunk_size)
             gradients = [g + r for g, r in zip(gradients, variable_grads)]
             if flat_context:
-                upstream = first_tape.gradient(flat_context, list(variables) + first_watched[:k],
-                                               output_gradients=context_grads,
-                                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                upstream = [tf.convert_to_tensor(u) for u in upstream]
+                upstream = dense_gradients(first_tape, flat_context, list(variables) + first_watched[:k],
+                                           output_gradients=context_grads)
                 gradients = [g + u for g, u in zip(gradients, upstream[:len(variables)])]
                 for j, extra in enumerate(upstream[len(variables):]):
                     support_gradients[j] = support_gradients[j] + extra

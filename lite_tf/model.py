@@ -21,7 +21,7 @@ from lite_tf.episode import unpack_episode, validate_episode
 from lite_tf.errors import ConfigError
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner
-from lite_tf.lite import LiteConfig, SupportMapper
+from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
 
 
 class EpisodeResult(NamedTuple):
@@ -169,11 +169,10 @@ class EpisodicModel(keras.Model):
                 loss, correct, logits = self._score_batch(episode, mapper, images, labels, query_count, True)
                 scaled_loss = self._scale_loss(loss * mapper.loss_scale)
             # Exact mode: also dL/de of the watched support embeddings (summed over batches).
-            gradients = tape.gradient(scaled_loss, variables + mapper.watched,
-                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            gradients = dense_gradients(tape, scaled_loss, variables + mapper.watched)
             mapper.tape = None
             subset_indices = mapper.subset if lite else tf.zeros([0], tf.int32)
-            return [loss, correct, *[tf.convert_to_tensor(g) for g in gradients]], [logits, subset_indices]
+            return [loss, correct, *gradients], [logits, subset_indices]
 
         # Exact mode keeps the first batch's tape: the support set's gradient is pushed back through it.
         first_tape = tf.GradientTape(persistent=exact)
@@ -182,11 +181,12 @@ class EpisodicModel(keras.Model):
         sums, (logits, subsets) = self._over_batches(num_batches, batch_result, first)
         loss, correct, gradients = sums[0], sums[1], sums[2:]
         variable_gradients, support_gradients = gradients[:len(variables)], gradients[len(variables):]
+        subsets = subsets.stack()  # read even when unused: an unread TensorArray warns
         if exact:
             support_share = mapper.backpropagate_support(support_gradients, variables, first_tape, first_watched)
             variable_gradients = [g + s for g, s in zip(variable_gradients, support_share)]
         return EpisodeResult(loss, correct / tf.cast(query_count, tf.float32), variable_gradients,
-                             episode["query_labels"], logits.concat(), subsets.stack() if lite else None)
+                             episode["query_labels"], logits.concat(), subsets if lite else None)
 
     def episode_gradients(self, data, subset=None, return_subsets: bool = False):
         """(loss, accuracy, gradients) for one episode, without applying them.
