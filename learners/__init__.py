@@ -1,3 +1,2 @@
-"""Built-in learner plugins; importing this package registers them (see lite_tf.registry)."""
-from learners import protonets  # noqa: F401
-from learners import cnaps, finetuner, simple_cnaps  # noqa: F401
+"""Built-in learner plugins. Each module registers its learner when imported; lite_tf loads them through
+the ``lite_tf.learners`` entry points in setup.py (see lite_tf/registry.py)."""

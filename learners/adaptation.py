@@ -1,27 +1,14 @@
-"""Shared pieces of the CNAPs family: FiLM generator, the FiLM-adapted learner base, MAC counting.
+"""The CNAPs family's FiLM generator (task embedding -> FiLM parameters).
 
-A CNAPs-family learner embeds the support set with the set encoder (z = mean of per-image codes,
-mapped through LITE), generates FiLM parameters for every site of a frozen FiLM backbone from z,
-and hands FiLM-adapted support and query features to a head (Mahalanobis for Simple CNAPs, a
-classifier hyper-network for CNAPs). Because z feeds the mapped feature function, LITE's support
-gradient through z is not exactly unbiased (see lite_tf/lite.py); h >= N equals full back-propagation.
+Its temporary home: it moves to lite_tf/backbones/film_generator.py. The FiLM-adapted learner base
+is lite_tf/film_learner.py; Simple CNAPs and CNAPs set ``film_generator_class`` to this class.
 """
 from __future__ import annotations
 
-import time
-from typing import Sequence, Union
+from typing import Sequence
 
 import keras
 import tensorflow as tf
-
-from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites
-from lite_tf.backbones.set_encoder import task_embedding
-from lite_tf.learner import Learner
-from lite_tf.images import to_float_images
-from lite_tf.lite import chunked_map
-from lite_tf.registry import get_backbone
-
-PERSONALIZE_CHUNK = 64
 
 
 @keras.saving.register_keras_serializable(package="lite_tf")
@@ -77,129 +64,3 @@ class FilmGenerator(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "channels": self.channels, "hidden": self.hidden,
                 "init_scale": self.init_scale}
-
-
-def forward_macs(model: keras.Model) -> int:
-    """Multiply-accumulates of one image through ``model`` (convolutions and dense layers).
-
-    Counts Conv2D, DepthwiseConv2D and Dense layers from their built output shapes, recursing into
-    nested models; element-wise work (batch norm, activations, FiLM) is ignored as usual.
-    """
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            total += forward_macs(layer)
-            continue
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
-            continue
-        out_shape = layer.output.shape
-        spatial = 1
-        for size in out_shape[1:-1]:
-            spatial *= int(size)
-        kernel = layer.weights[0].shape  # Conv2D [kh, kw, in, out]; Depthwise [kh, kw, in, mult]; Dense [in, out]
-        per_position = 1
-        for size in kernel:
-            per_position *= int(size)
-        total += spatial * per_position
-    return int(total)
-
-
-class FilmAdaptedLearner(Learner):
-    """Base of Simple CNAPs and CNAPs: set encoder -> FiLM generator -> FiLM backbone -> head.
-
-    Subclasses implement ``build_head(feature_dim)``, ``head_logits(support, labels, way, query)``
-    and ``personal_head(support, labels, way) -> keras layer``.
-
-    Args:
-      backbone: registered FiLM backbone name (built with ``image_size``) or a built FiLM model.
-      set_encoder: registered name or model of the per-image set encoder.
-      task_embedding_dim: set-encoder width (64 in the paper).
-      generator_hidden: hidden width of the FiLM generator MLPs.
-      film_l2_weight: weight of the FiLM regulariser in the training loss (0.001 in the paper).
-      bn_training: run batch norm in training mode while meta-training (breaks LITE exactness).
-      backbone_trainable: also train the feature extractor (frozen in the paper).
-    """
-
-    def __init__(self, backbone: Union[str, keras.Model] = "efficientnet_b0_film",
-                 set_encoder: Union[str, keras.Model] = "set_encoder", task_embedding_dim: int = 64,
-                 generator_hidden: int = 64, film_l2_weight: float = 0.001, bn_training: bool = False,
-                 backbone_trainable: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.backbone_spec, self.set_encoder_spec = backbone, set_encoder
-        self.task_embedding_dim, self.generator_hidden = task_embedding_dim, generator_hidden
-        self.film_l2_weight, self.bn_training = float(film_l2_weight), bn_training
-        self.backbone_trainable = backbone_trainable
-        self.last_personalization_cost = None
-
-    # ---------------------------------------------------------------- building
-    def build_for(self, image_size: int) -> None:
-        spec = self.backbone_spec
-        self.backbone = get_backbone(spec)(image_size=image_size) if isinstance(spec, str) else spec
-        sites = film_sites(self.backbone)
-        if not sites:
-            raise ValueError(f"{type(self).__name__} needs a FiLM backbone; {getattr(self.backbone, 'name', spec)!r} "
-                             f"has no FiLM sites (try efficientnet_b0_film, resnet18_film, film_conv4).")
-        self.backbone.trainable = self.backbone_trainable
-        spec = self.set_encoder_spec
-        self.set_encoder = (get_backbone(spec)(image_size=image_size, filters=self.task_embedding_dim)
-                            if isinstance(spec, str) else spec)
-        self.film_generator = FilmGenerator([c for _, c in sites], hidden=self.generator_hidden,
-                                            name="film_generator")
-        self.film_generator.build((1, self.set_encoder.outputs[0].shape[-1]))
-        self.feature_dim = int(self.backbone.outputs[0].shape[-1])
-        self.build_head(self.feature_dim)
-        self.image_size = image_size
-        self.built = True
-
-    def build_head(self, feature_dim: int) -> None:
-        raise NotImplementedError
-
-    # ---------------------------------------------------------------- forward
-    def _bn(self, training) -> bool:
-        return bool(training and self.bn_training)
-
-    def task_film(self, support_images, mapper=None, training=False):
-        """FiLM parameters generated from the support set's task embedding."""
-        z = task_embedding(self.set_encoder, support_images, mapper, training=self._bn(training))
-        return self.film_generator(z)
-
-    def features(self, images, film, training=False):
-        return call_backbone(self.backbone, images, film, training=self._bn(training))
-
-    def call(self, support_images, support_labels, query_images, way, mapper, training=False):
-        film = self.task_film(support_images, mapper, training)
-        support = mapper.map(lambda x: self.features(x, film, training), support_images)
-        query = self.features(query_images, film, training)
-        return self.head_logits(support, support_labels, way, query)
-
-    def head_logits(self, support, labels, way, query):
-        raise NotImplementedError
-
-    def regularization_loss(self) -> tf.Tensor:
-        return self.film_l2_weight * self.film_generator.l2()
-
-    # ---------------------------------------------------------------- personalisation
-    def personal_head(self, support, labels, way) -> keras.layers.Layer:
-        raise NotImplementedError
-
-    def personalize(self, support_images, support_labels, way) -> keras.Model:
-        """Adapts once (set encoder, FiLM, head) and returns images -> logits; records the cost."""
-        start = time.perf_counter()
-        images = tf.convert_to_tensor(support_images)
-        labels = tf.convert_to_tensor(support_labels, tf.int32)
-        z = tf.reduce_mean(chunked_map(lambda x: self.set_encoder(to_float_images(x), training=False), images,
-                                       PERSONALIZE_CHUNK), axis=0)
-        film = self.film_generator(z)
-        support = chunked_map(lambda x: self.features(to_float_images(x), film), images, PERSONALIZE_CHUNK)
-        head = self.personal_head(support, labels, int(way))
-        constants = FilmConstants([int(g.shape[-1]) for g, _ in film], name="task_film")
-        constants.set_film(film)
-        inputs = keras.Input((self.image_size, self.image_size, 3), name="images")
-        features = self.backbone([inputs, *constants(inputs)], training=False)
-        model = keras.Model(inputs, head(features), name=f"personalized_{self.name}")
-        count = int(images.shape[0])
-        self.last_personalization_cost = {
-            "seconds": time.perf_counter() - start,
-            "macs": count * (forward_macs(self.set_encoder) + forward_macs(self.backbone)),
-        }
-        return model

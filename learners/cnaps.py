@@ -8,8 +8,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from learners.adaptation import FilmAdaptedLearner
-from learners.protonets import class_means
+from learners.adaptation import FilmGenerator  # until it moves to lite_tf/backbones/film_generator.py
+from lite_tf.film_learner import FilmAdaptedLearner
+from lite_tf.heads import LinearHead, class_means, linear_logits
 from lite_tf.registry import register_learner
 
 
@@ -42,29 +43,11 @@ class ClassifierHyperNetwork(keras.layers.Layer):
         return {**super().get_config(), "dim": self.dim, "hidden": self.hidden}
 
 
-@keras.saving.register_keras_serializable(package="lite_tf")
-class LinearHead(keras.layers.Layer):
-    """A personalised linear classifier with fixed weights [way, dim] and biases [way]."""
-
-    def __init__(self, way: int, dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.way, self.dim = int(way), int(dim)
-        self.kernel = self.add_weight(shape=(self.way, self.dim), initializer="zeros", trainable=False, name="kernel")
-        self.bias = self.add_weight(shape=(self.way,), initializer="zeros", trainable=False, name="bias")
-
-    def call(self, features):
-        return tf.matmul(features, tf.convert_to_tensor(self.kernel), transpose_b=True) + self.bias
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.way)
-
-    def get_config(self):
-        return {**super().get_config(), "way": self.way, "dim": self.dim}
-
-
 @register_learner("cnaps")
 class Cnaps(FilmAdaptedLearner):
     """CNAPs over a FiLM backbone (frozen by default); ``hypernet_hidden`` defaults to the feature size."""
+
+    film_generator_class = FilmGenerator
 
     def __init__(self, backbone="efficientnet_b0_film", set_encoder="set_encoder", task_embedding_dim: int = 64,
                  generator_hidden: int = 64, film_l2_weight: float = 0.001, bn_training: bool = False,
@@ -83,12 +66,7 @@ class Cnaps(FilmAdaptedLearner):
         return self.hypernet(class_means(tf.cast(support, tf.float32), labels, way))
 
     def head_logits(self, support, labels, way, query):
-        weights, biases = self.classifier(support, labels, way)
-        return tf.matmul(tf.cast(query, tf.float32), weights, transpose_b=True) + biases[None, :]
+        return linear_logits(query, *self.classifier(support, labels, way))
 
     def personal_head(self, support, labels, way):
-        weights, biases = self.classifier(support, labels, way)
-        head = LinearHead(way, int(support.shape[-1]), name="linear_classifier")
-        head.kernel.assign(weights)
-        head.bias.assign(biases)
-        return head
+        return LinearHead.from_weights(*self.classifier(support, labels, way), name="linear_classifier")

@@ -18,13 +18,13 @@ from typing import Union
 import keras
 import tensorflow as tf
 
-from learners.adaptation import PERSONALIZE_CHUNK, forward_macs
-from learners.cnaps import LinearHead
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites, identity_film
-from lite_tf.learner import Learner
+from lite_tf.errors import ConfigError
+from lite_tf.eval.macs import image_macs
+from lite_tf.heads import LinearHead, linear_logits
 from lite_tf.images import to_float_images
-from lite_tf.lite import chunked_map
-from lite_tf.registry import get_backbone, register_learner
+from lite_tf.learner import Learner
+from lite_tf.registry import register_learner
 
 ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 
@@ -78,17 +78,16 @@ class FineTuner(Learner):
                  backbone_trainable: bool = False, bn_training: bool = False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"FineTuner steps must be a positive integer; got {steps!r}.")
+            raise ConfigError(f"FineTuner steps must be a positive integer; got {steps!r}.")
         self.backbone_spec, self.steps, self.learning_rate = backbone, steps, float(learning_rate)
         self.weight_decay, self.tune_film = float(weight_decay), tune_film
         self.backbone_trainable, self.bn_training = backbone_trainable, bn_training
         self.last_personalization_cost = None
 
     def build_for(self, image_size: int) -> None:
-        spec = self.backbone_spec
-        self.backbone = get_backbone(spec)(image_size=image_size) if isinstance(spec, str) else spec
+        self.backbone = self.build_backbone(self.backbone_spec, image_size)
         if self.tune_film and not film_sites(self.backbone):
-            raise ValueError(f"FineTuner(tune_film=True) needs a FiLM backbone; {self.backbone.name!r} has no "
+            raise ConfigError(f"FineTuner(tune_film=True) needs a FiLM backbone; {self.backbone.name!r} has no "
                              f"FiLM sites.")
         self.backbone.trainable = self.backbone_trainable
         self.image_size = image_size
@@ -101,7 +100,7 @@ class FineTuner(Learner):
         support = mapper.map(lambda x: self.features(x, training=training), support_images)
         weights, biases = fit_linear_head(support, support_labels, way, self.steps, self.learning_rate,
                                           self.weight_decay)
-        return tf.matmul(self.features(query_images, training=training), weights, transpose_b=True) + biases
+        return linear_logits(self.features(query_images, training=training), weights, biases)
 
     def _tune_film(self, images, labels, way):
         """Joint Adam fit of FiLM parameters and head on the whole support set; returns (film, W, b)."""
@@ -115,7 +114,7 @@ class FineTuner(Learner):
         @tf.function
         def step():
             with tf.GradientTape() as tape:
-                logits = tf.matmul(self.features(images, film), weights, transpose_b=True) + biases
+                logits = linear_logits(self.features(images, film), weights, biases)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
                 loss += 0.5 * self.weight_decay * tf.reduce_sum(tf.square(weights))
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -129,21 +128,19 @@ class FineTuner(Learner):
         images = tf.convert_to_tensor(support_images)
         labels = tf.convert_to_tensor(support_labels, tf.int32)
         way, count = int(way), int(images.shape[0])
-        backbone_macs = forward_macs(self.backbone)
         if self.tune_film:
             film, weights, biases = self._tune_film(images, labels, way)
             # forward + backward (about twice the forward) through the backbone, every step
-            macs = 3 * self.steps * count * backbone_macs
+            macs = 3 * self.steps * count * image_macs(lambda x: self.features(x, film), self.image_size)
         else:
             film = identity_film(self.backbone) or None
-            support = chunked_map(lambda x: self.features(to_float_images(x), film), images, PERSONALIZE_CHUNK)
+            support = self.embed_support(lambda x: self.features(x, film), images)
             weights, biases = fit_linear_head(support, labels, way, self.steps, self.learning_rate,
                                               self.weight_decay)
             dim = int(support.shape[-1])
-            macs = count * backbone_macs + 3 * self.steps * count * dim * way
-        head = LinearHead(way, int(weights.shape[-1]), name="linear_classifier")
-        head.kernel.assign(weights)
-        head.bias.assign(biases)
+            macs = (count * image_macs(lambda x: self.features(x, film), self.image_size)
+                    + 3 * self.steps * count * dim * way)
+        head = LinearHead.from_weights(weights, biases, name="linear_classifier")
         inputs = keras.Input((self.image_size, self.image_size, 3), name="images")
         if film:
             constants = FilmConstants([int(g.shape[-1]) for g, _ in film], name="task_film")

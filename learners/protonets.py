@@ -1,6 +1,7 @@
 """Prototypical Networks (Snell et al., 2017) as a LITE learner.
 
-Prototypes are class means of support features; logits are negative squared Euclidean distances.
+Prototypes are class means of support features; logits are negative squared Euclidean distances
+(lite_tf/heads.py).
 """
 from __future__ import annotations
 
@@ -9,38 +10,9 @@ from typing import Union
 import keras
 import tensorflow as tf
 
+from lite_tf.heads import PrototypeHead, class_means, negative_squared_distances
 from lite_tf.learner import Learner
-from lite_tf.registry import get_backbone, register_learner
-
-
-def class_means(features: tf.Tensor, labels: tf.Tensor, way) -> tf.Tensor:
-    """[way, D] mean feature of each class."""
-    return tf.math.unsorted_segment_mean(features, labels, way)
-
-
-def negative_squared_distances(queries: tf.Tensor, prototypes: tf.Tensor) -> tf.Tensor:
-    """[Q, way] logits -||q - p||^2, expanded to avoid a [Q, way, D] intermediate."""
-    return -(tf.reduce_sum(queries ** 2, -1, keepdims=True)
-             - 2.0 * tf.matmul(queries, prototypes, transpose_b=True)
-             + tf.reduce_sum(prototypes ** 2, -1)[None, :])
-
-
-@keras.saving.register_keras_serializable(package="lite_tf")
-class PrototypeHead(keras.layers.Layer):
-    """Fixed prototypes (a personalised ProtoNets head): features -> negative squared distances."""
-
-    def __init__(self, prototypes, **kwargs):
-        super().__init__(**kwargs)
-        prototypes = keras.ops.convert_to_numpy(prototypes)
-        self.prototypes = self.add_weight(shape=prototypes.shape, initializer="zeros", trainable=False,
-                                          name="prototypes")
-        self.prototypes.assign(prototypes)
-
-    def call(self, features):
-        return negative_squared_distances(features, tf.convert_to_tensor(self.prototypes))
-
-    def get_config(self):
-        return {**super().get_config(), "prototypes": keras.ops.convert_to_numpy(self.prototypes).tolist()}
+from lite_tf.registry import register_learner
 
 
 @register_learner("protonets")
@@ -56,8 +28,7 @@ class ProtoNets(Learner):
         self.backbone = None
 
     def build_for(self, image_size: int) -> None:
-        spec = self.backbone_spec
-        self.backbone = get_backbone(spec)(image_size=image_size) if isinstance(spec, str) else spec
+        self.backbone = self.build_backbone(self.backbone_spec, image_size)
         self.backbone.trainable = self.backbone_trainable
         self.backbone.build((None, image_size, image_size, 3))
         self.image_size = image_size
@@ -72,10 +43,7 @@ class ProtoNets(Learner):
         return negative_squared_distances(self.features(query_images, training), prototypes)
 
     def personalize(self, support_images, support_labels, way) -> keras.Model:
-        from lite_tf.images import to_float_images
-        from lite_tf.lite import chunked_map
-
-        support = chunked_map(lambda x: self.features(to_float_images(x)), tf.convert_to_tensor(support_images), 64)
+        support = self.embed_support(self.features, support_images)
         prototypes = class_means(support, tf.convert_to_tensor(support_labels, tf.int32), way)
         inputs = keras.Input((self.image_size, self.image_size, 3))
         logits = PrototypeHead(prototypes, name="prototypes")(self.backbone(inputs, training=False))

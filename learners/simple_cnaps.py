@@ -3,6 +3,7 @@
 Per class c with n_c support features: mean mu_c, unbiased covariance S_c, and the task covariance
 S_task of all support features; Q_c = l_c S_c + (1 - l_c) S_task + I with l_c = n_c / (n_c + 1);
 logits = -(x - mu_c)^T Q_c^-1 (x - mu_c), computed with a Cholesky factor of Q_c (never an inverse).
+The head is lite_tf/heads.py's Mahalanobis head.
 
 One-shot classes: the official code's unbiased estimate divides by n_c - 1 = 0. Here S_c of a
 one-shot class is defined as zero (its scatter is exactly zero and the divisor is clamped to 1),
@@ -14,74 +15,17 @@ support size may be dynamic inside tf.function.
 """
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
-
-from learners.adaptation import FilmAdaptedLearner
+from learners.adaptation import FilmGenerator  # until it moves to lite_tf/backbones/film_generator.py
+from lite_tf.film_learner import FilmAdaptedLearner
+from lite_tf.heads import MahalanobisHead, simple_cnaps_logits
 from lite_tf.registry import register_learner
-
-
-def class_statistics(features: tf.Tensor, labels: tf.Tensor, way):
-    """(means [K, D], counts [K], class covariances S_c [K, D, D], task covariance S_task [D, D])."""
-    features = tf.convert_to_tensor(features, tf.float32)
-    labels = tf.convert_to_tensor(labels, tf.int32)
-    counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, tf.float32), labels, way)
-    means = tf.math.unsorted_segment_sum(features, labels, way) / tf.maximum(counts, 1.0)[:, None]
-    centered = features - tf.gather(means, labels)  # [N, D]; zero rows for one-shot classes
-    one_hot = tf.one_hot(labels, way, dtype=features.dtype)  # [N, K]
-    weighted = tf.transpose(one_hot)[:, :, None] * centered[None]  # [K, N, D]
-    scatter = tf.matmul(weighted, centered[None], transpose_a=True)  # [K, D, D]
-    class_cov = scatter / tf.maximum(counts - 1.0, 1.0)[:, None, None]
-    count = tf.cast(tf.shape(features)[0], features.dtype)
-    task_centered = features - tf.reduce_mean(features, 0, keepdims=True)
-    task_cov = tf.matmul(task_centered, task_centered, transpose_a=True) / tf.maximum(count - 1.0, 1.0)
-    return means, counts, class_cov, task_cov
-
-
-def regularized_covariances(counts, class_cov, task_cov) -> tf.Tensor:
-    """Q_c = l_c S_c + (1 - l_c) S_task + I, l_c = n_c / (n_c + 1); [K, D, D]."""
-    shrink = (counts / (counts + 1.0))[:, None, None]
-    eye = tf.eye(tf.shape(task_cov)[0], dtype=task_cov.dtype)
-    return shrink * class_cov + (1.0 - shrink) * task_cov[None] + eye[None]
-
-
-def mahalanobis_logits(query: tf.Tensor, means: tf.Tensor, cholesky: tf.Tensor) -> tf.Tensor:
-    """[Q, K] logits -(x - mu_c)^T (L_c L_c^T)^-1 (x - mu_c) from lower Cholesky factors L_c."""
-    diff = query[None, :, :] - means[:, None, :]  # [K, Q, D]
-    solved = tf.linalg.triangular_solve(cholesky, tf.transpose(diff, [0, 2, 1]), lower=True)  # [K, D, Q]
-    return -tf.transpose(tf.reduce_sum(tf.square(solved), axis=1))
-
-
-def simple_cnaps_logits(support, labels, way, query) -> tf.Tensor:
-    means, counts, class_cov, task_cov = class_statistics(support, labels, way)
-    cholesky = tf.linalg.cholesky(regularized_covariances(counts, class_cov, task_cov))
-    return mahalanobis_logits(tf.cast(query, tf.float32), means, cholesky)
-
-
-@keras.saving.register_keras_serializable(package="lite_tf")
-class MahalanobisHead(keras.layers.Layer):
-    """A personalised Simple CNAPs head: class means and Cholesky factors of Q_c held as weights."""
-
-    def __init__(self, way: int, dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.way, self.dim = int(way), int(dim)
-        self.means = self.add_weight(shape=(self.way, self.dim), initializer="zeros", trainable=False, name="means")
-        self.cholesky = self.add_weight(shape=(self.way, self.dim, self.dim), initializer="zeros", trainable=False,
-                                        name="cholesky")
-
-    def call(self, features):
-        return mahalanobis_logits(features, tf.convert_to_tensor(self.means), tf.convert_to_tensor(self.cholesky))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.way)
-
-    def get_config(self):
-        return {**super().get_config(), "way": self.way, "dim": self.dim}
 
 
 @register_learner("simple_cnaps")
 class SimpleCnaps(FilmAdaptedLearner):
-    """Simple CNAPs over a FiLM backbone (frozen by default); see learners/adaptation.py for args."""
+    """Simple CNAPs over a FiLM backbone (frozen by default); see lite_tf/film_learner.py for args."""
+
+    film_generator_class = FilmGenerator
 
     def build_head(self, feature_dim: int) -> None:
         pass  # the Mahalanobis head has no weights
@@ -90,8 +34,4 @@ class SimpleCnaps(FilmAdaptedLearner):
         return simple_cnaps_logits(support, labels, way, query)
 
     def personal_head(self, support, labels, way):
-        means, counts, class_cov, task_cov = class_statistics(support, labels, way)
-        head = MahalanobisHead(way, int(support.shape[-1]), name="mahalanobis")
-        head.means.assign(means)
-        head.cholesky.assign(tf.linalg.cholesky(regularized_covariances(counts, class_cov, task_cov)))
-        return head
+        return MahalanobisHead.from_support(support, labels, way, name="mahalanobis")

@@ -1,8 +1,16 @@
-"""The interface every learner plugin implements."""
+"""The interface every learner plugin implements, and the pieces every learner needs."""
 from __future__ import annotations
+
+from typing import Callable, Union
 
 import keras
 import tensorflow as tf
+
+from lite_tf.images import to_float_images
+from lite_tf.lite import chunked_map
+from lite_tf.registry import get_backbone
+
+PERSONALIZE_CHUNK = 64  # support images embedded at a time by ``embed_support``
 
 
 class Learner(keras.layers.Layer):
@@ -10,7 +18,9 @@ class Learner(keras.layers.Layer):
 
     Subclasses implement ``call`` and ``build_for``; they map per-image networks over the support
     set only through ``mapper.map(fn, support_images)`` (see lite_tf/lite.py) so the same code runs
-    with LITE, full back-propagation or inference. Query images are float32 in [-1, 1].
+    with LITE, exact, full back-propagation or inference; a mapped function that depends on
+    set-level tensors takes them as ``context`` (``mapper.map(fn, images, context=c)`` calls
+    ``fn(images, c)``). Query images are float32 in [-1, 1]. Shared heads live in lite_tf/heads.py.
     """
 
     def build_for(self, image_size: int) -> None:
@@ -31,3 +41,18 @@ class Learner(keras.layers.Layer):
         The returned model never needs the support set again and can be saved and reloaded.
         """
         raise NotImplementedError(f"{type(self).__name__} does not implement personalize().")
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    @staticmethod
+    def build_backbone(spec: Union[str, keras.layers.Layer], image_size: int, **kwargs) -> keras.layers.Layer:
+        """The registered backbone ``spec`` built for ``image_size`` (``kwargs`` go to its factory),
+        or ``spec`` itself when it is already a layer."""
+        if isinstance(spec, str):
+            return get_backbone(spec)(image_size=image_size, **kwargs)
+        return spec
+
+    @staticmethod
+    def embed_support(fn: Callable, images) -> tf.Tensor:
+        """``fn`` over a support set (uint8 or float images) in chunks, without gradients (personalisation)."""
+        images = tf.convert_to_tensor(images)
+        return tf.stop_gradient(chunked_map(lambda x: fn(to_float_images(x)), images, PERSONALIZE_CHUNK))

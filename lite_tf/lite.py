@@ -1,27 +1,48 @@
 """The LITE estimator: map a per-image network over a support set, back-propagating a subset.
 
 Learners never call their networks on the support set directly; they call
-``mapper.map(fn, support_images)``. The mapper's mode decides what that costs:
+``mapper.map(fn, support_images)`` (or ``mapper.map(fn, support_images, context=c)`` when ``fn``
+also depends on set-level tensors ``c``, e.g. CNAPs' FiLM parameters: ``fn(images, c)``). The
+mapper's mode decides what that costs:
 
-- ``lite``: a uniform random subset H of ``h`` images is embedded with gradients; the other images
-  come from a no-gradient pass, run in chunks of ``chunk_size`` outside gradient recording, so
-  memory does not grow with the support size. Values equal a full forward pass. Gradient scaling:
-    ``unbiased`` (default) e_H = sg(e_H) + (N/h) (e_H - sg(e_H)): an unbiased estimate of the
+- ``lite``: a random subset H of ``h`` images is embedded with gradients; the other images come
+  from a no-gradient pass, run in chunks of ``chunk_size`` outside gradient recording, so memory
+  does not grow with the support size. Values equal a full forward pass. Gradient scaling:
+    ``unbiased`` (default) row i of H gets e_i = sg(e_i) + (1/p_i) (e_i - sg(e_i)), p_i its
+                  inclusion probability (h/N for uniform subsets): an unbiased estimate of the
                   full support gradient, exact query-path gradient;
     ``none``      no factor (as the official VTAB+MD code: h/N of the support term in expectation);
     ``loss``      the whole loss is multiplied by N/h (as the official ORBIT code; this also
                   inflates the exact query-path gradient).
-  With h >= N every image is in H and the step equals full back-propagation.
-- ``full``: every support image back-propagated (exact gradient, memory grows with N).
+  ``sampling``: ``uniform`` subsets, or ``stratified`` (at least one image of every class in H when
+  h >= way: one random image per class, the other h - way uniform among the rest; needs
+  ``unbiased`` scaling). ``redraw``: a new H for every ``query_batch`` (default) or one H per
+  ``episode``, shared by all its query batches. With h >= N every image is in H and the step
+  equals full back-propagation.
+- ``exact``: the exact full-support gradient at LITE's memory (GradCache-style). Pass 1 embeds
+  every image without gradients, in chunks; the loss is computed with those embeddings e watched,
+  giving the exact query and head gradients and dL/de. Pass 2 recomputes one chunk at a time under
+  a tape and back-propagates it with output gradient dL/de_chunk (a ``tf.while_loop``, so the
+  chunk count may be dynamic). Maps are processed in reverse call order: a later map's gradient
+  with respect to its ``context`` (e.g. FiLM parameters generated from the task embedding
+  z = mean_n s(x_n)) is pushed back through the recorded set-level computation into the earlier
+  maps' dL/de (dL/dz / N per image for z), whose own chunked pass follows. Memory is one chunk's
+  activations plus the embeddings; ``chunk_size`` is the only memory knob. Cost: about one forward
+  plus one forward-backward over N (LITE: a forward over N, a backward over h).
+- ``full``: every support image back-propagated in one pass (exact gradient, memory grows with N).
 - ``inference``: no gradients, chunked.
 
-The no-gradient pass is computed once per episode and reused by every query batch; H is re-drawn
-for each query batch and shared by every ``map`` call within it.
+The no-gradient pass is computed once per episode and reused by every query batch; H is shared by
+every ``map`` call within a query batch. To force H (studies, tests) pass ``subset=`` to
+``SupportMapper`` or ``EpisodicModel.episode_gradients``; to record the drawn H ask
+``episode_gradients(..., return_subsets=True)``.
 
-Exactness needs per-image maps whose outputs do not interact across images, so keep batch norm in
-inference mode (frozen statistics) in mapped networks. When the mapped function itself depends on a
-set-level quantity computed from the support set (CNAPs-style FiLM from a task embedding), the
-nested term is no longer exactly unbiased; the h >= N equality still holds.
+Exactness (``exact``, and ``lite`` with h >= N) needs per-image maps whose outputs do not interact
+across images, so keep batch norm in inference mode (frozen statistics) in mapped networks, and
+pass every set-level tensor a mapped function depends on as ``context`` (a tensor it only closes
+over gets no gradient in ``exact`` mode). When the mapped function depends on a set-level
+quantity computed from the support set (CNAPs-style FiLM from a task embedding), LITE's nested
+term is not exactly unbiased; ``exact`` and the h >= N equality still hold.
 """
 from __future__ import annotations
 
@@ -32,32 +53,45 @@ import gin
 import keras
 import tensorflow as tf
 
+from lite_tf.errors import ConfigError
 from lite_tf.images import to_float_images
 
-MODES = ("lite", "full", "inference")
+MODES = ("lite", "exact", "full", "inference")
 GRADIENT_SCALINGS = ("unbiased", "none", "loss")
+SAMPLINGS = ("uniform", "stratified")
+REDRAWS = ("query_batch", "episode")
 
 
 @gin.configurable
 class LiteConfig:
-    """How support sets are mapped during training (``mode``) and evaluation (inference, chunked)."""
+    """How support sets are mapped during training (``mode``) and evaluation (inference, chunked).
+
+    See the module docstring for ``mode``, ``gradient_scaling``, ``sampling`` and ``redraw``.
+    """
 
     def __init__(self, mode: str = "lite", h: int = 40, chunk_size: int = 40,
-                 gradient_scaling: str = "unbiased"):
-        if mode not in MODES:
-            raise ValueError(f"Unknown LITE mode {mode!r}; expected one of {MODES}.")
-        if gradient_scaling not in GRADIENT_SCALINGS:
-            raise ValueError(
-                f"Unknown LITE gradient_scaling {gradient_scaling!r}; expected one of {GRADIENT_SCALINGS}."
-            )
+                 gradient_scaling: str = "unbiased", sampling: str = "uniform", redraw: str = "query_batch"):
+        for name, value, allowed in (("mode", mode, MODES), ("gradient_scaling", gradient_scaling, GRADIENT_SCALINGS),
+                                     ("sampling", sampling, SAMPLINGS), ("redraw", redraw, REDRAWS)):
+            if value not in allowed:
+                raise ConfigError(f"Unknown LITE {name} {value!r}; expected one of {allowed}.")
         for name, value in (("h", h), ("chunk_size", chunk_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"LITE {name} must be a positive integer; got {value!r}.")
+                raise ConfigError(f"LITE {name} must be a positive integer; got {value!r}.")
+        if sampling == "stratified" and gradient_scaling != "unbiased":
+            raise ConfigError(f"LITE sampling='stratified' needs gradient_scaling='unbiased'; got "
+                              f"{gradient_scaling!r}.")
         self.mode, self.h, self.chunk_size, self.gradient_scaling = mode, h, chunk_size, gradient_scaling
+        self.sampling, self.redraw = sampling, redraw
 
     def __repr__(self):
         return (f"LiteConfig(mode={self.mode!r}, h={self.h}, chunk_size={self.chunk_size}, "
-                f"gradient_scaling={self.gradient_scaling!r})")
+                f"gradient_scaling={self.gradient_scaling!r}, sampling={self.sampling!r}, "
+                f"redraw={self.redraw!r})")
+
+
+def _num_chunks(count, chunk_size: int):
+    return (count + chunk_size - 1) // chunk_size
 
 
 def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int) -> tf.Tensor:
@@ -66,9 +100,8 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int) -> tf.Tensor:
     Runs as a ``tf.while_loop`` so that, with no gradient recorded, only one chunk's activations
     are alive at a time, and the support size may be unknown when traced. Needs at least one image.
     """
-    count = tf.shape(images)[0]
     first = fn(images[:chunk_size])
-    num_chunks = (count + chunk_size - 1) // chunk_size
+    num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
     outputs = tf.TensorArray(first.dtype, size=num_chunks, infer_shape=False,
                              element_shape=tf.TensorShape([None]).concatenate(first.shape[1:]))
     outputs = outputs.write(0, first)
@@ -84,6 +117,39 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int) -> tf.Tensor:
     return result
 
 
+def dense_gradients(tape: tf.GradientTape, target, sources: list, output_gradients=None) -> list:
+    """``tape.gradient`` as dense tensors, zeros for unconnected sources (Keras variables included)."""
+    gradients = tape.gradient(target, sources, output_gradients=output_gradients)
+    return [tf.zeros_like(tf.convert_to_tensor(s)) if g is None else tf.convert_to_tensor(g)
+            for s, g in zip(sources, gradients)]
+
+
+def chunked_backprop(fn: Callable, images: tf.Tensor, output_gradients: tf.Tensor, variables: list,
+                     inputs: list, chunk_size: int) -> tuple:
+    """Sums over chunks of d<fn(chunk, inputs), output_gradients[chunk]>/d(variables, inputs).
+
+    ``fn(chunk, inputs)`` is recomputed under a fresh tape one chunk at a time, in a
+    ``tf.while_loop``: only one chunk's activations are alive and the chunk count may be dynamic.
+    ``inputs`` are tensors ``fn`` takes explicitly. Returns (variable gradients, input gradients).
+    """
+    def chunk_gradients(index):
+        start = index * chunk_size
+        with tf.GradientTape() as tape:
+            copies = [tf.identity(t) for t in inputs]  # in-graph copies the tape can watch
+            tape.watch(copies)
+            values = fn(images[start:start + chunk_size], copies)
+        upstream = tf.cast(output_gradients[start:start + chunk_size], values.dtype)
+        return dense_gradients(tape, values, list(variables) + copies, output_gradients=upstream)
+
+    num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
+    _, total = tf.while_loop(
+        lambda index, _: index < num_chunks,
+        lambda index, total: (index + 1, [t + g for t, g in zip(total, chunk_gradients(index))]),
+        (tf.constant(1), chunk_gradients(0)), parallel_iterations=1)
+    return total[:len(variables)], total[len(variables):]
+
+
+# ---------------------------------------------------------------------- subsets
 def draw_subset(support_size: tf.Tensor, h: int, seed: keras.random.SeedGenerator) -> tf.Tensor:
     """Indices of a uniform random subset of min(h, N) support images (sorted, without replacement)."""
     with tf.control_dependencies([support_size]):  # the seed advances only when data arrived
@@ -92,28 +158,102 @@ def draw_subset(support_size: tf.Tensor, h: int, seed: keras.random.SeedGenerato
     return tf.sort(subset)
 
 
+def _stratified_applies(counts: tf.Tensor, h: int) -> tf.Tensor:
+    """True where stratification changes anything: way <= h < N."""
+    way, support_size = tf.size(counts), tf.reduce_sum(counts)
+    return tf.logical_and(h >= way, h < support_size)
+
+
+def draw_stratified_subset(labels: tf.Tensor, way, h: int, seed: keras.random.SeedGenerator) -> tf.Tensor:
+    """Sorted indices of min(h, N) images holding at least one image of every class when h >= way.
+
+    One uniformly chosen image per class, then h - way drawn uniformly without replacement from the
+    other N - way images; a plain uniform subset when h < way or h >= N.
+    """
+    labels = tf.convert_to_tensor(labels, tf.int32)
+    support_size = tf.shape(labels)[0]
+    counts = tf.math.bincount(labels, minlength=way, maxlength=way)
+    with tf.control_dependencies([support_size]):
+        keys = keras.random.uniform(tf.reshape(support_size, [1]), seed=seed)
+        rest_keys = keras.random.uniform(tf.reshape(support_size, [1]), seed=seed)
+
+    def stratified():
+        by_key = tf.argsort(keys)
+        by_class = tf.gather(by_key, tf.argsort(tf.gather(labels, by_key), stable=True))  # class, then key
+        starts = tf.cumsum(counts, exclusive=True)
+        representatives = tf.gather(by_class, starts)  # the smallest key of each class
+        chosen = tf.tensor_scatter_nd_update(rest_keys, representatives[:, None],
+                                             tf.fill(tf.shape(representatives), 2.0))
+        rest = tf.argsort(chosen)[: h - tf.size(counts)]
+        return tf.sort(tf.concat([representatives, rest], 0))
+
+    def uniform():
+        return tf.sort(tf.argsort(keys)[: tf.minimum(h, support_size)])
+
+    subset = tf.cond(_stratified_applies(counts, h), stratified, uniform)
+    subset.set_shape([None])
+    return subset
+
+
+def inclusion_probabilities(config: LiteConfig, support_size, labels=None, way=None) -> tf.Tensor:
+    """[N] probability that each support image is in H under ``config``'s sampling."""
+    support_size = tf.convert_to_tensor(support_size, tf.int32)
+    subset_size = tf.cast(tf.minimum(config.h, support_size), tf.float32)
+    uniform = tf.fill(tf.reshape(support_size, [1]), subset_size / tf.cast(support_size, tf.float32))
+    if config.sampling == "uniform":
+        return uniform
+    counts = tf.math.bincount(labels, minlength=way, maxlength=way)
+    way_f, count_f = tf.cast(tf.size(counts), tf.float32), tf.cast(support_size, tf.float32)
+    class_counts = tf.cast(tf.gather(counts, labels), tf.float32)
+    extra = (float(config.h) - way_f) / tf.maximum(count_f - way_f, 1.0)
+    stratified = 1.0 / class_counts + (1.0 - 1.0 / class_counts) * extra
+    return tf.where(_stratified_applies(counts, config.h), stratified, uniform)
+
+
 def scale_subset_gradient(values: tf.Tensor, factor) -> tf.Tensor:
-    """Same values; gradients flowing back through them are multiplied by ``factor``."""
+    """Same values; gradients flowing back through them are multiplied by ``factor`` (per row or scalar)."""
     stopped = tf.stop_gradient(values)
-    return stopped + tf.cast(factor, values.dtype) * (values - stopped)
+    factor = tf.cast(factor, values.dtype)
+    if factor.shape.rank == 1:
+        factor = tf.reshape(factor, tf.concat([tf.shape(factor), tf.ones([values.shape.rank - 1], tf.int32)], 0))
+    return stopped + factor * (values - stopped)
 
 
+# ---------------------------------------------------------------------- the mapper
 class SupportMapper:
     """Maps per-image functions over one episode's support set according to a ``LiteConfig``.
 
-    One mapper serves one episode. ``start_batch`` begins a query batch (re-drawing H); within it
-    the k-th ``map`` call reuses the k-th no-gradient pass computed in the episode's first batch.
+    One mapper serves one episode. ``start_batch`` begins a query batch (re-drawing H unless
+    ``redraw='episode'``); within it the k-th ``map`` call reuses the k-th no-gradient pass
+    computed in the episode's first batch.
+
+    Args:
+      config: the LiteConfig.
+      support_size: N.
+      training: False maps in inference mode whatever the config says.
+      seed: draws H (lite mode, unless ``subset`` is given).
+      tape: the GradientTape of the current query batch (set by the model per batch).
+      labels, way: support labels and way; needed by stratified sampling.
+      subset: force H to these support indices in every query batch (the config's sampling still
+        sets each row's scaling).
     """
 
     def __init__(self, config: LiteConfig, support_size, training: bool,
-                 seed: Optional[keras.random.SeedGenerator] = None, tape: Optional[tf.GradientTape] = None):
+                 seed: Optional[keras.random.SeedGenerator] = None, tape: Optional[tf.GradientTape] = None,
+                 labels=None, way=None, subset=None):
         self.config = config
         self.mode = config.mode if training else "inference"
         self.support_size = tf.convert_to_tensor(support_size, tf.int32)
         self.seed = seed
         self.tape = tape
+        self.labels = None if labels is None else tf.convert_to_tensor(labels, tf.int32)
+        self.way = way
+        if config.sampling == "stratified" and self.mode == "lite" and (labels is None or way is None):
+            raise ConfigError("A SupportMapper with sampling='stratified' needs the support labels and way.")
+        self._forced_subset = None if subset is None else tf.sort(tf.convert_to_tensor(subset, tf.int32))
         self.subset = None  # indices of H in the current query batch (lite mode)
-        self.forced_subset = None  # for tests: use these indices instead of drawing
+        self.watched = []  # exact mode: this batch's embeddings, watched on ``tape``
+        self._records = []  # exact mode: (fn, images, context) of each map in the first batch
         self._cache = []
         self._call_index = 0
 
@@ -130,26 +270,42 @@ class SupportMapper:
 
     def start_batch(self) -> None:
         self._call_index = 0
+        self.watched = []
         if self.mode != "lite":
             return
-        if self.forced_subset is not None:
-            self.subset = tf.sort(tf.convert_to_tensor(self.forced_subset, tf.int32))
-        else:
+        if self._forced_subset is not None:
+            self.subset = self._forced_subset
+        elif self.subset is None or self.config.redraw == "query_batch":
             if self.seed is None:
-                raise ValueError("A lite SupportMapper needs a keras.random.SeedGenerator to draw H.")
-            self.subset = draw_subset(self.support_size, self.config.h, self.seed)
+                raise ConfigError("A lite SupportMapper needs a keras.random.SeedGenerator to draw H.")
+            if self.config.sampling == "stratified":
+                self.subset = draw_stratified_subset(self.labels, self.way, self.config.h, self.seed)
+            else:
+                self.subset = draw_subset(self.support_size, self.config.h, self.seed)
 
     def _no_gradient(self):
         return self.tape.stop_recording() if self.tape is not None else contextlib.nullcontext()
 
-    def map(self, fn: Callable, images: tf.Tensor) -> tf.Tensor:
-        """``fn`` applied to every support image, with gradients as the mode prescribes."""
+    def map(self, fn: Callable, images: tf.Tensor, context=None) -> tf.Tensor:
+        """``fn`` applied to every support image, with gradients as the mode prescribes.
+
+        ``context`` (any nest of tensors) is passed on as ``fn(images, context)``; pass every
+        set-level tensor ``fn`` depends on this way so ``exact`` mode can differentiate through it.
+        """
         index, self._call_index = self._call_index, self._call_index + 1
-        per_image = lambda batch: fn(to_float_images(batch))
+        if context is None:
+            per_image = lambda batch: fn(to_float_images(batch))
+        else:
+            per_image = lambda batch: fn(to_float_images(batch), context)
         if self.mode == "full":
             return per_image(images)
         if self.mode == "inference":
             return self._cached(index, lambda: chunked_map(per_image, images, self.config.chunk_size))
+        if self.mode == "exact":
+            return self._map_exact(index, fn, images, context, per_image)
+        return self._map_lite(index, images, per_image)
+
+    def _map_lite(self, index, images, per_image):
         if self.subset is None:
             raise RuntimeError("SupportMapper.start_batch() must be called before map() in lite mode.")
         subset_values = per_image(tf.gather(images, self.subset))
@@ -166,9 +322,20 @@ class SupportMapper:
 
         rest = self._cached(index, no_gradient_pass)
         if self.config.gradient_scaling == "unbiased":
-            factor = tf.cast(support_size, tf.float32) / tf.cast(subset_size, tf.float32)
-            subset_values = scale_subset_gradient(subset_values, factor)
+            probabilities = inclusion_probabilities(self.config, support_size, self.labels, self.way)
+            subset_values = scale_subset_gradient(subset_values, 1.0 / tf.gather(probabilities, self.subset))
         return tf.tensor_scatter_nd_update(rest, self.subset[:, None], subset_values)
+
+    def _map_exact(self, index, fn, images, context, per_image):
+        values = self._cached(index, lambda: chunked_map(per_image, images, self.config.chunk_size))
+        if index == len(self._records):
+            self._records.append((fn, images, context))
+        if self.tape is None:
+            return values
+        values = tf.identity(values)  # an in-graph tensor of this batch, so the tape can watch it
+        self.tape.watch(values)
+        self.watched.append(values)
+        return values
 
     def _cached(self, index: int, compute: Callable) -> tf.Tensor:
         if index < len(self._cache):
@@ -180,3 +347,32 @@ class SupportMapper:
         self._cache.append(values)
         return values
 
+    def backpropagate_support(self, support_gradients: list, variables: list, first_tape: tf.GradientTape,
+                              first_watched: list) -> list:
+        """Exact mode: the support set's share of the variables' gradients (pass 2 and after).
+
+        ``support_gradients[k]`` is dL/de_k summed over the query batches; ``first_tape`` (persistent)
+        recorded the first query batch, where ``first_watched`` were the watched embeddings. Maps
+        are back-propagated last to first; a map's context gradient is pushed back through the
+        first tape into the variables and the earlier maps' dL/de.
+        """
+        gradients = [tf.zeros(v.shape, v.dtype) for v in variables]
+        support_gradients = list(support_gradients)
+        for k in reversed(range(len(self._records))):
+            fn, images, context = self._records[k]
+            flat_context = tf.nest.flatten(context) if context is not None else []
+            if context is None:
+                per_image = lambda batch, _, fn=fn: fn(to_float_images(batch))
+            else:
+                per_image = lambda batch, inputs, fn=fn, context=context: fn(
+                    to_float_images(batch), tf.nest.pack_sequence_as(context, inputs))
+            variable_grads, context_grads = chunked_backprop(per_image, images, support_gradients[k], variables,
+                                                             flat_context, self.config.chunk_size)
+            gradients = [g + r for g, r in zip(gradients, variable_grads)]
+            if flat_context:
+                upstream = dense_gradients(first_tape, flat_context, list(variables) + first_watched[:k],
+                                           output_gradients=context_grads)
+                gradients = [g + u for g, u in zip(gradients, upstream[:len(variables)])]
+                for j, extra in enumerate(upstream[len(variables):]):
+                    support_gradients[j] = support_gradients[j] + extra
+        return gradients

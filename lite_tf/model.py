@@ -1,22 +1,49 @@
 """EpisodicModel: a keras.Model whose train_step and test_step each run one few-shot episode.
 
 Works with ``model.fit`` / ``model.evaluate``, Keras callbacks, optimizers (use the optimizer's own
-``gradient_accumulation_steps`` for several tasks per update) and ``keras.metrics``. Episodes are
-dicts (lite_tf/episode.py) whose support size, query size and way vary; the step uses only dynamic
-shapes and explicit TF control flow, so a dataset declaring those sizes unknown is traced once.
+``gradient_accumulation_steps`` for several tasks per update; the loss goes through
+``optimizer.scale_loss``, so a ``keras.optimizers.LossScaleOptimizer`` works) and
+``keras.metrics``: ``compile(metrics=[...])`` adds metrics updated on each episode's query labels
+and logits (e.g. ``keras.metrics.SparseTopKCategoricalAccuracy(3)``), next to the per-episode
+``loss`` and ``accuracy`` that are always reported. Episodes are dicts (lite_tf/episode.py) whose
+support size, query size and way vary; the step uses only dynamic shapes and explicit TF control
+flow, so a dataset declaring those sizes unknown is traced once.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import gin
 import keras
 import tensorflow as tf
 
 from lite_tf.episode import unpack_episode, validate_episode
-from lite_tf.learner import Learner
+from lite_tf.errors import ConfigError
 from lite_tf.images import to_float_images
-from lite_tf.lite import LiteConfig, SupportMapper
+from lite_tf.learner import Learner
+from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
+
+
+class EpisodeResult(NamedTuple):
+    """What one training episode computed (``EpisodicModel.train_episode``)."""
+    loss: tf.Tensor  # mean query cross-entropy (+ the learner's regularisation)
+    accuracy: tf.Tensor  # fraction of queries classified correctly
+    gradients: list  # of the (optimizer-scaled) loss, one per trainable variable
+    labels: tf.Tensor  # [M] query labels
+    logits: tf.Tensor  # [M, way] query logits, in query order
+    subsets: Optional[tf.Tensor]  # [query batches, min(h, N)] indices of H per batch (lite mode), else None
+
+
+def _query_metric(identifier) -> keras.metrics.Metric:
+    try:
+        metric = keras.metrics.get(identifier)
+    except ValueError as error:
+        raise ConfigError(f"EpisodicModel.compile: unknown metric {identifier!r} ({error}).") from None
+    if isinstance(metric, keras.metrics.Metric):
+        return metric
+    if callable(metric):  # a function f(labels, logits) -> per-query values
+        return keras.metrics.MeanMetricWrapper(metric, name=getattr(metric, "__name__", str(identifier)))
+    raise ConfigError(f"EpisodicModel.compile: metric {identifier!r} is neither a keras Metric nor a function.")
 
 
 @gin.configurable
@@ -26,11 +53,14 @@ class EpisodicModel(keras.Model):
     Args:
       learner: a Learner (see lite_tf/learner.py and lite_tf/registry.py).
       image_size: square image size the learner is built for.
-      lite: a LiteConfig (mode, h, chunk_size, gradient_scaling) used while training.
+      lite: a LiteConfig (mode, h, chunk_size, gradient scaling, subset sampling) used while
+        training; evaluation maps the support set in inference mode in chunks of its chunk_size.
       query_batch_size: queries scored per forward/backward pass; None scores all at once. H is
-        re-drawn for each batch; the support no-gradient pass is shared by all batches.
-      eval_chunk_size: chunk size of the support pass in evaluation (defaults to lite.chunk_size).
+        re-drawn for each batch unless ``lite.redraw='episode'``; the support no-gradient pass is
+        shared by all batches.
       seed: seed of the subset draws.
+
+    To force or record H (studies, tests) use ``episode_gradients(data, subset=..., return_subsets=True)``.
     """
 
     def __init__(self, learner: Learner, image_size: int, lite: Optional[LiteConfig] = None,
@@ -39,7 +69,7 @@ class EpisodicModel(keras.Model):
         if not isinstance(learner, Learner):
             raise TypeError(f"EpisodicModel needs a lite_tf Learner; got {type(learner).__name__}.")
         if query_batch_size is not None and (not isinstance(query_batch_size, int) or query_batch_size <= 0):
-            raise ValueError(f"query_batch_size must be a positive integer or None; got {query_batch_size!r}.")
+            raise ConfigError(f"query_batch_size must be a positive integer or None; got {query_batch_size!r}.")
         self.learner = learner
         self.image_size = int(image_size)
         self.lite_config = lite or LiteConfig()
@@ -47,13 +77,14 @@ class EpisodicModel(keras.Model):
         self.subset_seed = keras.random.SeedGenerator(seed, name="subset_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
+        self.query_metrics = []  # from compile(metrics=...)
         self.trace_count = 0  # incremented each time a step is traced (eager: each call)
         learner.build_for(self.image_size)
         self.built = True
 
     @property
     def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
+        return [self.loss_tracker, self.accuracy_tracker, *self.query_metrics]
 
     # ------------------------------------------------------------------ steps
     def _prepare(self, data):
@@ -61,6 +92,11 @@ class EpisodicModel(keras.Model):
         with tf.control_dependencies(checks):
             episode = {key: tf.identity(value) for key, value in episode.items()}
         return episode
+
+    def _mapper(self, episode, training, subset=None):
+        return SupportMapper(self.lite_config, tf.shape(episode["support_labels"])[0], training=training,
+                             seed=self.subset_seed if training else None, labels=episode["support_labels"],
+                             way=episode["way"], subset=subset)
 
     def _query_batches(self, episode):
         query_count = tf.shape(episode["query_labels"])[0]
@@ -75,7 +111,7 @@ class EpisodicModel(keras.Model):
         return query_count, num_batches, batch
 
     def _score_batch(self, episode, mapper, images, labels, query_count, training):
-        """Loss share and number correct for one query batch; the loss is the episode mean's share."""
+        """Loss share, number correct and logits of one query batch; the loss is the episode mean's share."""
         mapper.start_batch()
         logits = self.learner(episode["support_images"], episode["support_labels"], images,
                               episode["way"], mapper=mapper, training=training)
@@ -86,54 +122,92 @@ class EpisodicModel(keras.Model):
         if training:
             loss += batch_share * tf.cast(self.learner.regularization_loss(), tf.float32)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
-        return loss, correct
+        return loss, correct, logits
 
-    def episode_gradients(self, data, mapper_hook=None):
-        """(loss, accuracy, gradients) for one episode, without applying them.
+    def _scale_loss(self, loss):
+        """The optimizer's loss scaling (identity unless e.g. a LossScaleOptimizer); none before compile."""
+        optimizer = getattr(self, "optimizer", None)
+        return loss if optimizer is None else optimizer.scale_loss(loss)
 
-        ``mapper_hook`` (tests) may adjust the SupportMapper, e.g. force the subset H.
+    def _over_batches(self, num_batches, batch_result, first=None):
+        """Runs ``batch_result(index) -> (sums list, per-batch outputs list)`` over the query batches.
+
+        Sums are added; per-batch outputs (logits, subsets) are concatenated / stacked. Batch 0 runs
+        outside the loop (``first`` is its result when already computed), so cached support passes
+        are made there.
+        """
+        sums, outputs = first if first is not None else batch_result(0)
+        arrays = [tf.TensorArray(o.dtype, size=num_batches, infer_shape=False,
+                                 element_shape=tf.TensorShape([None] * o.shape.rank)).write(0, o) for o in outputs]
+        if self.query_batch_size is not None:
+            def body(index, sums, arrays):
+                batch_sums, batch_outputs = batch_result(index)
+                return (index + 1, [s + b for s, b in zip(sums, batch_sums)],
+                        [a.write(index, o) for a, o in zip(arrays, batch_outputs)])
+
+            _, sums, arrays = tf.while_loop(lambda index, *_: index < num_batches, body,
+                                            (tf.constant(1), sums, arrays), parallel_iterations=1)
+        return sums, arrays
+
+    def train_episode(self, data, subset=None) -> EpisodeResult:
+        """One training episode's loss, accuracy, gradients (not applied), query logits and subsets.
+
+        ``subset`` forces H to these support indices in every query batch (lite mode).
         """
         self.trace_count += 1
         episode = self._prepare(data)
         variables = self.trainable_variables
         query_count, num_batches, batch = self._query_batches(episode)
-        support_size = tf.shape(episode["support_labels"])[0]
-        mapper = SupportMapper(self.lite_config, support_size, training=True, seed=self.subset_seed)
-        if mapper_hook is not None:
-            mapper_hook(mapper)
+        mapper = self._mapper(episode, training=True, subset=subset)
+        exact, lite = mapper.mode == "exact", mapper.mode == "lite"
 
-        def batch_gradients(index):
+        def batch_result(index, tape=None):
             images, labels = batch(index)
-            with tf.GradientTape() as tape:
+            tape = tape or tf.GradientTape()
+            with tape:
                 mapper.tape = tape
-                loss, correct = self._score_batch(episode, mapper, images, labels, query_count, True)
-                scaled_loss = loss * mapper.loss_scale
-            gradients = tape.gradient(scaled_loss, variables,
-                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                loss, correct, logits = self._score_batch(episode, mapper, images, labels, query_count, True)
+                scaled_loss = self._scale_loss(loss * mapper.loss_scale)
+            # Exact mode: also dL/de of the watched support embeddings (summed over batches).
+            gradients = dense_gradients(tape, scaled_loss, variables + mapper.watched)
             mapper.tape = None
-            return loss, correct, [tf.convert_to_tensor(g) for g in gradients]
+            subset_indices = mapper.subset if lite else tf.zeros([0], tf.int32)
+            return [loss, correct, *gradients], [logits, subset_indices]
 
-        # The first batch runs outside the loop so its no-gradient support pass is cached for the rest.
-        loss, correct, gradients = batch_gradients(0)
-        if self.query_batch_size is None:  # one batch: no loop to trace
-            return loss, correct / tf.cast(query_count, tf.float32), gradients
+        # Exact mode keeps the first batch's tape: the support set's gradient is pushed back through it.
+        first_tape = tf.GradientTape(persistent=exact)
+        first = batch_result(0, first_tape)
+        first_watched = list(mapper.watched)
+        sums, (logits, subsets) = self._over_batches(num_batches, batch_result, first)
+        loss, correct, gradients = sums[0], sums[1], sums[2:]
+        variable_gradients, support_gradients = gradients[:len(variables)], gradients[len(variables):]
+        subsets = subsets.stack()  # read even when unused: an unread TensorArray warns
+        if exact:
+            support_share = mapper.backpropagate_support(support_gradients, variables, first_tape, first_watched)
+            variable_gradients = [g + s for g, s in zip(variable_gradients, support_share)]
+        return EpisodeResult(loss, correct / tf.cast(query_count, tf.float32), variable_gradients,
+                             episode["query_labels"], logits.concat(), subsets if lite else None)
 
-        def body(index, loss, correct, gradients):
-            batch_loss, batch_correct, batch_grads = batch_gradients(index)
-            return (index + 1, loss + batch_loss, correct + batch_correct,
-                    [g + bg for g, bg in zip(gradients, batch_grads)])
+    def episode_gradients(self, data, subset=None, return_subsets: bool = False):
+        """(loss, accuracy, gradients) for one episode, without applying them.
 
-        _, loss, correct, gradients = tf.while_loop(
-            lambda index, *_: index < num_batches, body, (tf.constant(1), loss, correct, gradients),
-            parallel_iterations=1)
-        return loss, correct / tf.cast(query_count, tf.float32), gradients
+        Args:
+          subset: force H (lite mode) to these support indices in every query batch; rows are
+            still scaled as the config's sampling prescribes (1 / inclusion probability).
+          return_subsets: also return the H drawn in each query batch, [batches, min(h, N)]
+            (None outside lite mode).
+        """
+        result = self.train_episode(data, subset=subset)
+        if return_subsets:
+            return result.loss, result.accuracy, result.gradients, result.subsets
+        return result.loss, result.accuracy, result.gradients
 
     def train_step(self, data):
-        loss, accuracy, gradients = self.episode_gradients(data)
+        result = self.train_episode(data)
         # Data dependency: keeps the optimizer's iteration count exact when an iterator runs out.
-        with tf.control_dependencies([loss]):
-            self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        logs = self._update_metrics(loss, accuracy)
+        with tf.control_dependencies([result.loss]):
+            self.optimizer.apply_gradients(zip(result.gradients, self.trainable_variables))
+        logs = self._update_metrics(result.loss, result.accuracy, result.labels, result.logits)
         # This episode's size, for TensorBoard (lite_tf.callbacks.EpisodeStatistics).
         episode = unpack_episode(data)
         logs.update(way=tf.cast(episode["way"], tf.float32),
@@ -141,44 +215,44 @@ class EpisodicModel(keras.Model):
                     query_size=tf.cast(tf.shape(episode["query_labels"])[0], tf.float32))
         return logs
 
-    def _update_metrics(self, loss, accuracy):
+    def _update_metrics(self, loss, accuracy, labels, logits):
         # The control dependency matters in graph mode: a Mean's count update does not otherwise
         # depend on the data, so Keras's last call on an exhausted iterator would still bump it.
         with tf.control_dependencies([loss, accuracy]):
             self.loss_tracker.update_state(loss)
             self.accuracy_tracker.update_state(accuracy)
-        return {"loss": self.loss_tracker.result(), "accuracy": self.accuracy_tracker.result()}
+            for metric in self.query_metrics:
+                metric.update_state(labels, logits)
+        return {metric.name: metric.result() for metric in self.metrics}
 
-    def evaluate_episode(self, data):
-        """(loss, accuracy) of one episode with the support set mapped in inference mode."""
+    def evaluate_episode(self, data, return_logits: bool = False):
+        """(loss, accuracy) of one episode with the support set mapped in inference mode.
+
+        With ``return_logits`` also the query labels and logits.
+        """
         self.trace_count += 1
         episode = self._prepare(data)
         query_count, num_batches, batch = self._query_batches(episode)
-        mapper = SupportMapper(self.lite_config, tf.shape(episode["support_labels"])[0], training=False)
+        mapper = self._mapper(episode, training=False)
 
-        def batch_score(index):
+        def batch_result(index):
             images, labels = batch(index)
-            return self._score_batch(episode, mapper, images, labels, query_count, False)
+            loss, correct, logits = self._score_batch(episode, mapper, images, labels, query_count, False)
+            return [loss, correct], [logits]
 
-        loss, correct = batch_score(0)
-        if self.query_batch_size is None:
-            return loss, correct / tf.cast(query_count, tf.float32)
-
-        def body(index, loss, correct):
-            batch_loss, batch_correct = batch_score(index)
-            return index + 1, loss + batch_loss, correct + batch_correct
-
-        _, loss, correct = tf.while_loop(lambda index, *_: index < num_batches, body,
-                                         (tf.constant(1), loss, correct), parallel_iterations=1)
-        return loss, correct / tf.cast(query_count, tf.float32)
+        (loss, correct), (logits,) = self._over_batches(num_batches, batch_result)
+        accuracy = correct / tf.cast(query_count, tf.float32)
+        if return_logits:
+            return loss, accuracy, episode["query_labels"], logits.concat()
+        return loss, accuracy
 
     def test_step(self, data):
-        return self._update_metrics(*self.evaluate_episode(data))
+        return self._update_metrics(*self.evaluate_episode(data, return_logits=True))
 
     def predict_step(self, data):
         """Query logits of one episode (inference mapping)."""
         episode = self._prepare(data)
-        mapper = SupportMapper(self.lite_config, tf.shape(episode["support_labels"])[0], training=False)
+        mapper = self._mapper(episode, training=False)
         mapper.start_batch()
         return self.learner(episode["support_images"], episode["support_labels"],
                             to_float_images(episode["query_images"]), episode["way"], mapper=mapper, training=False)
@@ -186,12 +260,23 @@ class EpisodicModel(keras.Model):
     def call(self, data, training=False):
         return self.predict_step(data)
 
-    def compile(self, optimizer="adam", jit_compile=False, **kwargs):
+    def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
         """Like keras.Model.compile; XLA is off by default because episode shapes vary.
 
-        The optimizer's slots are created here: created inside the first traced step instead, they
-        would make tf.function trace the step a second time.
+        ``metrics``: a list of keras metrics (objects, names, or functions of (labels, logits)),
+        updated on every episode's query labels and logits, beside the per-episode ``loss`` and
+        ``accuracy``. The optimizer's slots are created here: created inside the first traced
+        step instead, they would make tf.function trace the step a second time.
         """
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise ConfigError(f"EpisodicModel.compile metrics must be a list; got {type(metrics).__name__}.")
+        query_metrics = [_query_metric(m) for m in (metrics or [])]
+        names = [m.name for m in self.metrics[:2]] + [m.name for m in query_metrics]
+        clashes = sorted({name for name in names if names.count(name) > 1})
+        if clashes:
+            raise ConfigError(f"EpisodicModel.compile: metric name(s) {clashes} used twice (loss and accuracy "
+                              f"are always reported); give the metric another name.")
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
+        self.query_metrics = query_metrics
         if not self.optimizer.built:
             self.optimizer.build(self.trainable_variables)

@@ -1,9 +1,11 @@
 """Plugin registry: learners, backbones and data sources by name, each made gin-configurable.
 
-Built-in plugins register themselves when their module is imported. Other packages add plugins
-without touching this repository by declaring a module in the entry-point groups
-``lite_tf.learners``, ``lite_tf.backbones`` or ``lite_tf.sources``; those modules are imported on
-the first lookup. Gin names are ``learners.<name>``, ``backbones.<name>`` and ``sources.<name>``.
+Plugins register themselves when their module is imported. Learners (the built-in ones in the
+top-level ``learners`` package included) and any third-party plugin are found through the
+entry-point groups ``lite_tf.learners``, ``lite_tf.backbones`` and ``lite_tf.sources`` (setup.py
+declares the built-in learners; ``pip install -e .`` installs them); those modules are imported on
+the first lookup. The library's own backbones are imported directly. Gin names are
+``learners.<name>``, ``backbones.<name>`` and ``sources.<name>``.
 """
 from __future__ import annotations
 
@@ -15,14 +17,14 @@ from typing import Callable, Dict
 
 import gin
 
-from lite_tf.errors import LiteTfError
+from lite_tf.errors import ConfigError, LiteTfError
 
 _KINDS = ("learner", "backbone", "source")
 _REGISTRIES: Dict[str, Dict[str, Callable]] = {kind: {} for kind in _KINDS}
 _PLUGINS_LOADED = {kind: False for kind in _KINDS}
-# Modules imported on first lookup, so built-ins are present even without an installed package.
+# Library modules imported on first lookup (plugins outside lite_tf come through entry points).
 _BUILTIN_MODULES = {
-    "learner": ("learners",),
+    "learner": (),
     "backbone": ("lite_tf.backbones",),
     "source": (),
 }
@@ -38,9 +40,9 @@ class UnknownPluginError(LiteTfError, KeyError):
 def _register(kind: str, name: str, obj: Callable, gin_configurable: bool) -> Callable:
     registry = _REGISTRIES[kind]
     if not isinstance(name, str) or not name:
-        raise ValueError(f"A {kind} name must be a non-empty string, got {name!r}.")
+        raise ConfigError(f"A {kind} name must be a non-empty string, got {name!r}.")
     if name in registry and registry[name] is not obj:
-        raise ValueError(
+        raise ConfigError(
             f"A {kind} named {name!r} is already registered ({registry[name]!r}); pick another name."
         )
     registry[name] = _gin_factory(kind, name, obj) if gin_configurable else obj
@@ -104,6 +106,10 @@ def _load_plugins(kind: str) -> None:
 def _lookup(kind: str, name: str) -> Callable:
     _load_plugins(kind)
     registry = _REGISTRIES[kind]
+    if not registry and kind == "learner":
+        raise UnknownPluginError(
+            f"Unknown learner {name!r}: no learner is registered at all. Learners load through the "
+            f"'lite_tf.learners' entry points; install the package (pip install -e .) so they exist.")
     if name not in registry:
         known = ", ".join(sorted(registry)) or "(none)"
         raise UnknownPluginError(f"Unknown {kind} {name!r}. Known {kind}s: {known}.")

@@ -57,10 +57,12 @@ def test_bad_configuration_is_named():
         EpisodicModel(get_learner("simple_cnaps")(backbone=get_backbone("conv4")(image_size=16, blocks=2)), 16)
 
 
-def test_forward_macs_counts_convolutions_and_matches_published_figures():
-    from learners.adaptation import forward_macs
+def test_image_macs_counts_convolutions_and_matches_published_figures():
+    from lite_tf.backbones.film import call_backbone
+    from lite_tf.eval.macs import image_macs
     from lite_tf.backbones.film import film_conv4
     from lite_tf.backbones.resnet import resnet18_film
     # conv0: 16x16 outputs x 3x3x3x8; conv1: 8x8 outputs x 3x3x8x8
-    assert forward_macs(film_conv4(16, filters=8, blocks=2)) == 16 * 16 * 3 * 3 * 3 * 8 + 8 * 8 * 3 * 3 * 8 * 8
-    assert abs(forward_macs(resnet18_film(224)) / 1.82e9 - 1) < 0.02  # ResNet-18: ~1.8 GMACs at 224 px
+    forward_macs = lambda backbone, size: image_macs(lambda x: call_backbone(backbone, x), size)
+    assert forward_macs(film_conv4(16, filters=8, blocks=2), 16) == 16 * 16 * 3 * 3 * 3 * 8 + 8 * 8 * 3 * 3 * 8 * 8
+    assert abs(forward_macs(resnet18_film(224), 224) / 1.82e9 - 1) < 0.02  # ResNet-18: ~1.8 GMACs at 224 px

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from learners.simple_cnaps import (class_statistics, mahalanobis_logits, regularized_covariances,
-                                   simple_cnaps_logits)
+from lite_tf.heads import (class_statistics, mahalanobis_logits, regularized_covariances,
+                           simple_cnaps_logits)
 
 
 def numpy_reference(support, labels, way, query):

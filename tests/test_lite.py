@@ -15,8 +15,8 @@ def assert_gradients_close(actual, expected, rtol=1e-5, atol=1e-7):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol * max(1.0, np.abs(e).max()))
 
 
-def grads(model, episode, hook=None):
-    loss, accuracy, gradients = model.episode_gradients(episode, mapper_hook=hook)
+def grads(model, episode, subset=None):
+    loss, accuracy, gradients = model.episode_gradients(episode, subset=subset)
     return float(loss), [np.asarray(g) for g in gradients]
 
 
@@ -57,7 +57,7 @@ def test_unbiased_average_over_all_subsets_equals_full_gradient(episode):
     subsets = list(itertools.combinations(range(n), h))
     total = None
     for subset in subsets:
-        _, g = grads(model, episode, hook=lambda mapper, s=subset: setattr(mapper, "forced_subset", s))
+        _, g = grads(model, episode, subset=subset)
         total = g if total is None else [t + x for t, x in zip(total, g)]
     assert len(subsets) == 15
     assert_gradients_close([t / len(subsets) for t in total], full, rtol=1e-5)
@@ -96,7 +96,7 @@ def test_none_and_loss_scalings_give_documented_expectations(episode):
         with_mode(model, mode="lite", h=h, chunk_size=4, gradient_scaling=scaling)
         total = None
         for subset in subsets:
-            _, g = grads(model, episode, hook=lambda mapper, s=subset: setattr(mapper, "forced_subset", s))
+            _, g = grads(model, episode, subset=subset)
             total = g if total is None else [t + x for t, x in zip(total, g)]
         assert_gradients_close([t / len(subsets) for t in total], target, rtol=1e-4, atol=1e-6)
 
@@ -121,8 +121,7 @@ def test_rows_outside_subset_get_zero_gradient(scaling):
     with tf.GradientTape() as tape:
         tape.watch(images)
         mapper = SupportMapper(LiteConfig(h=2, chunk_size=4, gradient_scaling=scaling), 6, training=True,
-                               tape=tape)
-        mapper.forced_subset = (1, 4)
+                               tape=tape, subset=(1, 4))
         mapper.start_batch()
         features = mapper.map(fn, images)
         loss = loss_of(features) * mapper.loss_scale
@@ -188,3 +187,21 @@ def test_subset_is_uniform_without_replacement():
 def test_bad_config_raises_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LiteConfig(**kwargs)
+
+
+def test_drawn_subsets_are_recorded_and_a_forced_subset_is_used_in_every_batch(episode):
+    model = protonets_model(LiteConfig(h=2, chunk_size=4), query_batch_size=2)
+    *_, subsets = model.episode_gradients(episode, return_subsets=True)
+    subsets = subsets.numpy()
+    assert subsets.shape == (3, 2)  # 6 queries in batches of 2; min(h, N) = 2 indices each
+    assert all(len(set(row)) == 2 and row.min() >= 0 and row.max() < 6 for row in subsets)
+    *_, forced = model.episode_gradients(episode, subset=[4, 1], return_subsets=True)
+    assert forced.numpy().tolist() == [[1, 4]] * 3
+    # The recorded subset is the one the gradient used: forcing it again reproduces the gradient.
+    model = protonets_model(LiteConfig(h=2, chunk_size=4))
+    _, _, drawn, recorded = model.episode_gradients(episode, return_subsets=True)
+    _, _, replayed = model.episode_gradients(episode, subset=recorded[0])
+    assert_gradients_close(replayed, drawn)
+    assert model.episode_gradients(episode, return_subsets=True)[3] is not None
+    model.lite_config = LiteConfig(mode="full")
+    assert model.episode_gradients(episode, return_subsets=True)[3] is None

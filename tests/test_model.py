@@ -151,3 +151,57 @@ def test_protonets_personalized_model_saves_and_reloads(tmp_path):
     personal.save(path)
     reloaded = keras.saving.load_model(path)
     np.testing.assert_allclose(reloaded.predict(episode["query_images"], verbose=0), logits, rtol=1e-6)
+
+
+def test_compile_metrics_are_updated_on_query_labels_and_logits():
+    """User metrics see every query of every episode, also on an exhausted iterator in graph mode."""
+    model = protonets_model(LiteConfig(h=4, chunk_size=3), query_batch_size=3)
+    model.compile(keras.optimizers.Adam(1e-3), metrics=[
+        keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2"), "sparse_categorical_accuracy"])
+    data = episode_dataset(12, 5)
+    history = model.fit(data, epochs=1, verbose=0)
+    assert {"loss", "accuracy", "top2", "sparse_categorical_accuracy", "way"} <= set(history.history)
+    total_queries = sum(int(e["query_labels"].shape[0]) for e in data)
+    assert int(model.query_metrics[0].count.numpy()) == total_queries
+    # Evaluation: the metric equals the accuracy pooled over all queries of all episodes.
+    results = model.evaluate(data, verbose=0, return_dict=True)
+    correct = top2 = 0
+    for episode in data:
+        logits = model.predict_step(episode).numpy()
+        labels = episode["query_labels"].numpy()
+        correct += int((logits.argmax(-1) == labels).sum())
+        top2 += int((np.argsort(-logits, -1)[:, :2] == labels[:, None]).any(-1).sum())
+    assert results["sparse_categorical_accuracy"] == pytest.approx(correct / total_queries, rel=1e-6)
+    assert results["top2"] == pytest.approx(top2 / total_queries, rel=1e-6)
+    assert results["top2"] > results["sparse_categorical_accuracy"]  # way >= 3 episodes exist
+
+
+def test_compile_rejects_clashing_and_unknown_metrics():
+    from lite_tf.errors import ConfigError
+
+    model = protonets_model()
+    with pytest.raises(ConfigError, match="used twice"):
+        model.compile(metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    with pytest.raises(ConfigError, match="unknown metric 'no_such_metric'"):
+        model.compile(metrics=["no_such_metric"])
+
+
+def test_loss_goes_through_the_optimizer_loss_scaling():
+    class ScalingSGD(keras.optimizers.SGD):
+        def scale_loss(self, loss):
+            return 4.0 * loss
+
+    episode = make_episode(np.random.default_rng(2), way=3, shots=[2, 1, 3], queries=3)
+    for config in (LiteConfig(h=3), LiteConfig(mode="exact", chunk_size=2)):
+        plain = protonets_model(config)
+        _, _, expected = plain.episode_gradients(episode, subset=[0, 2, 5])
+        scaled = protonets_model(config)
+        scaled.set_weights(plain.get_weights())
+        scaled.compile(ScalingSGD(0.1))
+        _, _, gradients = scaled.episode_gradients(episode, subset=[0, 2, 5])
+        assert_gradients_close(gradients, [4.0 * np.asarray(g) for g in expected])
+    # A LossScaleOptimizer (mixed-precision training) trains and keeps weights finite.
+    model = protonets_model(LiteConfig(h=3))
+    model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01)))
+    model.fit(episode_dataset(3, 3), epochs=1, verbose=0)
+    assert all(np.isfinite(w).all() for w in model.get_weights())

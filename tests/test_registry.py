@@ -102,3 +102,83 @@ def test_readme_plugin_example_registers_and_trains():
         assert np.isfinite(logs["loss"])
     finally:
         registry._REGISTRIES["learner"].pop("cosine_protonets", None)
+
+
+NEW_LEARNER_MODULE = '''
+"""A learner plugin in its own package: nearest class mean on a registered backbone."""
+import tensorflow as tf
+
+from lite_tf.heads import class_means, negative_squared_distances
+from lite_tf.learner import Learner
+from lite_tf.registry import register_learner
+
+
+@register_learner("tmp_nearest_mean")
+class NearestMean(Learner):
+    def __init__(self, backbone="conv4", temperature=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone_spec, self.temperature = backbone, temperature
+
+    def build_for(self, image_size):
+        self.backbone = self.build_backbone(self.backbone_spec, image_size, filters=8, blocks=2)
+        self.built = True
+
+    def call(self, support_images, support_labels, query_images, way, mapper, training=False):
+        support = mapper.map(lambda x: self.backbone(x, training=False), support_images)
+        prototypes = class_means(support, support_labels, way)
+        logits = negative_squared_distances(self.backbone(query_images, training=False), prototypes)
+        return logits / self.temperature
+'''
+
+
+def test_a_new_learner_is_one_module_and_one_gin_file(tmp_path, monkeypatch):
+    """A learner from a temporary installed package (module + entry point) trains one episode from gin."""
+    import numpy as np
+
+    from lite_tf import EpisodicModel, LiteConfig
+    from tests.helpers import make_episode
+
+    package = tmp_path / "tmp_learner_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nearest.py").write_text(NEW_LEARNER_MODULE)
+    dist_info = tmp_path / "tmp_learner_pkg-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: tmp-learner-pkg\nVersion: 0.1\n")
+    (dist_info / "entry_points.txt").write_text("[lite_tf.learners]\ntmp_nearest_mean = tmp_learner_pkg.nearest\n")
+    gin_file = tmp_path / "tmp_nearest_mean.gin"
+    gin_file.write_text("learners.tmp_nearest_mean.temperature = 2.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry._PLUGINS_LOADED, "learner", False)
+    try:
+        assert "tmp_nearest_mean" in registry.list_learners()
+        assert "protonets" in registry.list_learners()  # the built-ins come through their entry points too
+        gin.parse_config_file(str(gin_file))
+        learner = registry.get_learner("tmp_nearest_mean")()
+        assert learner.temperature == 2.0
+        model = EpisodicModel(learner, 16, lite=LiteConfig(h=2, chunk_size=2))
+        model.compile(keras.optimizers.Adam(1e-3))
+        before = [w.copy() for w in model.get_weights()]
+        logs = model.train_on_batch(make_episode(np.random.default_rng(0), way=3, shots=[1, 2, 3], queries=2),
+                                    return_dict=True)
+        assert np.isfinite(logs["loss"])
+        assert not all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    finally:
+        registry._REGISTRIES["learner"].pop("tmp_nearest_mean", None)
+        for name in [m for m in sys.modules if m.startswith("tmp_learner_pkg")]:
+            sys.modules.pop(name)
+        gin.clear_config()
+
+
+def test_no_registered_learner_says_to_install_the_package(monkeypatch):
+    monkeypatch.setitem(registry._REGISTRIES, "learner", {})
+    monkeypatch.setitem(registry._PLUGINS_LOADED, "learner", True)
+    with pytest.raises(registry.UnknownPluginError, match=r"no learner is registered.*pip install -e \."):
+        registry.get_learner("protonets")
+
+
+def test_registry_does_not_import_the_learners_package():
+    import inspect
+
+    source = inspect.getsource(registry)
+    assert '"learners"' not in source and "'learners'" not in source

@@ -1,4 +1,7 @@
-"""Multiply-accumulate (MAC) counts of traced TensorFlow graphs, and a learner's personalisation cost.
+"""Multiply-accumulate (MAC) counts of traced TensorFlow graphs: the one MAC counter of lite_tf.
+
+Used for a network's per-image cost (``image_macs``, e.g. a learner's personalisation cost) and a
+learner's adaptation cost (``PersonalizationMacs``).
 
 Counts the ops that dominate convolutional few-shot models (Conv2D, DepthwiseConv2dNative, MatMul,
 BatchMatMul*) from their static shapes in a traced graph; element-wise ops are not counted (the
@@ -12,13 +15,14 @@ from typing import Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
+from lite_tf.errors import ConfigError
 from lite_tf.lite import LiteConfig, SupportMapper
 
 
 def _size(shape) -> int:
     dims = shape.as_list()
     if any(d is None for d in dims):
-        raise ValueError(f"MAC counting needs static shapes; got {shape}.")
+        raise ConfigError(f"MAC counting needs static shapes; got {shape}.")
     return int(np.prod(dims)) if dims else 1
 
 
@@ -52,6 +56,17 @@ def graph_macs(graph) -> int:
             if function is not None and hasattr(function, "graph"):
                 total += graph_macs(function.graph)
     return total
+
+
+def function_macs(fn, *input_specs: tf.TensorSpec) -> int:
+    """MACs of one call of ``fn`` on inputs of the given (static) specs."""
+    traced = tf.function(fn, input_signature=list(input_specs), autograph=False)
+    return graph_macs(traced.get_concrete_function().graph)
+
+
+def image_macs(fn, image_size: int) -> int:
+    """MACs of ``fn`` (e.g. a backbone) on one [1, image_size, image_size, 3] image."""
+    return function_macs(fn, tf.TensorSpec([1, image_size, image_size, 3], tf.float32))
 
 
 def learner_call_macs(learner, image_size: int, support_size: int, way: int, query_size: int) -> int:

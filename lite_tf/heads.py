@@ -1,0 +1,151 @@
+"""Classification heads shared by learners: prototypes, Mahalanobis distances, linear classifiers.
+
+Each head comes as functions used while meta-training (dynamic way and support size, graph-safe)
+and as a Keras layer holding one task's adapted values as weights, for personalised models that
+can be saved and reloaded.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+# ---------------------------------------------------------------------- prototypes (ProtoNets)
+def class_means(features: tf.Tensor, labels: tf.Tensor, way) -> tf.Tensor:
+    """[way, D] mean feature of each class."""
+    return tf.math.unsorted_segment_mean(features, labels, way)
+
+
+def negative_squared_distances(queries: tf.Tensor, prototypes: tf.Tensor) -> tf.Tensor:
+    """[Q, way] logits -||q - p||^2, expanded to avoid a [Q, way, D] intermediate."""
+    return -(tf.reduce_sum(queries ** 2, -1, keepdims=True)
+             - 2.0 * tf.matmul(queries, prototypes, transpose_b=True)
+             + tf.reduce_sum(prototypes ** 2, -1)[None, :])
+
+
+@keras.saving.register_keras_serializable(package="lite_tf")
+class PrototypeHead(keras.layers.Layer):
+    """Fixed prototypes (a personalised ProtoNets head): features -> negative squared distances."""
+
+    def __init__(self, prototypes, **kwargs):
+        super().__init__(**kwargs)
+        prototypes = keras.ops.convert_to_numpy(prototypes)
+        self.prototypes = self.add_weight(shape=prototypes.shape, initializer="zeros", trainable=False,
+                                          name="prototypes")
+        self.prototypes.assign(prototypes)
+
+    def call(self, features):
+        return negative_squared_distances(features, tf.convert_to_tensor(self.prototypes))
+
+    def get_config(self):
+        return {**super().get_config(), "prototypes": keras.ops.convert_to_numpy(self.prototypes).tolist()}
+
+
+# ---------------------------------------------------------------------- Mahalanobis (Simple CNAPs)
+def class_statistics(features: tf.Tensor, labels: tf.Tensor, way):
+    """(means [K, D], counts [K], class covariances S_c [K, D, D], task covariance S_task [D, D]).
+
+    Unbiased covariances; a one-shot class's S_c is defined as zero (its scatter is exactly zero
+    and the divisor is clamped to 1), and a one-image support set gets S_task = 0.
+    """
+    features = tf.convert_to_tensor(features, tf.float32)
+    labels = tf.convert_to_tensor(labels, tf.int32)
+    counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, tf.float32), labels, way)
+    means = tf.math.unsorted_segment_sum(features, labels, way) / tf.maximum(counts, 1.0)[:, None]
+    centered = features - tf.gather(means, labels)  # [N, D]; zero rows for one-shot classes
+    one_hot = tf.one_hot(labels, way, dtype=features.dtype)  # [N, K]
+    weighted = tf.transpose(one_hot)[:, :, None] * centered[None]  # [K, N, D]
+    scatter = tf.matmul(weighted, centered[None], transpose_a=True)  # [K, D, D]
+    class_cov = scatter / tf.maximum(counts - 1.0, 1.0)[:, None, None]
+    count = tf.cast(tf.shape(features)[0], features.dtype)
+    task_centered = features - tf.reduce_mean(features, 0, keepdims=True)
+    task_cov = tf.matmul(task_centered, task_centered, transpose_a=True) / tf.maximum(count - 1.0, 1.0)
+    return means, counts, class_cov, task_cov
+
+
+def regularized_covariances(counts, class_cov, task_cov) -> tf.Tensor:
+    """Q_c = l_c S_c + (1 - l_c) S_task + I, l_c = n_c / (n_c + 1); [K, D, D]."""
+    shrink = (counts / (counts + 1.0))[:, None, None]
+    eye = tf.eye(tf.shape(task_cov)[0], dtype=task_cov.dtype)
+    return shrink * class_cov + (1.0 - shrink) * task_cov[None] + eye[None]
+
+
+def mahalanobis_logits(query: tf.Tensor, means: tf.Tensor, cholesky: tf.Tensor) -> tf.Tensor:
+    """[Q, K] logits -(x - mu_c)^T (L_c L_c^T)^-1 (x - mu_c) from lower Cholesky factors L_c."""
+    diff = query[None, :, :] - means[:, None, :]  # [K, Q, D]
+    solved = tf.linalg.triangular_solve(cholesky, tf.transpose(diff, [0, 2, 1]), lower=True)  # [K, D, Q]
+    return -tf.transpose(tf.reduce_sum(tf.square(solved), axis=1))
+
+
+def mahalanobis_classifier(support, labels, way):
+    """(class means [K, D], Cholesky factors of Q_c [K, D, D]) of a support set's features."""
+    means, counts, class_cov, task_cov = class_statistics(support, labels, way)
+    return means, tf.linalg.cholesky(regularized_covariances(counts, class_cov, task_cov))
+
+
+def simple_cnaps_logits(support, labels, way, query) -> tf.Tensor:
+    """Simple CNAPs' Mahalanobis logits of ``query`` features against a support set's classes."""
+    means, cholesky = mahalanobis_classifier(support, labels, way)
+    return mahalanobis_logits(tf.cast(query, tf.float32), means, cholesky)
+
+
+@keras.saving.register_keras_serializable(package="lite_tf")
+class MahalanobisHead(keras.layers.Layer):
+    """A personalised Simple CNAPs head: class means and Cholesky factors of Q_c held as weights."""
+
+    def __init__(self, way: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.way, self.dim = int(way), int(dim)
+        self.means = self.add_weight(shape=(self.way, self.dim), initializer="zeros", trainable=False, name="means")
+        self.cholesky = self.add_weight(shape=(self.way, self.dim, self.dim), initializer="zeros", trainable=False,
+                                        name="cholesky")
+
+    @classmethod
+    def from_support(cls, support, labels, way: int, **kwargs) -> "MahalanobisHead":
+        head = cls(way, int(support.shape[-1]), **kwargs)
+        means, cholesky = mahalanobis_classifier(support, labels, way)
+        head.means.assign(means)
+        head.cholesky.assign(cholesky)
+        return head
+
+    def call(self, features):
+        return mahalanobis_logits(features, tf.convert_to_tensor(self.means), tf.convert_to_tensor(self.cholesky))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.way)
+
+    def get_config(self):
+        return {**super().get_config(), "way": self.way, "dim": self.dim}
+
+
+# ---------------------------------------------------------------------- linear (CNAPs, FineTuner)
+def linear_logits(features, weights, biases) -> tf.Tensor:
+    """[Q, K] logits x W^T + b of features [Q, D] with weights [K, D] and biases [K]."""
+    return tf.matmul(tf.cast(features, tf.float32), weights, transpose_b=True) + biases[None, :]
+
+
+@keras.saving.register_keras_serializable(package="lite_tf")
+class LinearHead(keras.layers.Layer):
+    """A personalised linear classifier with fixed weights [way, dim] and biases [way]."""
+
+    def __init__(self, way: int, dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.way, self.dim = int(way), int(dim)
+        self.kernel = self.add_weight(shape=(self.way, self.dim), initializer="zeros", trainable=False, name="kernel")
+        self.bias = self.add_weight(shape=(self.way,), initializer="zeros", trainable=False, name="bias")
+
+    @classmethod
+    def from_weights(cls, weights, biases, **kwargs) -> "LinearHead":
+        head = cls(int(weights.shape[0]), int(weights.shape[-1]), **kwargs)
+        head.kernel.assign(weights)
+        head.bias.assign(biases)
+        return head
+
+    def call(self, features):
+        return linear_logits(features, tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.way)
+
+    def get_config(self):
+        return {**super().get_config(), "way": self.way, "dim": self.dim}
