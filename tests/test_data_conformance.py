@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lite_tf.data.metadataset import pipeline, sampling
-from lite_tf.data.synthetic.procedural import fake
+from lite_tf.data.synthetic import fake
 from lite_tf.data.metadataset import spec as S
 from lite_tf.episode import validate_episode
 from tests.helpers import meta_dataset_spec_dir

@@ -3,7 +3,7 @@ import keras
 import numpy as np
 
 from lite_tf.data.metadataset import pipeline
-from lite_tf.data.synthetic.procedural import fake
+from lite_tf.data.synthetic import fake
 from lite_tf.model import EpisodicModel
 from learners.protonets import ProtoNets
 

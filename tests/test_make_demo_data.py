@@ -6,10 +6,10 @@ from absl import flags
 
 from lite_tf import atomic
 from lite_tf.data.metadataset import records
-from lite_tf.data.synthetic.procedural import procedural as synthetic
+from lite_tf.data.synthetic import procedural as synthetic
 from lite_tf.data.writing import writer
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.synthetic.procedural import procedural as synthetic
+from lite_tf.data.synthetic import procedural as synthetic
 from tools import make_demo_data
 
 SMALL = dict(image_size=16, classes_per_split=[2, 1, 1], images_per_class=3, seed=0, workers=1, progress=False)

@@ -200,7 +200,7 @@ def test_augmentation_arguments_checked(tmp_path):
 
 @pytest.mark.parametrize("damage", ["png", "jpeg", "all"])
 def test_damaged_image_data_is_named(tmp_path, damage):
-    from lite_tf.data.synthetic.procedural import fake
+    from lite_tf.data.synthetic import fake
 
     folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
     good = [code_image(0, 1, i) for i in range(3)]

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 
 from lite_tf.data.metadataset import pipeline
-from lite_tf.data.synthetic.procedural import fake
+from lite_tf.data.synthetic import fake
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON_OPS = (b"GeneratorDataset", b"PyFunc", b"EagerPyFunc", b"PyFuncStateless")

@@ -7,10 +7,10 @@ import pytest
 from PIL import Image
 
 from lite_tf.data.metadataset import records
-from lite_tf.data.synthetic.procedural import procedural as synthetic
+from lite_tf.data.synthetic import procedural as synthetic
 from lite_tf.data.writing import writer
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.synthetic.procedural import procedural as synthetic
+from lite_tf.data.synthetic import procedural as synthetic
 
 SOURCES = synthetic.available_sources()
 

@@ -46,7 +46,7 @@ def define_flags():
 
 def make_records(root: str) -> list:
     """One flat dataset per source with ``--classes`` train classes; reuses complete folders."""
-    from lite_tf.data.synthetic.procedural import fake
+    from lite_tf.data.synthetic import fake
 
     most = max(int(n) for n in FLAGS.sources)
     folders = []

@@ -17,9 +17,9 @@ import time
 
 from absl import app, flags
 
-from lite_tf.data.synthetic.procedural import procedural as synthetic
+from lite_tf.data.synthetic import procedural as synthetic
 from lite_tf.data.writing import writer
-from lite_tf.data.synthetic.procedural import procedural as synthetic
+from lite_tf.data.synthetic import procedural as synthetic
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:

@@ -28,7 +28,7 @@ def run(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
 
     from learners.protonets import ProtoNets
     from lite_tf import EpisodicModel, LiteConfig
-    from lite_tf.data.synthetic.procedural import procedural as synthetic
+    from lite_tf.data.synthetic import procedural as synthetic
     from lite_tf.data.metadataset.pipeline import make_episode_dataset
 
     size = FLAGS.image_size
