@@ -236,7 +236,8 @@ def describe(row: dict) -> str:
             return (f"{what}: host peak {row['host_peak_above_baseline_gib']:.2f} GiB above baseline{gpu}, "
                     f"median step {row['step_s']:.2f} s (first {row['first_step_s']:.1f} s)")
     else:
-        what = f"{row['case']} pipeline ({row.get('sources', 'ORBIT')} source(s), {row['image_size']} px)"
+        what = (f"pipeline ({row['sources']} source(s), {row['image_size']} px)" if row["case"] == "pipeline"
+                else f"orbit task pipeline ({row['image_size']} px)")
         if row["status"] == "ok":
             return (f"{what}: {row['episodes_per_s']:.2f} episodes/s, {row['images_per_s']:.0f} images/s, "
                     f"{row['images_per_cpu_s']:.0f} per CPU-second, peak {row['host_peak_above_baseline_gib']:.2f} GiB")

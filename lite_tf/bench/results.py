@@ -18,7 +18,6 @@ from lite_tf.errors import DataError
 
 SCHEMA = "lite_tf.bench/1"
 CASES = ("lite", "learner", "pipeline", "orbit")
-MEMORY = ("host_baseline_gib", "host_peak_above_baseline_gib", "gpu_peak_gib", "device")
 # (key, header, format) per part: the table's columns, and what a finished row must hold.
 COLUMNS = {
     "step": [("learner", "learner", "{}"), ("backbone", "backbone", "{}"), ("support_size", "N", "{}"),
@@ -37,7 +36,7 @@ COLUMNS = {
                  ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}")],
 }
 OPTIONAL = {"gpu_peak_gib", "sources", "backbone", "h", "inference_s", "small_step_s", "overhead_ratio"}
-REQUIRED = {part: tuple(key for key, _, _ in columns if key not in OPTIONAL) + MEMORY
+REQUIRED = {part: tuple(key for key, _, _ in columns if key not in OPTIONAL) + ("host_baseline_gib", "device")
             for part, columns in COLUMNS.items()}
 
 
@@ -62,9 +61,11 @@ def validate(document) -> None:
             if not isinstance(row.get("error"), str) or not row["error"]:
                 raise DataError(f"{where}: status {row['status']!r} needs an 'error' line.")
             continue
+        if "gpu_peak_gib" not in row:
+            raise DataError(f"{where} ({row['case']}): 'gpu_peak_gib' must be present (None without a GPU).")
         for key in REQUIRED[row["part"]]:
             value = row.get(key)
-            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):  # NaN/inf are not JSON
                 raise DataError(f"{where} ({row['case']}): {key!r} must be present and finite; got {value!r}.")
 
 

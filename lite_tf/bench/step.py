@@ -75,7 +75,9 @@ def measure(spec: dict) -> dict:
     step = compiled(model.train_step)
     meter = memory.PeakMeter()
     first, median = _timed(lambda: step(data), spec["steps"])
-    row = {**meter.read(), "first_step_s": first, "step_s": median, "images_per_s": (n + query) / median}
+    row = {**meter.read(), "first_step_s": first, "step_s": median, "images_per_s": (n + query) / median,
+           # the backbone the learner built (its own default or gin's when --backbone is unset)
+           "backbone": spec["backbone"] or getattr(getattr(model.learner, "backbone", None), "name", None)}
     if spec["overhead"] and spec["mode"] == "lite":
         row.update(_overhead(spec, model, data, episode, compiled, median, chunked_map))
     return row

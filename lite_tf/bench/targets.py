@@ -60,11 +60,14 @@ def summary(rows: list) -> list:
         lines += [prefix + line for line in _step_lines(group)]
     pipelines = [row for row in rows if row["part"] == "pipeline" and row["status"] == "ok"]
     consumed = [row for row in rows if row["part"] == "step" and row["status"] == "ok"]
-    if pipelines and consumed:
-        supply = min(row["images_per_s"] for row in pipelines)
-        demand = max(consumed, key=lambda row: row["images_per_s"])
+    for size in sorted({row["image_size"] for row in pipelines}):
+        supply = min(row["images_per_s"] for row in pipelines if row["image_size"] == size)
+        hungry = [row for row in consumed if row["image_size"] == size]
+        if not hungry:
+            continue
+        demand = max(hungry, key=lambda row: row["images_per_s"])
         ratio = supply / demand["images_per_s"]
-        lines.append(f"pipeline delivers {supply:.0f} images/s (slowest case); the hungriest step "
+        lines.append(f"pipeline delivers {supply:.0f} images/s at {size} px (slowest case); the hungriest step "
                      f"({demand['learner']} {demand['mode']} N={demand['support_size']}) consumes "
                      f"{demand['images_per_s']:.1f}: {ratio:.1f}x "
                      f"({'PASS' if ratio >= PIPELINE_TARGET else 'FAIL'}: target >= {PIPELINE_TARGET:g}x)")
