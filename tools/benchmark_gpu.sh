@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 if [[ "${1:-}" == "--dry_run" ]]; then
   shift
-  SIZES=(--gin_file=gin/benchmarks/tiny.gin --image_size=32 --support_sizes=8,16 --h=4 --chunk_size=4
+  SIZES=(--gin_file=gin/benchmarks/tiny.gin --image_size=32 --support_sizes=8 --h=4 --chunk_size=4
          --query_size=4 --steps=1 --classes=6 --images_per_class=10 --record_size=40 --episodes=3 --warmup=1
          --time_budget_s=400)
 else

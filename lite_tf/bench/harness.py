@@ -31,9 +31,9 @@ CASE_DEFAULTS = {
              "steps": 3, "memory_limit_gb": 20.0},
     "learner": {**_STEP_COMMON, "learner": ["simple_cnaps"], "backbone": None, "support_sizes": [100, 500],
                 "query_size": 40, "h": [40], "image_dtype": "uint8", "steps": 3},
+    "pipeline": {"image_size": 224, "image_dtype": "float32", "episodes": 30},
     "orbit": {**_STEP_COMMON, "learner": ["protonets"], "backbone": "efficientnet_b0", "support_sizes": [200],
               "query_size": 40, "h": [16], "image_dtype": "uint8", "steps": 2, "episodes": 20},
-    "pipeline": {"image_size": 224, "image_dtype": "float32", "episodes": 30},
 }
 
 

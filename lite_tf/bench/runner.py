@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,11 +22,18 @@ STATUSES = ("ok", "error", "oom", "killed", "timeout", "skipped")
 
 
 def _last_error_line(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "Exception" in line:
-            return line[:500]
-    return (lines[-1][:500] if lines else "no output")
+    """The last exception of a traceback on one line (with Keras's explanation, which follows it)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line]
+    starts = [i for i, line in enumerate(lines) if re.match(r"^[\w.]*(Error|Exception)\b.*:", line)]
+    if not starts:
+        return lines[-1][:500] if lines else "no output"
+    message = []
+    for line in lines[starts[-1]:starts[-1] + 3]:
+        if line.startswith("Arguments received"):
+            break
+        message.append(line)
+    return " ".join(message)[:500]
 
 
 def run_in_child(target: str, spec: dict, timeout_s: Optional[float] = None) -> dict:
