@@ -89,7 +89,7 @@ def test_bad_case_name_is_a_one_line_error():
     ({"image_dtype": "float16"}, "--image_dtype must be uint8 or float32"),
 ])
 def test_settings_are_validated(overrides, message):
-    with pytest.raises(ConfigError, match=None) as error:
+    with pytest.raises(ConfigError) as error:
         harness.validate(harness.Settings(**{"case": ["lite"], **overrides}))
     assert message in str(error.value)
 
@@ -160,3 +160,15 @@ def test_templated_episodes_are_learnable():
     assert (predicted == episode["query_labels"]).mean() == 1.0
     uint8 = synthetic_episode(5, 5, 5, 8, templates=templates, image_dtype="uint8", seed=2)
     assert uint8["support_images"].dtype == np.uint8
+
+
+def test_orbit_case_times_the_task_pipeline_and_a_step(tmp_path):
+    settings = harness.Settings(case=["orbit"], backbone="conv4", support_sizes=[8], query_size=4, h=[4],
+                                chunk_size=4, image_size=32, steps=1, modes=["lite"], episodes=2,
+                                frames_per_video=6, work_dir=str(tmp_path), gin_files=[TINY])
+    document = harness.run(settings, log=lambda line: None)
+    results.validate(document)
+    pipeline, step = document["rows"]
+    assert (pipeline["part"], pipeline["status"], step["part"], step["status"]) == ("pipeline", "ok", "step", "ok")
+    assert pipeline["images_per_s"] > 0 and pipeline["mean_images_per_episode"] > 0 and step["support_size"] == 8
+    assert os.path.isdir(tmp_path / "orbit32" / "train")  # generated once, kept in --work_dir

@@ -5,5 +5,6 @@
 - ``step`` / ``pipeline``: what a child measures; ``episodes``: the synthetic episode (tests use it);
 - ``results``: the one result schema (JSON rows + Markdown), written atomically; ``targets``: the
   summary lines that say whether LITE's claims hold.
-A new case is a spec builder in ``harness`` plus a child function; it reuses the runner and schema.
+A new case is a spec builder in ``harness`` (each spec naming its child function as ``target``)
+plus that child function; it reuses the runner, the schema and the summary.
 """

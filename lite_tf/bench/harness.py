@@ -1,7 +1,8 @@
 """The benchmark harness: settings -> planned measurements -> one fresh process each -> one document.
 
-Cases: ``lite`` (LITE vs full back-propagation: memory and time against N, with LITE's overhead
-ratio), ``learner`` (the same step measurement per learner, without the overhead timing),
+Each case builds specs (one per row; ``target`` names the child function that measures it), and
+the run loop hands each to ``runner.run_in_child``. Cases: ``lite`` (LITE vs full back-propagation:
+memory and time against N, with LITE's overhead ratio), ``learner`` (the same step measurement per learner, without the overhead timing),
 ``pipeline`` (images/s of the Meta-Dataset pipeline on any records folder, or on generated records),
 ``orbit`` (the ORBIT task pipeline, then steps on ORBIT-sized tasks). Every setting left as None
 takes its case's default (``CASE_DEFAULTS``), so one set of flag names serves every case.
@@ -86,7 +87,8 @@ def validate(settings: Settings) -> None:
                           f"{', '.join(CASE_DEFAULTS)}.")
     bad = [policy for policy in settings.dtype_policy if policy not in DTYPE_POLICIES]
     if bad:
-        raise ConfigError(f"Unknown --dtype_policy {', '.join(bad)}; expected one or more of {', '.join(DTYPE_POLICIES)}.")
+        raise ConfigError(f"Unknown --dtype_policy {', '.join(bad)}; expected one or more of "
+                          f"{', '.join(DTYPE_POLICIES)}.")
     if settings.image_dtype not in (None, "uint8", "float32"):
         raise ConfigError(f"--image_dtype must be uint8 or float32; got {settings.image_dtype!r}.")
     for name in ("support_sizes", "h", "sources"):
@@ -116,7 +118,8 @@ def _step_specs(settings: Settings, case: str) -> list:
                 for mode in settings.modes:
                     for h in ([int(value) for value in get("h")] if mode == "lite" else [None]):
                         specs.append({
-                            "case": case, "part": "step", "learner": learner, "backbone": get("backbone"),
+                            "case": case, "part": "step", "target": STEP_TARGET, "learner": learner,
+                            "backbone": get("backbone"),
                             "mode": mode, "h": h, "support_size": n, "query_size": get("query_size"),
                             "way": get("way"), "chunk_size": get("chunk_size"), "image_size": get("image_size"),
                             "image_dtype": get("image_dtype"), "steps": get("steps"), "dtype_policy": policy,
@@ -139,7 +142,8 @@ def _pipeline_specs(settings: Settings, work_dir: str, log: Callable) -> list:
         folders = pipeline.generate_records(os.path.join(work_dir, "records"), max(settings.sources),
                                             settings.classes, settings.images_per_class, settings.record_size)
         log(f"records ready in {os.path.dirname(folders[0])} ({time.perf_counter() - started:.1f} s)")
-    return [{"case": "pipeline", "part": "pipeline", "sources": count, "folders": folders[:count],
+    return [{"case": "pipeline", "part": "pipeline", "target": PIPELINE_TARGET, "sources": count,
+             "folders": folders[:count],
              "split": settings.split, "image_size": settings.get("pipeline", "image_size"),
              "image_dtype": settings.get("pipeline", "image_dtype"), "episodes": settings.get("pipeline", "episodes"),
              "warmup": settings.warmup, "seed": settings.seed} for count in settings.sources]
@@ -156,7 +160,8 @@ def _orbit_specs(settings: Settings, work_dir: str, log: Callable) -> list:
         log(f"ORBIT folder ready in {root} ({time.perf_counter() - started:.1f} s)")
     elif not os.path.isdir(os.path.join(root, "train")):
         raise ConfigError(f"--orbit_dir {root!r} has no train/ folder.")
-    task_pipeline = {"case": "orbit", "part": "pipeline", "orbit_dir": root, "image_size": size,
+    task_pipeline = {"case": "orbit", "part": "pipeline", "target": ORBIT_PIPELINE_TARGET, "orbit_dir": root,
+                     "image_size": size,
                      "image_dtype": settings.get("orbit", "image_dtype"), "episodes": settings.get("orbit", "episodes"),
                      "subsample_factor": settings.subsample_factor}
     return [task_pipeline] + _step_specs(settings, "orbit")
@@ -212,9 +217,7 @@ def run(settings: Settings, log: Callable = print) -> dict:
                 timeout = settings.case_timeout_s
                 if deadline is not None:
                     timeout = min(timeout or float("inf"), max(deadline - time.monotonic(), 1.0))
-                target = {"step": STEP_TARGET, "pipeline": ORBIT_PIPELINE_TARGET if spec["case"] == "orbit"
-                          else PIPELINE_TARGET}[spec["part"]]
-                rows.append(runner.run_in_child(target, spec, timeout))
+                rows.append(runner.run_in_child(spec["target"], spec, timeout))
             log(describe(rows[-1]))
     finally:
         if temporary is not None:

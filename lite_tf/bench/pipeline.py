@@ -92,7 +92,8 @@ def measure_orbit(spec: dict) -> dict:
     meter = memory.PeakMeter()
     started = time.perf_counter()
     root = spec["orbit_dir"]
-    dataset = orbit_train_dataset(root, frame_size=spec["image_size"], context_subsample_factor=spec["subsample_factor"],
+    dataset = orbit_train_dataset(root, frame_size=spec["image_size"],
+                                  context_subsample_factor=spec["subsample_factor"],
                                   target_subsample_factor=spec["subsample_factor"], num_tasks=spec["episodes"] + 1,
                                   cache_dir=os.path.join(root, ".cache"), image_dtype=spec["image_dtype"])
     iterator = iter(dataset)

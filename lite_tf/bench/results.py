@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterable, List
+from typing import List
 
 from lite_tf import atomic
 from lite_tf.bench.runner import STATUSES
@@ -119,6 +119,3 @@ def write(output: str, document: dict) -> tuple:
     atomic.write_text(markdown_path, markdown(document))
     return json_path, markdown_path
 
-
-def rows_of(document: dict, case: str, part: str = "step") -> Iterable[dict]:
-    return [row for row in document["rows"] if row["case"] == case and row["part"] == part and row["status"] == "ok"]
