@@ -172,3 +172,17 @@ def test_orbit_case_times_the_task_pipeline_and_a_step(tmp_path):
     assert (pipeline["part"], pipeline["status"], step["part"], step["status"]) == ("pipeline", "ok", "step", "ok")
     assert pipeline["images_per_s"] > 0 and pipeline["mean_images_per_episode"] > 0 and step["support_size"] == 8
     assert os.path.isdir(tmp_path / "orbit32" / "train")  # generated once, kept in --work_dir
+
+
+def test_pipeline_case_reads_any_records_folder(tmp_path):
+    """A root of dataset folders or one dataset folder, given with --records_dir."""
+    from lite_tf.bench.pipeline import generate_records, record_folders
+
+    folders = generate_records(str(tmp_path / "records"), 2, classes=5, images_per_class=6, record_size=24)
+    assert record_folders(str(tmp_path / "records")) == folders and record_folders(folders[1]) == [folders[1]]
+    settings = harness.Settings(case=["pipeline"], records_dir=folders[1], sources=[1], image_size=24,
+                                episodes=2, warmup=1)
+    (row,) = harness.run(settings, log=lambda line: None)["rows"]
+    assert row["status"] == "ok" and row["sources"] == 1 and row["images_per_s"] > 0 and "folders" not in row
+    with pytest.raises(ConfigError, match="--sources asks for 3 sources but --records_dir"):
+        harness.run(harness.Settings(case=["pipeline"], records_dir=str(tmp_path / "records"), sources=[3]))

@@ -109,14 +109,18 @@ def validate(settings: Settings) -> None:
 
 
 def _step_specs(settings: Settings, case: str) -> list:
-    """One spec per (dtype policy, learner, N, mode[, h]); only 'lite' takes several h."""
+    """One spec per (N, learner, mode[, h], dtype policy); only 'lite' takes several h.
+
+    N is the outer loop: a run cut short by its time budget still holds complete comparisons at
+    the smaller sizes, and full back-propagation's memory at larger N is predicted from smaller N.
+    """
     get = lambda name: settings.get(case, name)  # noqa: E731
     specs = []
-    for policy in settings.dtype_policy:
+    for n in sorted(int(value) for value in get("support_sizes")):
         for learner in get("learner"):
-            for n in sorted(int(value) for value in get("support_sizes")):
-                for mode in settings.modes:
-                    for h in ([int(value) for value in get("h")] if mode == "lite" else [None]):
+            for mode in settings.modes:
+                for h in ([int(value) for value in get("h")] if mode == "lite" else [None]):
+                    for policy in settings.dtype_policy:
                         specs.append({
                             "case": case, "part": "step", "target": STEP_TARGET, "learner": learner,
                             "backbone": get("backbone"),
