@@ -46,7 +46,7 @@ setup(
             "lite_tf_convert = tools.convert:main",
             "lite_tf_orbit_evaluate = tools.orbit_evaluate:run",
             "lite_tf_make_orbit_demo = tools.make_orbit_demo:run",
-            "lite_tf_benchmark_lite = tools.benchmark_lite:run",
+            "lite_tf_benchmark = tools.benchmark:run",
         ],
     },
 )

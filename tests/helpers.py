@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from lite_tf import EpisodicModel, LiteConfig, episode_signature
+from lite_tf.bench.episodes import synthetic_episode
 from learners.protonets import ProtoNets
 
 IMAGE_SIZE = 16
@@ -14,24 +15,12 @@ IMAGE_SIZE = 16
 
 def make_episode(rng: np.random.Generator, way: int, shots, queries: int, image_size: int = IMAGE_SIZE,
                  centers: np.ndarray | None = None, noise: float = 0.8) -> dict:
-    """An episode whose classes are noisy copies of per-class centre images (learnable)."""
+    """A learnable episode: ``shots`` support and ``queries`` query images per class, each a noisy copy
+    of its class's centre image (lite_tf.bench.episodes, the one synthetic episode builder)."""
     if centers is None:
         centers = rng.normal(size=(way, image_size, image_size, 3))
-    shots = np.broadcast_to(shots, (way,))
-    classes = rng.choice(len(centers), way, replace=False)
-    support, support_labels, query, query_labels = [], [], [], []
-    for label, cls in enumerate(classes):
-        for target, labels, count in ((support, support_labels, shots[label]), (query, query_labels, queries)):
-            for _ in range(int(count)):
-                target.append(np.tanh(centers[cls] + noise * rng.normal(size=centers[cls].shape)))
-                labels.append(label)
-    return {
-        "support_images": np.asarray(support, np.float32),
-        "support_labels": np.asarray(support_labels, np.int32),
-        "query_images": np.asarray(query, np.float32),
-        "query_labels": np.asarray(query_labels, np.int32),
-        "way": np.int32(way),
-    }
+    return synthetic_episode(way, np.broadcast_to(shots, (way,)), [queries] * way, image_size, rng=rng,
+                             templates=centers, noise=noise)
 
 
 def episode_dataset(seed: int, count: int, num_centers: int = 20, image_size: int = IMAGE_SIZE) -> tf.data.Dataset:

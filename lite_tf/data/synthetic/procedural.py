@@ -362,7 +362,7 @@ def plan_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFAU
                             functools.partial(class_images, source, int(seed), class_id, int(images_per_class),
                                               int(image_size), int(jpeg_quality)))
             for class_id, split in enumerate(splits)]
-    provenance = {"generator": "lite_tf.data.synthetic", "version": GENERATOR_VERSION, "source": source,
+    provenance = {"generator": "lite_tf.data.synthetic.procedural", "version": GENERATOR_VERSION, "source": source,
                   "image_size": int(image_size), "images_per_class": int(images_per_class), "seed": int(seed),
                   "jpeg_quality": int(jpeg_quality)}
     return writer.DatasetPlan(os.path.join(os.fspath(output_dir), source), source, jobs, provenance)
