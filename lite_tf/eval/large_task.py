@@ -1,0 +1,251 @@
+"""Large-task evaluation (VTAB+MD): adapt once to a 1000-image support set, score a whole test split.
+
+``evaluate_large_task`` personalises the learner once per task (``learner.personalize``: a chunked
+support pass, so memory does not grow with the support size), then streams the test split through
+the personalised Keras model in batches. Per task it reports the accuracy with a 95% binomial
+interval over test images (1.96 * sqrt(p (1 - p) / n)), the personalisation seconds and MACs, the
+scoring throughput (test images per second) and the peak memory of the task (resident bytes, and
+GPU bytes when a GPU is used).
+
+MD-v2 sources are scored the usual Meta-Dataset way (``evaluate_episodes``: many small episodes,
+mean accuracy with the 1.96 * std / sqrt(n) interval over episodes).
+
+``run_benchmark`` evaluates a list of named tasks into an output folder, one results file per task
+written atomically as soon as the task ends, so a killed run keeps its finished tasks and a rerun
+skips them; after every task it rewrites ``results.json`` and the paper-layout ``results.md``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from lite_tf import atomic, memory
+from lite_tf.eval.confidence import Z_95, mean_confidence_interval
+from lite_tf.errors import ConfigError, DataError
+
+# The paper's layout: MD-v2 test sources, then VTAB-v2 natural, specialized, structured.
+MD_V2_TEST = ("omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "traffic_sign", "mscoco")
+VTAB_GROUPS = {
+    "natural": ("caltech101", "cifar100", "oxford_flowers102", "oxford_iiit_pet", "sun397", "svhn"),
+    "specialized": ("diabetic_retinopathy", "eurosat", "resisc45", "patch_camelyon"),
+    "structured": ("clevr_count", "clevr_distance", "dmlab", "dsprites_location", "dsprites_orientation",
+                   "smallnorb_azimuth", "smallnorb_elevation", "kitti_distance"),
+}
+SECTIONS = (("MD-v2", MD_V2_TEST),) + tuple((f"VTAB {group}", names) for group, names in VTAB_GROUPS.items())
+TASK_DIR = "tasks"
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+
+
+def binomial_interval(correct: int, total: int, z: float = Z_95) -> tuple:
+    """(accuracy, half width) of ``correct`` out of ``total`` images: z * sqrt(p (1 - p) / n)."""
+    if total <= 0:
+        raise ValueError("binomial_interval needs at least one test image.")
+    p = correct / total
+    return p, z * math.sqrt(p * (1.0 - p) / total)
+
+
+class _PeakMemory:
+    """Peak resident (and GPU) bytes between ``start`` and ``stop``."""
+
+    def __init__(self):
+        self.gpu = bool(tf.config.list_logical_devices("GPU"))
+
+    def start(self):
+        self.exact = memory.reset_peak_resident()
+        if self.gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def stop(self) -> dict:
+        result = {"peak_resident_bytes": memory.peak_resident_bytes(), "peak_since_task_start": self.exact}
+        if self.gpu:
+            result["peak_gpu_bytes"] = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        return result
+
+
+def personalization_macs(learner, image_size: int, support_size: int, way: int, counter=None) -> Optional[int]:
+    """MACs of the personalisation just run: the learner's own count, else the traced fit (macs.py)."""
+    cost = getattr(learner, "last_personalization_cost", None)
+    if cost and cost.get("macs") is not None:
+        return int(cost["macs"])
+    if counter is None:
+        return None
+    return int(counter(support_size, way))
+
+
+def evaluate_large_task(learner, task, image_size: int, batch_size: int = 256, macs_counter=None) -> dict:
+    """Personalise once on ``task``'s support set, score all its queries; returns the task's row.
+
+    ``task`` is a :class:`lite_tf.data.vtab.LargeTask`; ``macs_counter`` a
+    ``lite_tf.eval.macs.PersonalizationMacs`` for learners that do not count their own MACs.
+    """
+    peak = _PeakMemory()
+    peak.start()
+    support_images, support_labels = next(iter(task.support()))
+    if int(support_images.shape[1]) != image_size:
+        raise DataError(f"Task {task.name!r}: support images are {support_images.shape[1]} px, the model's "
+                        f"image_size is {image_size}.")
+    start = time.perf_counter()
+    try:
+        personalized = learner.personalize(support_images, support_labels, task.way)
+    except NotImplementedError as error:
+        raise ConfigError(f"Large-task evaluation needs learner.personalize(): {error}") from None
+    personalization_seconds = time.perf_counter() - start
+    macs = personalization_macs(learner, image_size, int(support_images.shape[0]), task.way, macs_counter)
+    del support_images
+
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8),
+                                  tf.TensorSpec([None], tf.int32)])
+    def score(images, labels):
+        logits = personalized(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
+        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int64))
+
+    correct = total = 0
+    start = time.perf_counter()
+    for images, labels in task.queries(batch_size):
+        correct += int(score(images, labels))
+        total += int(labels.shape[0])
+    scoring_seconds = time.perf_counter() - start
+    if total != task.num_queries:
+        raise DataError(f"Task {task.name!r}: scored {total} test images, its split has {task.num_queries}.")
+    accuracy, half_width = binomial_interval(correct, total)
+    return {"task": task.name, "kind": "large_task", "accuracy": accuracy, "ci95": half_width,
+            "correct": correct, "test_images": total, "way": task.way, "support_images": task.num_support,
+            "personalization_seconds": personalization_seconds, "personalization_macs": macs,
+            "scoring_seconds": scoring_seconds, "images_per_second": total / max(scoring_seconds, 1e-9),
+            **peak.stop(), **task.description}
+
+
+def evaluate_episodes(model, name: str, dataset: tf.data.Dataset, episodes: int) -> dict:
+    """Meta-Dataset scoring of ``episodes`` episodes of ``dataset`` (model.evaluate_episode)."""
+    from lite_tf.episode import episode_signature
+
+    peak = _PeakMemory()
+    peak.start()
+    step = tf.function(lambda episode: model.evaluate_episode(episode)[1],
+                       input_signature=[episode_signature(model.image_size,
+                                                          dataset.element_spec["support_images"].dtype)])
+    accuracies, queries = [], 0
+    start = time.perf_counter()
+    for episode in dataset.take(episodes):
+        accuracies.append(float(step(episode)))
+        queries += int(episode["query_labels"].shape[0])
+    seconds = time.perf_counter() - start
+    if len(accuracies) < episodes:
+        raise DataError(f"Source {name!r}: the episodes ran out after {len(accuracies)} of {episodes}.")
+    mean, half_width = mean_confidence_interval(accuracies)
+    return {"task": name, "kind": "episodes", "accuracy": mean, "ci95": half_width, "episodes": episodes,
+            "test_images": queries, "seconds": seconds, "images_per_second": queries / max(seconds, 1e-9),
+            **peak.stop()}
+
+
+# ---------------------------------------------------------------------------------- the table
+def summarize(rows: Mapping[str, dict]) -> dict:
+    """Averages of the tasks present: per section, all of VTAB, and over every task.
+
+    Each average is the plain mean of the task accuracies it covers, with the number of tasks it
+    covers and of tasks it should cover (an average over a subset says so).
+    """
+    def average(names):
+        present = [rows[name]["accuracy"] for name in names if name in rows]
+        return {"accuracy": float(np.mean(present)) if present else None, "tasks": len(present),
+                "of": len(names)}
+
+    vtab = [name for _, names in SECTIONS[1:] for name in names]
+    every = [name for _, names in SECTIONS for name in names]
+    extra = [name for name in rows if name not in every]
+    averages = {section: average(names) for section, names in SECTIONS}
+    averages["VTAB all"] = average(vtab)
+    averages["overall"] = average(every + extra)
+    return averages
+
+
+def _cell(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def format_table(rows: Mapping[str, dict], averages: Optional[dict] = None, title: str = "") -> str:
+    """Markdown table in the paper's layout: each section's tasks then its average, then VTAB all
+    and the overall average. Accuracies in percent, +- the 95% interval."""
+    averages = averages or summarize(rows)
+    lines = ([f"{title}", ""] if title else []) + [
+        "| section | task | accuracy (%) | 95% CI (+-) | test images | personalise (s) | GMACs | images/s |",
+        "|---|---|---|---|---|---|---|---|"]
+
+    def average_line(label, data):
+        note = "" if data["tasks"] == data["of"] else f" ({data['tasks']} of {data['of']} tasks)"
+        lines.append(f"| **{label}** | **average**{note} | **{_cell(data['accuracy'])}** | | | | | |")
+
+    for section, names in SECTIONS:
+        for name in names:
+            row = rows.get(name)
+            if row is None:
+                continue
+            macs = row.get("personalization_macs")
+            seconds = row.get("personalization_seconds")
+            lines.append(f"| {section} | {name} | {_cell(row['accuracy'])} | {_cell(row['ci95'])} | "
+                         f"{row['test_images']} | {'-' if seconds is None else f'{seconds:.2f}'} | "
+                         f"{'-' if macs is None else f'{macs / 1e9:.2f}'} | {row['images_per_second']:.1f} |")
+        average_line(section, averages[section])
+    average_line("VTAB all", averages["VTAB all"])
+    average_line("overall", averages["overall"])
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- the runner
+def run_benchmark(tasks: Sequence[str], evaluate: Callable[[str], dict], output_dir: str,
+                  fingerprint: Mapping, title: str = "", log: Callable[[str], None] = print) -> dict:
+    """Evaluates each name in ``tasks`` with ``evaluate(name) -> row`` unless already done.
+
+    ``fingerprint`` (weights, protocol, image size, ...) is stored with every task result; a
+    finished task with a different fingerprint is an error (use another output folder), so a
+    resumed run never mixes two models. Returns the full results (also in results.json).
+    """
+    task_dir = os.path.join(output_dir, TASK_DIR)
+    os.makedirs(task_dir, exist_ok=True)
+    fingerprint = json.loads(json.dumps(dict(fingerprint)))
+    rows = _load_finished(task_dir, fingerprint)
+    for name in tasks:
+        if name in rows:
+            log(f"{name}: done already ({100 * rows[name]['accuracy']:.2f}%), skipped")
+            continue
+        row = evaluate(name)
+        row["fingerprint"] = fingerprint
+        atomic.write_json(os.path.join(task_dir, f"{name}.json"), row, indent=1)
+        rows[name] = row
+        log(f"{name}: {100 * row['accuracy']:.2f} +- {100 * row['ci95']:.2f}% ({row['test_images']} test images)")
+        _write_summary(output_dir, rows, fingerprint, title)
+    return _write_summary(output_dir, rows, fingerprint, title)
+
+
+def _load_finished(task_dir: str, fingerprint: dict) -> Dict[str, dict]:
+    rows = {}
+    for entry in sorted(os.listdir(task_dir)):
+        if not entry.endswith(".json") or entry.startswith("."):
+            continue
+        path = os.path.join(task_dir, entry)
+        try:
+            with open(path) as handle:
+                row = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path} is not valid JSON ({error}); delete it to re-run that task.") from None
+        if row.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{path} was written by a different evaluation ({row.get('fingerprint')} vs "
+                              f"{fingerprint}); use a new --output_dir, or delete it to re-run.")
+        rows[row["task"]] = row
+    return rows
+
+
+def _write_summary(output_dir: str, rows: Mapping[str, dict], fingerprint: dict, title: str) -> dict:
+    averages = summarize(rows)
+    table = format_table(rows, averages, title)
+    results = {"fingerprint": fingerprint, "tasks": dict(rows), "averages": averages, "table": table}
+    atomic.write_json(os.path.join(output_dir, RESULTS_JSON), results, indent=1)
+    atomic.write_text(os.path.join(output_dir, RESULTS_MD), table + "\n")
+    return results
