@@ -28,6 +28,7 @@ import tensorflow as tf
 from lite_tf import atomic, memory
 from lite_tf.eval.confidence import Z_95, mean_confidence_interval
 from lite_tf.errors import ConfigError, DataError
+from lite_tf.images import to_float_images
 
 # The paper's layout: MD-v2 test sources, then VTAB-v2 natural, specialized, structured.
 MD_V2_TEST = ("omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "traffic_sign", "mscoco")
@@ -90,20 +91,26 @@ def evaluate_large_task(learner, task, image_size: int, batch_size: int = 256, m
     if int(support_images.shape[1]) != image_size:
         raise DataError(f"Task {task.name!r}: support images are {support_images.shape[1]} px, the model's "
                         f"image_size is {image_size}.")
+    # Adapt to the classes the support set has (VTAB-1k's 1000 images need not cover every class,
+    # e.g. SUN397): a class with no support image cannot be predicted; its test images count as errors.
+    present = np.unique(support_labels.numpy())
+    relabel = np.full(task.way, -1, np.int32)
+    relabel[present] = np.arange(len(present), dtype=np.int32)
     start = time.perf_counter()
     try:
-        personalized = learner.personalize(support_images, support_labels, task.way)
+        personalized = learner.personalize(support_images, tf.gather(relabel, support_labels), len(present))
     except NotImplementedError as error:
         raise ConfigError(f"Large-task evaluation needs learner.personalize(): {error}") from None
     personalization_seconds = time.perf_counter() - start
-    macs = personalization_macs(learner, image_size, int(support_images.shape[0]), task.way, macs_counter)
+    macs = personalization_macs(learner, image_size, int(support_images.shape[0]), len(present), macs_counter)
     del support_images
+    classes = tf.constant(present, tf.int32)
 
     @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8),
                                   tf.TensorSpec([None], tf.int32)])
     def score(images, labels):
-        logits = personalized(tf.cast(images, tf.float32) / 127.5 - 1.0, training=False)
-        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        logits = personalized(to_float_images(images), training=False)
+        predictions = tf.gather(classes, tf.argmax(logits, axis=-1, output_type=tf.int32))
         return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int64))
 
     correct = total = 0
@@ -116,7 +123,8 @@ def evaluate_large_task(learner, task, image_size: int, batch_size: int = 256, m
         raise DataError(f"Task {task.name!r}: scored {total} test images, its split has {task.num_queries}.")
     accuracy, half_width = binomial_interval(correct, total)
     return {"task": task.name, "kind": "large_task", "accuracy": accuracy, "ci95": half_width,
-            "correct": correct, "test_images": total, "way": task.way, "support_images": task.num_support,
+            "correct": correct, "test_images": total, "way": task.way, "support_classes": int(len(present)),
+            "support_images": task.num_support,
             "personalization_seconds": personalization_seconds, "personalization_macs": macs,
             "scoring_seconds": scoring_seconds, "images_per_second": total / max(scoring_seconds, 1e-9),
             **peak.stop(), **task.description}
@@ -249,3 +257,68 @@ def _write_summary(output_dir: str, rows: Mapping[str, dict], fingerprint: dict,
     atomic.write_json(os.path.join(output_dir, RESULTS_JSON), results, indent=1)
     atomic.write_text(os.path.join(output_dir, RESULTS_MD), table + "\n")
     return results
+
+
+# -------------------------------------------------------------------------- VTAB+MD end to end
+def default_tasks(records: Optional[str], md_tfds_data_dir: Optional[str], tfds_data_dir: Optional[str]) -> list:
+    """Every task the given data covers, in the paper's order."""
+    tasks = list(MD_V2_TEST) if (records or md_tfds_data_dir) else []
+    if tfds_data_dir is not None:
+        tasks += [name for _, names in SECTIONS[1:] for name in names]
+    return tasks
+
+
+def evaluate_vtab_md(model, output_dir: str, tasks: Optional[Sequence[str]] = None, records: Optional[str] = None,
+                     tfds_data_dir: Optional[str] = None, md_tfds_data_dir: Optional[str] = None,
+                     protocol: str = "vtab1k", download: bool = False, batch_size: int = 256,
+                     md_episodes: int = 600, seed: int = 12345, count_macs: bool = True,
+                     fingerprint: Optional[Mapping] = None, log: Callable[[str], None] = print) -> dict:
+    """Evaluates an EpisodicModel on VTAB+MD (or ``tasks`` of it) into ``output_dir`` (resumable).
+
+    MD-v2 sources come from Meta-Dataset records (``records``, one folder per source) or from
+    Google's TFDS build (``md_tfds_data_dir``); VTAB tasks from the prepared TFDS data dir
+    ``tfds_data_dir``. Returns the results (also written as results.json / results.md).
+    """
+    from lite_tf.data import vtab
+
+    tasks = list(tasks) if tasks else default_tasks(records, md_tfds_data_dir, tfds_data_dir)
+    if not tasks:
+        raise ConfigError("Nothing to evaluate: give --records or --md_tfds_data_dir (MD-v2) and/or "
+                          "--tfds_data_dir (VTAB-v2), or --tasks.")
+    md_names = set(MD_V2_TEST)
+    for name in tasks:
+        if name not in vtab.TASKS and name not in md_names:
+            raise ConfigError(f"Unknown VTAB+MD task {name!r}. MD-v2: {', '.join(MD_V2_TEST)}; VTAB-v2: "
+                              f"{', '.join(vtab.TASK_NAMES)}.")
+        if name in md_names and not (records or md_tfds_data_dir):
+            raise ConfigError(f"Task {name!r} is a Meta-Dataset source: give --records or --md_tfds_data_dir.")
+        if name in vtab.TASKS and tfds_data_dir is None:
+            raise ConfigError(f"Task {name!r} is a VTAB task: give --tfds_data_dir.")
+    image_size = model.image_size
+    counter = None
+    if count_macs:
+        from lite_tf.eval.macs import PersonalizationMacs
+
+        counter = PersonalizationMacs(model.learner, image_size)
+    vtab_tasks = {name: vtab.open_task(name, tfds_data_dir, image_size, protocol, download)
+                  for name in tasks if name in vtab.TASKS}  # every VTAB dataset checked before any work
+
+    def evaluate(name: str) -> dict:
+        if name in vtab_tasks:
+            return evaluate_large_task(model.learner, vtab_tasks[name], image_size, batch_size, counter)
+        return evaluate_episodes(model, name, md_episodes_for(name), md_episodes)
+
+    def md_episodes_for(name: str) -> tf.data.Dataset:
+        if records:
+            from lite_tf.data.pipeline import make_episode_dataset
+
+            return make_episode_dataset(records, "test", image_size=image_size, datasets=[name], seed=seed)
+        from lite_tf.data.md_tfds import make_tfds_episode_dataset
+
+        return make_tfds_episode_dataset(md_tfds_data_dir, [name], "test", image_size, "v2", seed)
+
+    fingerprint = {"image_size": image_size, "protocol": protocol, "md_episodes": md_episodes, "seed": seed,
+                   "md_data": "records" if records else "tfds", **(fingerprint or {})}
+    title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px, VTAB protocol {protocol}, "
+             f"{md_episodes} MD-v2 episodes per source")
+    return run_benchmark(tasks, evaluate, output_dir, fingerprint, title, log)

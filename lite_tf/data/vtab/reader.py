@@ -42,24 +42,35 @@ def prepare_command(task: VtabTask, data_dir: Optional[str]) -> str:
 
 
 def _builder(task: VtabTask, data_dir: Optional[str], download: bool):
+    """The TFDS builder of ``task``: VTAB's pinned version if prepared, else the newest prepared one.
+
+    (TFDS has moved some datasets past VTAB's versions, e.g. oxford_iiit_pet 4.0.0; their splits
+    are unchanged. The version used is reported with every result.)
+    """
     import tensorflow_datasets as tfds
 
-    try:
-        builder = tfds.builder(task.tfds_name, data_dir=data_dir)
-    except Exception as error:  # TFDS raises several types for an unknown name or version
-        raise DataError(f"VTAB task {task.name!r}: TFDS cannot open {task.tfds_name!r} in {data_dir!r}: {error}. "
-                        f"Prepare it with: {prepare_command(task, data_dir)}") from None
-    prepared = tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
-    if not prepared:
-        manual = f" Note: {task.manual_download}." if task.manual_download else ""
-        if not download:
-            raise DataError(f"VTAB task {task.name!r}: TFDS dataset {task.dataset!r} is not prepared in "
-                            f"{data_dir or '~/tensorflow_datasets'} (no {builder.data_dir}/dataset_info.json). "
-                            f"Prepare it with: {prepare_command(task, data_dir)} (or pass --download).{manual}")
+    builders, errors = [], []
+    for name in (task.tfds_name, task.dataset):  # VTAB's version pattern first, then the code's version
         try:
-            builder.download_and_prepare()
-        except Exception as error:
-            raise DataError(f"VTAB task {task.name!r}: preparing {task.dataset!r} failed: {error}.{manual}") from None
+            builders.append(tfds.builder(name, data_dir=data_dir))
+        except Exception as error:  # TFDS raises several types for an unknown name or version
+            errors.append(str(error))
+    for builder in builders:
+        if tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+            return builder
+    manual = f" Note: {task.manual_download}." if task.manual_download else ""
+    if not builders:
+        raise DataError(f"VTAB task {task.name!r}: TFDS cannot open {task.tfds_name!r} in {data_dir!r}: "
+                        f"{errors[-1]}. Prepare it with: {prepare_command(task, data_dir)}.{manual}")
+    if not download:
+        raise DataError(f"VTAB task {task.name!r}: TFDS dataset {task.dataset!r} is not prepared in "
+                        f"{data_dir or '~/tensorflow_datasets'} (no {builders[-1].data_dir}/dataset_info.json). "
+                        f"Prepare it with: {prepare_command(task, data_dir)} (or pass --download).{manual}")
+    builder = builders[0]
+    try:
+        builder.download_and_prepare()
+    except Exception as error:
+        raise DataError(f"VTAB task {task.name!r}: preparing {task.dataset!r} failed: {error}.{manual}") from None
     return builder
 
 
@@ -81,9 +92,10 @@ def _labelled(task: VtabTask, image_size: int):
 
     def convert(example):
         label = task.label_fn(example)
-        check = tf.debugging.assert_less(
-            tf.logical_or(label < 0, label >= task.num_classes), True,
-            message=f"VTAB task {task.name!r}: a label outside [0, {task.num_classes}) (bad or unexpected TFDS data)")
+        check = tf.debugging.Assert(
+            tf.logical_and(label >= 0, label < task.num_classes),
+            [f"VTAB task {task.name!r}: a label outside [0, {task.num_classes}) (bad or unexpected TFDS data):",
+             label])
         with tf.control_dependencies([check]):
             label = tf.cast(tf.identity(label), tf.int32)
         return image_fn(example), label
