@@ -10,7 +10,7 @@ from lite_tf.data import vtab
 from lite_tf.data.vtab import labels
 from lite_tf.errors import ConfigError, DataError
 
-import vtab_mock
+from tests import vtab_mock
 
 # VTAB-1k test-set sizes (the VTAB paper / task_adaptation), written out independently of the code.
 VTAB1K_TEST_SIZES = {
