@@ -49,7 +49,12 @@ def available_sources(data_dir: str) -> List[str]:
     base = os.path.join(data_dir, DATASET_NAME)
     if not os.path.isdir(base):
         return []
-    return sorted(name for name in os.listdir(base) if os.path.isdir(os.path.join(base, name)))
+    def prepared(name):
+        folder = os.path.join(base, name)
+        return (not name.startswith(".") and os.path.isdir(folder) and any(
+            os.path.isfile(os.path.join(folder, version, "dataset_info.json")) for version in os.listdir(folder)))
+
+    return sorted(name for name in os.listdir(base) if prepared(name))
 
 
 class TfdsClassStore:
