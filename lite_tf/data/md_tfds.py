@@ -16,6 +16,7 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -234,3 +235,40 @@ class MetaDatasetTfds(Source):
             raise DataError(f"No Meta-Dataset TFDS sources under {os.path.join(data_dir, DATASET_NAME)}.")
         return make_tfds_episode_dataset(data_dir, names, split, image_size, self.version, seed,
                                          self.sampler_kwargs)
+
+
+# ------------------------------------------------------------------------- the MD-v2 protocol
+# VTAB+MD (Dumoulin et al. 2021): all 1000 ILSVRC classes in training (``ilsvrc_2012_v2`` spec), VGG
+# Flower moved to VTAB; the official LITE code adds MNIST to training and validates on the sources
+# below (mscoco included); MD-v2 tests on the eight sources of ``MD_V2_TEST``.
+MD_V2_TRAIN = ("ilsvrc_2012_v2", "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "mnist")
+MD_V2_VALID = ("omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "mscoco")
+MD_V2_TEST = ("omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "traffic_sign", "mscoco")
+_TFDS_NAMES = {"ilsvrc_2012_v2": "ilsvrc_2012"}  # the TFDS build keeps one ILSVRC source with v1 and v2 specs
+
+
+@gin.configurable
+def metadataset_v2(root: str, split: str, seed: int = 0, datasets: Optional[Sequence[str]] = None,
+                   image_size: int = 224, train_datasets: Sequence[str] = MD_V2_TRAIN,
+                   valid_datasets: Sequence[str] = MD_V2_VALID, test_datasets: Sequence[str] = MD_V2_TEST):
+    """MD-v2 episodes of ``split`` from the sources the protocol uses for it (``datasets`` overrides).
+
+    ``root`` is a Meta-Dataset records root (one folder per source) or a TFDS data dir holding
+    Google's ``meta_dataset`` build (recognised by its ``meta_dataset/`` folder), so one experiment
+    file trains from either format. A ``Training.dataset_fn`` for the experiment files.
+    """
+    if not root:
+        raise ConfigError("metadataset_v2 needs a data root (--data_root): Meta-Dataset records or a TFDS data dir.")
+    split_name = spec_lib.Split.of(split).value.lower()
+    names = list(datasets) if datasets else list(
+        {"train": train_datasets, "valid": valid_datasets, "test": test_datasets}[split_name])
+    if os.path.isdir(os.path.join(root, DATASET_NAME)):
+        return make_tfds_episode_dataset(root, [_TFDS_NAMES.get(n, n) for n in names], split, image_size, "v2", seed)
+    from lite_tf.data.pipeline import make_episode_dataset
+
+    missing = [n for n in names if not os.path.isfile(os.path.join(root, n, spec_lib.SPEC_FILE))]
+    if missing:
+        raise DataError(f"Data root {root!r} lacks the MD-v2 source(s) {missing} for split {split!r} (each a "
+                        f"folder with {spec_lib.SPEC_FILE}); convert them, or bind metadataset_v2.{split_name}_datasets "
+                        "to what you have.")
+    return make_episode_dataset(root, split, image_size=image_size, datasets=names, seed=seed)

@@ -26,12 +26,12 @@ import numpy as np
 import tensorflow as tf
 
 from lite_tf import atomic, memory
+from lite_tf.data.md_tfds import MD_V2_TEST
 from lite_tf.eval.confidence import Z_95, mean_confidence_interval
 from lite_tf.errors import ConfigError, DataError
 from lite_tf.images import to_float_images
 
 # The paper's layout: MD-v2 test sources, then VTAB-v2 natural, specialized, structured.
-MD_V2_TEST = ("omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "traffic_sign", "mscoco")
 VTAB_GROUPS = {
     "natural": ("caltech101", "cifar100", "oxford_flowers102", "oxford_iiit_pet", "sun397", "svhn"),
     "specialized": ("diabetic_retinopathy", "eurosat", "resisc45", "patch_camelyon"),
