@@ -15,14 +15,6 @@ from lite_tf.eval import large_task
 from tests import vtab_mock
 
 VTAB_TASKS = ["oxford_flowers102", "dsprites_location"]
-EXPERIMENT = """
-EpisodicModel.learner = @learners.protonets()
-EpisodicModel.image_size = 16
-learners.protonets.backbone = 'conv4'
-backbones.conv4.filters = 8
-backbones.conv4.blocks = 2
-Training.dataset_fn = @metadataset
-"""
 
 
 def _records(root):
@@ -52,25 +44,16 @@ def _check_rows(results, test_images):
 
 
 def test_the_command_evaluates_a_trained_protonets_run_on_mock_vtab_and_md(tmp_path):
-    import gin
+    from tools import evaluate_vtab_md
 
-    from tools import evaluate_vtab_md, experiment
-
-    model_dir = tmp_path / "run"
-    model_dir.mkdir()
-    (model_dir / experiment.EXPERIMENT_FILE).write_text(EXPERIMENT)
-    experiment.parse_gin([str(model_dir / experiment.EXPERIMENT_FILE)], [])
-    model, _ = experiment.build()
-    model.save_weights(str(model_dir / "best.weights.h5"))
-    with gin.unlock_config():
-        gin.clear_config()
+    model_dir = vtab_mock.make_run(tmp_path / "run")
     data_dir = str(tmp_path / "tfds")
     with vtab_mock.mock_tiny(data_dir):
-        results = evaluate_vtab_md.evaluate(str(model_dir), tasks=VTAB_TASKS + ["omniglot"],
+        results = evaluate_vtab_md.evaluate(model_dir, tasks=VTAB_TASKS + ["omniglot"],
                                             records=_records(str(tmp_path / "records")), tfds_data_dir=data_dir,
                                             md_episodes=3, batch_size=32)
     _check_rows(results, {"oxford_flowers102": 60, "dsprites_location": 106})
-    output = model_dir / "vtab_md_vtab1k"
+    output = tmp_path / "run" / "vtab_md_vtab1k"
     saved = json.loads((output / "results.json").read_text())
     assert saved["tasks"]["oxford_flowers102"]["accuracy"] == results["tasks"]["oxford_flowers102"]["accuracy"]
     table = (output / "results.md").read_text()

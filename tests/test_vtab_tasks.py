@@ -145,3 +145,38 @@ def test_unknown_task_and_protocol_are_config_errors():
         vtab.get_task("dtd")
     with pytest.raises(ConfigError, match="protocol"):
         vtab.get_task("svhn").splits({"train": 10, "test": 5}, "vtab2k")
+
+
+def test_the_registered_source_gives_each_task_as_episodes_sharing_its_support(tmp_path):
+    from lite_tf.registry import get_source
+
+    source = get_source("vtab")(query_batch_size=25)
+    assert list(source.dataset_names()) == list(vtab.TASK_NAMES)
+    with vtab_mock.mock_tiny(str(tmp_path), ["oxford_flowers102", "kitti"]):
+        episodes = list(source.episodes("test", image_size=16, seed=0, data_root=str(tmp_path),
+                                        datasets=["oxford_flowers102", "kitti_distance"]))
+    assert [int(e["query_labels"].shape[0]) for e in episodes] == [25, 25, 10, 25, 15]  # 60 + 40 test images
+    assert [int(e["way"]) for e in episodes] == [102] * 3 + [4] * 2
+    np.testing.assert_array_equal(episodes[0]["support_images"], episodes[2]["support_images"])
+    assert episodes[0]["support_images"].shape == (1000, 16, 16, 3)
+    np.testing.assert_array_equal(episodes[3]["query_labels"][:8], [i % 4 for i in range(1000, 1008)])
+    with pytest.raises(ConfigError, match="only a 'test' split"):
+        source.episodes("train", image_size=16, seed=0)
+
+
+def test_the_command_reports_missing_data_in_one_line(tmp_path, capsys):
+    from absl import flags
+
+    from tools import evaluate_vtab_md
+
+    model_dir = vtab_mock.make_run(tmp_path / "run")
+    if "tfds_data_dir" not in flags.FLAGS:
+        evaluate_vtab_md.define_flags()
+    flags.FLAGS(["prog", f"--model_dir={model_dir}", f"--tfds_data_dir={tmp_path}", "--tasks=svhn"])
+    try:
+        assert evaluate_vtab_md.main(["prog"]) == 2
+    finally:
+        flags.FLAGS.unparse_flags()
+    error = capsys.readouterr().err
+    assert error.startswith("error: VTAB task 'svhn': TFDS dataset 'svhn_cropped' is not prepared")
+    assert "tfds build svhn_cropped" in error and len(error.strip().splitlines()) == 1

@@ -143,3 +143,31 @@ def mock_tiny(data_dir: str, datasets=("oxford_flowers102", "dsprites")):
         write_metadata(data_dir, dataset, sizes)
     return tfds.testing.mock_data(as_dataset_fn=as_dataset, policy=tfds.testing.MockPolicy.USE_FILES,
                                   data_dir=data_dir)
+
+
+# A trained-looking run: ProtoNets on a tiny conv4 at 16 px, its experiment.gin and best weights.
+TINY_EXPERIMENT = """
+EpisodicModel.learner = @learners.protonets()
+EpisodicModel.image_size = 16
+learners.protonets.backbone = 'conv4'
+backbones.conv4.filters = 8
+backbones.conv4.blocks = 2
+Training.dataset_fn = @metadataset
+"""
+
+
+def make_run(model_dir) -> str:
+    import gin
+
+    from tools import experiment
+
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, experiment.EXPERIMENT_FILE)
+    with open(path, "w") as handle:
+        handle.write(TINY_EXPERIMENT)
+    experiment.parse_gin([path], [])
+    model, _ = experiment.build()
+    model.save_weights(os.path.join(model_dir, "best.weights.h5"))
+    with gin.unlock_config():
+        gin.clear_config()
+    return str(model_dir)
