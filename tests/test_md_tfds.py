@@ -154,3 +154,16 @@ def test_the_mdv2_experiment_files_bind_the_v2_sources():
         assert "Training.dataset_fn = @metadataset_v2" in text and "Training.tasks_per_update = 16" in text
         assert "LiteConfig.h = 40" in text and "LiteConfig.chunk_size = 40" in text
     assert md_tfds.MD_V2_TRAIN[0] == "ilsvrc_2012_v2" and "vgg_flower" not in md_tfds.MD_V2_TRAIN + md_tfds.MD_V2_TEST
+
+
+def test_reads_the_exact_examples_across_shards_in_any_order(data_dir):
+    from lite_tf.data import records
+
+    store = md_tfds.TfdsClassStore(md_tfds.source_dir(data_dir, "aircraft"), "v2")
+    assert len(store._files) == 3
+    expected = np.repeat(np.arange(len(IMAGES)), IMAGES)   # all_classes is sorted by class
+    positions = np.random.default_rng(0).permutation(len(expected))
+    _, labels = records.parse_examples(tf.constant(store.read(positions)))
+    np.testing.assert_array_equal(labels.numpy(), expected[positions])
+    with pytest.raises(DataError, match="outside the split"):
+        store.read(np.array([len(expected)]))

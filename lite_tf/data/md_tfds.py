@@ -120,15 +120,18 @@ class TfdsClassStore:
         return self._index[shard]
 
     def read(self, positions: np.ndarray) -> List[bytes]:
-        """Serialized examples at ``positions`` of the ``all_classes`` split."""
-        out = []
+        """Serialized examples at ``positions`` of the ``all_classes`` split (one open per shard)."""
+        positions = np.asarray(positions, np.int64)
+        if positions.size and (positions.min() < 0 or positions.max() >= self._shard_starts[-1]):
+            raise DataError(f"{self.name}: example positions outside the split's {self._shard_starts[-1]} examples.")
         shards = np.searchsorted(self._shard_starts, positions, side="right") - 1
-        for position, shard in zip(positions, shards):
-            if not 0 <= shard < len(self._files):
-                raise DataError(f"{self.name}: example {position} is outside the split.")
+        out: List[bytes] = [b""] * len(positions)
+        for shard in np.unique(shards):
+            rows = np.flatnonzero(shards == shard)
             offsets, lengths = self._shard_offsets(int(shard))
-            local = int(position - self._shard_starts[shard])
-            out += records.read_records(self._files[shard], offsets[local:local + 1], lengths[local:local + 1])
+            local = positions[rows] - self._shard_starts[shard]
+            for row, data in zip(rows, records.read_records(self._files[shard], offsets[local], lengths[local])):
+                out[row] = data
         return out
 
 

@@ -20,24 +20,20 @@ import json
 import math
 import os
 import time
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from lite_tf import atomic, memory
 from lite_tf.data.md_tfds import MD_V2_TEST
+from lite_tf.data.vtab import tasks as vtab_tasks
 from lite_tf.eval.confidence import Z_95, mean_confidence_interval
 from lite_tf.errors import ConfigError, DataError
 from lite_tf.images import to_float_images
 
 # The paper's layout: MD-v2 test sources, then VTAB-v2 natural, specialized, structured.
-VTAB_GROUPS = {
-    "natural": ("caltech101", "cifar100", "oxford_flowers102", "oxford_iiit_pet", "sun397", "svhn"),
-    "specialized": ("diabetic_retinopathy", "eurosat", "resisc45", "patch_camelyon"),
-    "structured": ("clevr_count", "clevr_distance", "dmlab", "dsprites_location", "dsprites_orientation",
-                   "smallnorb_azimuth", "smallnorb_elevation", "kitti_distance"),
-}
+VTAB_GROUPS = {group: tuple(task.name for task in vtab_tasks.tasks_in(group)) for group in vtab_tasks.GROUPS}
 SECTIONS = (("MD-v2", MD_V2_TEST),) + tuple((f"VTAB {group}", names) for group, names in VTAB_GROUPS.items())
 TASK_DIR = "tasks"
 RESULTS_JSON, RESULTS_MD = "results.json", "results.md"

@@ -13,7 +13,7 @@ does the same).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Tuple, Union
 
 from lite_tf.data.vtab import labels as L
 from lite_tf.errors import ConfigError
@@ -28,7 +28,7 @@ SUPPORT_SIZE = 1000
 #   ("percent", p): train = first p% of the TFDS train split; val200 follows it; test = test
 #   ("carve", p_train, p_val): train/val/test all cut from the TFDS train split
 #   "test_half": smallnorb: val = test[:50%], test = test[50%:]
-Cut = object
+Cut = Union[str, Tuple]
 
 
 @dataclasses.dataclass(frozen=True)
