@@ -170,13 +170,9 @@ def test_the_command_reports_missing_data_in_one_line(tmp_path, capsys):
     from tools import evaluate_vtab_md
 
     model_dir = vtab_mock.make_run(tmp_path / "run")
-    if "tfds_data_dir" not in flags.FLAGS:
-        evaluate_vtab_md.define_flags()
-    flags.FLAGS(["prog", f"--model_dir={model_dir}", f"--tfds_data_dir={tmp_path}", "--tasks=svhn"])
-    try:
-        assert evaluate_vtab_md.main(["prog"]) == 2
-    finally:
-        flags.FLAGS.unparse_flags()
+    flag_values = evaluate_vtab_md.define_flags(flags.FlagValues())
+    argv = flag_values(["prog", f"--model_dir={model_dir}", f"--tfds_data_dir={tmp_path}", "--tasks=svhn"])
+    assert evaluate_vtab_md.main(argv, flag_values) == 2
     error = capsys.readouterr().err
     assert error.startswith("error: VTAB task 'svhn': TFDS dataset 'svhn_cropped' is not prepared")
     assert "tfds build svhn_cropped" in error and len(error.strip().splitlines()) == 1

@@ -15,26 +15,26 @@ import sys
 
 from absl import app, flags
 
-FLAGS = flags.FLAGS
 
-
-def define_flags():
-    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
-    flags.DEFINE_string("model_dir", None, "A training run's folder (holds experiment.gin).")
-    flags.DEFINE_string("records", None, "Meta-Dataset records root (one folder per source) for MD-v2.")
-    flags.DEFINE_string("md_tfds_data_dir", None, "Or: TFDS data dir holding Google's meta_dataset TFDS build.")
-    flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir with the VTAB datasets prepared.")
-    flags.DEFINE_list("tasks", None, "Subset of tasks (MD-v2 source names and/or VTAB task names).")
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
+    """Defines this tool's flags (at run time, so tools can share flag names in one process)."""
+    fv = dict(flag_values=flag_values)
+    flags.DEFINE_string("model_dir", None, "A training run's folder (holds experiment.gin).", **fv)
+    flags.DEFINE_string("records", None, "Meta-Dataset records root (one folder per source) for MD-v2.", **fv)
+    flags.DEFINE_string("md_tfds_data_dir", None, "Or: TFDS data dir holding Google's meta_dataset TFDS build.", **fv)
+    flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir with the VTAB datasets prepared.", **fv)
+    flags.DEFINE_list("tasks", None, "Subset of tasks (MD-v2 source names and/or VTAB task names).", **fv)
     flags.DEFINE_enum("protocol", "vtab1k", ["vtab1k", "lite"],
-                      "vtab1k: train800val200 support (VTAB-1k); lite: the official LITE code's train[:1000].")
-    flags.DEFINE_bool("download", False, "Let TFDS download and prepare missing VTAB datasets.")
-    flags.DEFINE_string("output_dir", None, "Results folder (default <model_dir>/vtab_md_<protocol>).")
-    flags.DEFINE_string("checkpoint", "best", "'best', 'latest', or a weights file.")
-    flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings applied after the run's experiment.gin.")
-    flags.DEFINE_integer("batch_size", 256, "Test images per forward pass (VTAB).")
-    flags.DEFINE_integer("md_episodes", 600, "Test episodes per MD-v2 source.")
-    flags.DEFINE_integer("seed", 12345, "Seed of the MD-v2 test episodes.")
-    flags.DEFINE_bool("count_macs", True, "Report personalisation MACs (traces the learner a few times).")
+                      "vtab1k: train800val200 support (VTAB-1k); lite: the official LITE code's train[:1000].", **fv)
+    flags.DEFINE_bool("download", False, "Let TFDS download and prepare missing VTAB datasets.", **fv)
+    flags.DEFINE_string("output_dir", None, "Results folder (default <model_dir>/vtab_md_<protocol>).", **fv)
+    flags.DEFINE_string("checkpoint", "best", "'best', 'latest', or a weights file.", **fv)
+    flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings applied after the run's experiment.gin.", **fv)
+    flags.DEFINE_integer("batch_size", 256, "Test images per forward pass (VTAB).", **fv)
+    flags.DEFINE_integer("md_episodes", 600, "Test episodes per MD-v2 source.", **fv)
+    flags.DEFINE_integer("seed", 12345, "Seed of the MD-v2 test episodes.", **fv)
+    flags.DEFINE_bool("count_macs", True, "Report personalisation MACs (traces the learner a few times).", **fv)
+    return flag_values
 
 
 def evaluate(model_dir: str, checkpoint: str = "best", bindings=(), output_dir=None, protocol="vtab1k", **kwargs):
@@ -56,7 +56,8 @@ def evaluate(model_dir: str, checkpoint: str = "best", bindings=(), output_dir=N
                             **kwargs)
 
 
-def main(argv):
+def main(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
+    """The tool's body on parsed flags; returns the exit status."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.model_dir:
