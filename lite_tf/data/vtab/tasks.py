@@ -8,7 +8,9 @@ percentages, reproduced below); the queries are the task's whole test split.
 ``protocol="lite"`` is the official LITE code's variant (cambridge-mlg/LITE, the paper's numbers):
 support ``train[:1000]``, queries the TFDS ``test`` split (``train[1000:]`` where there is none),
 and CLEVR's ``validation`` split as its test set (CLEVR's TFDS test split has no labels; VTAB-1k
-does the same).
+does the same). Label functions are the same in both. (The LITE code loads
+``diabetic_retinopathy_detection`` without a config, i.e. TFDS's "original" images; both protocols
+here use VTAB's ``btgraham-300`` preprocessing.)
 """
 from __future__ import annotations
 
