@@ -131,3 +131,26 @@ def test_table_averages_are_plain_means_per_section_and_overall():
         "| **MD-v2** | **average** (2 of 8 tasks) | **80.0** | | | | | |")
     assert "| **VTAB structured** | **average** (2 of 8 tasks) | **50.0** | | | | | |" in lines
     assert lines[-1] == "| **overall** | **average** (8 of 26 tasks) | **63.1** | | | | | |"
+
+
+def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episodes(tmp_path):
+    """ProtoNets on KITTI (all 4 classes in the support set): adapting once and scoring every test
+    image gives the same count right as the model's episode inference over the ``vtab`` source."""
+    from lite_tf.backbones.conv import conv4
+    from lite_tf.data import vtab
+    from lite_tf.model import EpisodicModel
+    from learners.protonets import ProtoNets
+
+    model = EpisodicModel(ProtoNets(conv4(16, filters=8, blocks=2)), 16)
+    data_dir = str(tmp_path / "tfds")
+    with vtab_mock.mock_tiny(data_dir, ["kitti"]):
+        task = vtab.open_task("kitti_distance", data_dir, 16)
+        row = large_task.evaluate_large_task(model.learner, task, 16, batch_size=16)
+        episodes = vtab.VtabSource(query_batch_size=16).episodes("test", image_size=16, seed=0, data_root=data_dir,
+                                                                 datasets=["kitti_distance"])
+        correct = 0.0
+        for episode in episodes:
+            _, accuracy = model.evaluate_episode(episode)
+            correct += float(accuracy) * int(episode["query_labels"].shape[0])
+    assert row["support_classes"] == 4 and row["test_images"] == 40
+    assert abs(row["correct"] - correct) < 1e-3

@@ -4,7 +4,9 @@ As in google-research/meta-dataset's VTAB-plus-MD.md, a task becomes several epi
 its 1000-image support set, each with the next batch of the test split as queries; accuracy over
 all of them equals accuracy over the whole test split. Large-task evaluation
 (``lite_tf.eval.large_task``) uses :func:`lite_tf.data.vtab.reader.open_task` directly instead,
-adapting once per task.
+adapting once per task. An episode's ``way`` is the task's class count; a class without a support
+image still gets whatever classifier the learner builds from no examples (large-task evaluation
+instead adapts to the classes present, see ``lite_tf.eval.large_task``).
 """
 from __future__ import annotations
 
