@@ -109,6 +109,8 @@ def open_task(name_or_task, data_dir: Optional[str], image_size: int, protocol: 
     task = get_task(name_or_task) if isinstance(name_or_task, str) else name_or_task
     if protocol not in PROTOCOLS:
         raise ConfigError(f"Unknown VTAB protocol {protocol!r}; expected one of {PROTOCOLS}.")
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(f"VTAB image_size must be a positive integer (the model's); got {image_size!r}.")
     builder = _builder(task, data_dir, download)
     sizes = {name: info.num_examples for name, info in builder.info.splits.items()}
     support_split, query_split = task.splits(sizes, protocol)
