@@ -47,6 +47,7 @@ setup(
             "lite_tf_orbit_evaluate = tools.orbit_evaluate:run",
             "lite_tf_make_orbit_demo = tools.make_orbit_demo:run",
             "lite_tf_benchmark = tools.benchmark:run",
+            "lite_tf_evaluate_vtab_md = tools.evaluate_vtab_md:run",
         ],
     },
 )

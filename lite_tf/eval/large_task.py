@@ -1,0 +1,320 @@
+"""Large-task evaluation (VTAB+MD): adapt once to a 1000-image support set, score a whole test split.
+
+``evaluate_large_task`` personalises the learner once per task (``learner.personalize``: a chunked
+support pass, so memory does not grow with the support size), then streams the test split through
+the personalised Keras model in batches. Per task it reports the accuracy with a 95% binomial
+interval over test images (1.96 * sqrt(p (1 - p) / n)), the personalisation seconds and MACs, the
+scoring throughput (test images per second) and the peak memory of the task (resident bytes, and
+GPU bytes when a GPU is used).
+
+MD-v2 sources are scored the usual Meta-Dataset way (``evaluate_episodes``: many small episodes,
+mean accuracy with the 1.96 * std / sqrt(n) interval over episodes).
+
+``run_benchmark`` evaluates a list of named tasks into an output folder, one results file per task
+written atomically as soon as the task ends, so a killed run keeps its finished tasks and a rerun
+skips them; after every task it rewrites ``results.json`` and the paper-layout ``results.md``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Callable, Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from lite_tf import atomic, memory
+from lite_tf.data.md_tfds import MD_V2_TEST
+from lite_tf.data.vtab import tasks as vtab_tasks
+from lite_tf.eval.confidence import Z_95, mean_confidence_interval
+from lite_tf.errors import ConfigError, DataError
+from lite_tf.images import to_float_images
+
+# The paper's layout: MD-v2 test sources, then VTAB-v2 natural, specialized, structured.
+VTAB_GROUPS = {group: tuple(task.name for task in vtab_tasks.tasks_in(group)) for group in vtab_tasks.GROUPS}
+SECTIONS = (("MD-v2", MD_V2_TEST),) + tuple((f"VTAB {group}", names) for group, names in VTAB_GROUPS.items())
+TASK_DIR = "tasks"
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+
+
+def binomial_interval(correct: int, total: int, z: float = Z_95) -> tuple:
+    """(accuracy, half width) of ``correct`` out of ``total`` images: z * sqrt(p (1 - p) / n)."""
+    if total <= 0:
+        raise ValueError("binomial_interval needs at least one test image.")
+    p = correct / total
+    return p, z * math.sqrt(p * (1.0 - p) / total)
+
+
+class _PeakMemory:
+    """Peak resident (and GPU) bytes between ``start`` and ``stop``."""
+
+    def __init__(self):
+        self.gpu = bool(tf.config.list_logical_devices("GPU"))
+
+    def start(self):
+        self.exact = memory.reset_peak_resident()
+        if self.gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def stop(self) -> dict:
+        result = {"peak_resident_bytes": memory.peak_resident_bytes(), "peak_since_task_start": self.exact}
+        if self.gpu:
+            result["peak_gpu_bytes"] = tf.config.experimental.get_memory_info("GPU:0")["peak"]
+        return result
+
+
+def personalization_macs(learner, image_size: int, support_size: int, way: int, counter=None) -> Optional[int]:
+    """MACs of the personalisation just run: the learner's own count, else the traced fit (macs.py)."""
+    cost = getattr(learner, "last_personalization_cost", None)
+    if cost and cost.get("macs") is not None:
+        return int(cost["macs"])
+    if counter is None:
+        return None
+    return int(counter(support_size, way))
+
+
+def evaluate_large_task(learner, task, image_size: int, batch_size: int = 256, macs_counter=None) -> dict:
+    """Personalise once on ``task``'s support set, score all its queries; returns the task's row.
+
+    ``task`` is a :class:`lite_tf.data.vtab.LargeTask`; ``macs_counter`` a
+    ``lite_tf.eval.macs.PersonalizationMacs`` for learners that do not count their own MACs.
+    """
+    peak = _PeakMemory()
+    peak.start()
+    support_images, support_labels = next(iter(task.support()))
+    if int(support_images.shape[1]) != image_size:
+        raise DataError(f"Task {task.name!r}: support images are {support_images.shape[1]} px, the model's "
+                        f"image_size is {image_size}.")
+    # Adapt to the classes the support set has (VTAB-1k's 1000 images need not cover every class,
+    # e.g. SUN397): a class with no support image cannot be predicted; its test images count as errors.
+    present = np.unique(support_labels.numpy())
+    relabel = np.full(task.way, -1, np.int32)
+    relabel[present] = np.arange(len(present), dtype=np.int32)
+    start = time.perf_counter()
+    try:
+        personalized = learner.personalize(support_images, tf.gather(relabel, support_labels), len(present))
+    except NotImplementedError as error:
+        raise ConfigError(f"Large-task evaluation needs learner.personalize(): {error}") from None
+    personalization_seconds = time.perf_counter() - start
+    macs = personalization_macs(learner, image_size, int(support_images.shape[0]), len(present), macs_counter)
+    del support_images
+    classes = tf.constant(present, tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.uint8),
+                                  tf.TensorSpec([None], tf.int32)])
+    def score(images, labels):
+        logits = personalized(to_float_images(images), training=False)
+        predictions = tf.gather(classes, tf.argmax(logits, axis=-1, output_type=tf.int32))
+        return tf.reduce_sum(tf.cast(tf.equal(predictions, labels), tf.int64))
+
+    correct = total = 0
+    start = time.perf_counter()
+    for images, labels in task.queries(batch_size):
+        correct += int(score(images, labels))
+        total += int(labels.shape[0])
+    scoring_seconds = time.perf_counter() - start
+    if total != task.num_queries:
+        raise DataError(f"Task {task.name!r}: scored {total} test images, its split has {task.num_queries}.")
+    accuracy, half_width = binomial_interval(correct, total)
+    return {"task": task.name, "kind": "large_task", "accuracy": accuracy, "ci95": half_width,
+            "correct": correct, "test_images": total, "way": task.way, "support_classes": int(len(present)),
+            "support_images": task.num_support,
+            "personalization_seconds": personalization_seconds, "personalization_macs": macs,
+            "scoring_seconds": scoring_seconds, "images_per_second": total / max(scoring_seconds, 1e-9),
+            **peak.stop(), **task.description}
+
+
+def evaluate_episodes(model, name: str, dataset: tf.data.Dataset, episodes: int) -> dict:
+    """Meta-Dataset scoring of ``episodes`` episodes of ``dataset`` (model.evaluate_episode)."""
+    from lite_tf.episode import episode_signature
+
+    peak = _PeakMemory()
+    peak.start()
+    step = tf.function(lambda episode: model.evaluate_episode(episode)[1],
+                       input_signature=[episode_signature(model.image_size,
+                                                          dataset.element_spec["support_images"].dtype)])
+    accuracies, queries = [], 0
+    start = time.perf_counter()
+    for episode in dataset.take(episodes):
+        accuracies.append(float(step(episode)))
+        queries += int(episode["query_labels"].shape[0])
+    seconds = time.perf_counter() - start
+    if len(accuracies) < episodes:
+        raise DataError(f"Source {name!r}: the episodes ran out after {len(accuracies)} of {episodes}.")
+    mean, half_width = mean_confidence_interval(accuracies)
+    return {"task": name, "kind": "episodes", "accuracy": mean, "ci95": half_width, "episodes": episodes,
+            "test_images": queries, "seconds": seconds, "images_per_second": queries / max(seconds, 1e-9),
+            **peak.stop()}
+
+
+# ---------------------------------------------------------------------------------- the table
+def summarize(rows: Mapping[str, dict]) -> dict:
+    """Averages of the tasks present: per section, all of VTAB, and over every task.
+
+    Each average is the plain mean of the task accuracies it covers, with the number of tasks it
+    covers and of tasks it should cover (an average over a subset says so).
+    """
+    def average(names):
+        present = [rows[name]["accuracy"] for name in names if name in rows]
+        return {"accuracy": float(np.mean(present)) if present else None, "tasks": len(present),
+                "of": len(names)}
+
+    vtab = [name for _, names in SECTIONS[1:] for name in names]
+    every = [name for _, names in SECTIONS for name in names]
+    extra = [name for name in rows if name not in every]
+    averages = {section: average(names) for section, names in SECTIONS}
+    averages["VTAB all"] = average(vtab)
+    averages["overall"] = average(every + extra)
+    return averages
+
+
+def _cell(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def format_table(rows: Mapping[str, dict], averages: Optional[dict] = None, title: str = "") -> str:
+    """Markdown table in the paper's layout: each section's tasks then its average, then VTAB all
+    and the overall average. Accuracies in percent, +- the 95% interval."""
+    averages = averages or summarize(rows)
+    lines = ([f"{title}", ""] if title else []) + [
+        "| section | task | accuracy (%) | 95% CI (+-) | test images | personalise (s) | GMACs | images/s |",
+        "|---|---|---|---|---|---|---|---|"]
+
+    def average_line(label, data):
+        note = "" if data["tasks"] == data["of"] else f" ({data['tasks']} of {data['of']} tasks)"
+        lines.append(f"| **{label}** | **average**{note} | **{_cell(data['accuracy'])}** | | | | | |")
+
+    for section, names in SECTIONS:
+        for name in names:
+            row = rows.get(name)
+            if row is None:
+                continue
+            macs = row.get("personalization_macs")
+            seconds = row.get("personalization_seconds")
+            lines.append(f"| {section} | {name} | {_cell(row['accuracy'])} | {_cell(row['ci95'])} | "
+                         f"{row['test_images']} | {'-' if seconds is None else f'{seconds:.2f}'} | "
+                         f"{'-' if macs is None else f'{macs / 1e9:.2f}'} | {row['images_per_second']:.1f} |")
+        average_line(section, averages[section])
+    average_line("VTAB all", averages["VTAB all"])
+    average_line("overall", averages["overall"])
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- the runner
+def run_benchmark(tasks: Sequence[str], evaluate: Callable[[str], dict], output_dir: str,
+                  fingerprint: Mapping, title: str = "", log: Callable[[str], None] = print) -> dict:
+    """Evaluates each name in ``tasks`` with ``evaluate(name) -> row`` unless already done.
+
+    ``fingerprint`` (weights, protocol, image size, ...) is stored with every task result; a
+    finished task with a different fingerprint is an error (use another output folder), so a
+    resumed run never mixes two models. Returns the full results (also in results.json).
+    """
+    task_dir = os.path.join(output_dir, TASK_DIR)
+    os.makedirs(task_dir, exist_ok=True)
+    fingerprint = json.loads(json.dumps(dict(fingerprint)))
+    rows = _load_finished(task_dir, fingerprint)
+    for name in tasks:
+        if name in rows:
+            log(f"{name}: done already ({100 * rows[name]['accuracy']:.2f}%), skipped")
+            continue
+        row = evaluate(name)
+        row["fingerprint"] = fingerprint
+        atomic.write_json(os.path.join(task_dir, f"{name}.json"), row, indent=1)
+        rows[name] = row
+        log(f"{name}: {100 * row['accuracy']:.2f} +- {100 * row['ci95']:.2f}% ({row['test_images']} test images)")
+        _write_summary(output_dir, rows, fingerprint, title)
+    return _write_summary(output_dir, rows, fingerprint, title)
+
+
+def _load_finished(task_dir: str, fingerprint: dict) -> Dict[str, dict]:
+    rows = {}
+    for entry in sorted(os.listdir(task_dir)):
+        if not entry.endswith(".json") or entry.startswith("."):
+            continue
+        path = os.path.join(task_dir, entry)
+        try:
+            with open(path) as handle:
+                row = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path} is not valid JSON ({error}); delete it to re-run that task.") from None
+        if row.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{path} was written by a different evaluation ({row.get('fingerprint')} vs "
+                              f"{fingerprint}); use a new --output_dir, or delete it to re-run.")
+        rows[row["task"]] = row
+    return rows
+
+
+def _write_summary(output_dir: str, rows: Mapping[str, dict], fingerprint: dict, title: str) -> dict:
+    averages = summarize(rows)
+    table = format_table(rows, averages, title)
+    results = {"fingerprint": fingerprint, "tasks": dict(rows), "averages": averages, "table": table}
+    atomic.write_json(os.path.join(output_dir, RESULTS_JSON), results, indent=1)
+    atomic.write_text(os.path.join(output_dir, RESULTS_MD), table + "\n")
+    return results
+
+
+# -------------------------------------------------------------------------- VTAB+MD end to end
+def default_tasks(records: Optional[str], md_tfds_data_dir: Optional[str], tfds_data_dir: Optional[str]) -> list:
+    """Every task the given data covers, in the paper's order."""
+    tasks = list(MD_V2_TEST) if (records or md_tfds_data_dir) else []
+    if tfds_data_dir is not None:
+        tasks += [name for _, names in SECTIONS[1:] for name in names]
+    return tasks
+
+
+def evaluate_vtab_md(model, output_dir: str, tasks: Optional[Sequence[str]] = None, records: Optional[str] = None,
+                     tfds_data_dir: Optional[str] = None, md_tfds_data_dir: Optional[str] = None,
+                     protocol: str = "vtab1k", download: bool = False, batch_size: int = 256,
+                     md_episodes: int = 600, seed: int = 12345, count_macs: bool = True,
+                     fingerprint: Optional[Mapping] = None, log: Callable[[str], None] = print) -> dict:
+    """Evaluates an EpisodicModel on VTAB+MD (or ``tasks`` of it) into ``output_dir`` (resumable).
+
+    MD-v2 sources come from Meta-Dataset records (``records``, one folder per source) or from
+    Google's TFDS build (``md_tfds_data_dir``); VTAB tasks from the prepared TFDS data dir
+    ``tfds_data_dir``. Returns the results (also written as results.json / results.md).
+    """
+    from lite_tf.data import vtab
+
+    tasks = list(tasks) if tasks else default_tasks(records, md_tfds_data_dir, tfds_data_dir)
+    if not tasks:
+        raise ConfigError("Nothing to evaluate: give --records or --md_tfds_data_dir (MD-v2) and/or "
+                          "--tfds_data_dir (VTAB-v2), or --tasks.")
+    md_names = set(MD_V2_TEST)
+    for name in tasks:
+        if name not in vtab.TASKS and name not in md_names:
+            raise ConfigError(f"Unknown VTAB+MD task {name!r}. MD-v2: {', '.join(MD_V2_TEST)}; VTAB-v2: "
+                              f"{', '.join(vtab.TASK_NAMES)}.")
+        if name in md_names and not (records or md_tfds_data_dir):
+            raise ConfigError(f"Task {name!r} is a Meta-Dataset source: give --records or --md_tfds_data_dir.")
+        if name in vtab.TASKS and tfds_data_dir is None:
+            raise ConfigError(f"Task {name!r} is a VTAB task: give --tfds_data_dir.")
+    image_size = model.image_size
+    counter = None
+    if count_macs:
+        from lite_tf.eval.macs import PersonalizationMacs
+
+        counter = PersonalizationMacs(model.learner, image_size)
+    vtab_tasks = {name: vtab.open_task(name, tfds_data_dir, image_size, protocol, download)
+                  for name in tasks if name in vtab.TASKS}  # every VTAB dataset checked before any work
+
+    def evaluate(name: str) -> dict:
+        if name in vtab_tasks:
+            return evaluate_large_task(model.learner, vtab_tasks[name], image_size, batch_size, counter)
+        return evaluate_episodes(model, name, md_episodes_for(name), md_episodes)
+
+    def md_episodes_for(name: str) -> tf.data.Dataset:
+        if records:
+            from lite_tf.data.metadataset.pipeline import make_episode_dataset
+
+            return make_episode_dataset(records, "test", image_size=image_size, datasets=[name], seed=seed)
+        from lite_tf.data.md_tfds import make_tfds_episode_dataset
+
+        return make_tfds_episode_dataset(md_tfds_data_dir, [name], "test", image_size, "v2", seed)
+
+    fingerprint = {"image_size": image_size, "protocol": protocol, "md_episodes": md_episodes, "seed": seed,
+                   "md_data": "records" if records else "tfds", **(fingerprint or {})}
+    title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px, VTAB protocol {protocol}, "
+             f"{md_episodes} MD-v2 episodes per source")
+    return run_benchmark(tasks, evaluate, output_dir, fingerprint, title, log)

@@ -1,0 +1,169 @@
+"""Meta-Dataset in Google's TFDS format, read directly: a small dataset built by a TFDS builder
+that writes what meta_dataset's builder writes (one ``all_classes`` split sorted by class, specs
+and class slices in the metadata), then episodes sampled from it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from lite_tf.data import md_tfds
+from lite_tf.errors import DataError
+from lite_tf.registry import get_source
+
+CLASSES = {"TRAIN": 5, "VALID": 2, "TEST": 6}
+IMAGES = [4 + (c % 3) for c in range(sum(CLASSES.values()))]  # 4, 5, 6 images per class
+
+
+def colour(class_id: int) -> np.ndarray:
+    return np.array([20 * class_id, 255 - 20 * class_id, 60 + 10 * class_id], np.uint8)
+
+
+def _spec(name: str) -> dict:
+    ids = range(len(IMAGES))
+    return {"name": name, "classes_per_split": CLASSES, "images_per_class": {str(c): IMAGES[c] for c in ids},
+            "class_names": {str(c): f"class_{c}" for c in ids}, "path": "unused", "file_pattern": "{}.tfrecords",
+            "__class__": "DatasetSpecification"}
+
+
+def _slices():
+    starts = np.cumsum([0] + IMAGES)
+    relative, first = {}, 0
+    for split, count in CLASSES.items():
+        relative[split.lower()] = {rel: (int(starts[first + rel]), int(starts[first + rel + 1])) for rel in range(count)}
+        first += count
+    return relative
+
+
+class MetaDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Stands in for meta_dataset's builder: same name, features, split and metadata layout."""
+
+    name = "meta_dataset"
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="aircraft")]
+
+    def _info(self):
+        slices = _slices()
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(encoding_format="jpeg"), "format": tfds.features.Text(),
+                "filename": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=len(IMAGES)),
+                "class_name": tfds.features.Text()}),
+            metadata=tfds.core.MetadataDict(
+                dataset_specs={"v1": _spec("aircraft"), "v2": _spec("aircraft")},
+                relative_class_slices={"v1": slices, "v2": slices},
+                meta_split_slices={}, class_names=[f"class_{c}" for c in range(len(IMAGES))],
+                total_num_examples=sum(IMAGES)),
+            disable_shuffling=True, supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        return {"all_classes": self._generate_examples()}
+
+    def _generate_examples(self):
+        index = 0
+        for class_id, count in enumerate(IMAGES):
+            for _ in range(count):
+                yield index, {"image": np.tile(colour(class_id), (12, 12, 1)), "format": "JPEG",
+                              "filename": f"{index}.jpg", "label": class_id, "class_name": f"class_{class_id}"}
+                index += 1
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("tfds"))
+    MetaDataset(config="aircraft", data_dir=root,
+                file_format="tfrecord").download_and_prepare(
+        download_config=tfds.download.DownloadConfig(num_shards=3))
+    return root
+
+
+def _classes_of(images) -> list:
+    """The class of every image, from its colour (JPEG keeps a flat colour within a few levels)."""
+    pixels = ((images[:, 6, 6, :] + 1.0) * 127.5)
+    table = np.stack([colour(c) for c in range(len(IMAGES))]).astype(np.float32)
+    return [int(np.argmin(np.abs(table - p).sum(1))) for p in pixels]
+
+
+def test_episodes_hold_the_sampled_classes_of_the_split_and_their_images(data_dir):
+    test_ids = set(range(CLASSES["TRAIN"] + CLASSES["VALID"], len(IMAGES)))
+    dataset = md_tfds.make_tfds_episode_dataset(data_dir, ["aircraft"], "test", image_size=8, seed=3)
+    for episode in dataset.take(4):
+        way = int(episode["way"])
+        assert 5 <= way <= 6
+        support = _classes_of(episode["support_images"].numpy())
+        query = _classes_of(episode["query_images"].numpy())
+        mapping = {}
+        for labels, classes in ((episode["support_labels"].numpy(), support), (episode["query_labels"].numpy(), query)):
+            for label, class_id in zip(labels, classes):
+                assert mapping.setdefault(int(label), class_id) == class_id  # one class per episode label
+        assert set(mapping.values()) <= test_ids and len(set(mapping.values())) == way
+        # a class's support + query never exceed its images (no image twice in an episode)
+        counts = np.bincount(support + query, minlength=len(IMAGES))
+        assert all(counts[c] <= IMAGES[c] for c in range(len(IMAGES)))
+
+
+def test_the_registered_source_reads_the_tfds_dir_and_lists_its_sources(data_dir):
+    source = get_source("metadataset_tfds")(version="v2")
+    assert list(source.dataset_names(data_dir)) == ["aircraft"]
+    episode = next(iter(source.episodes("train", image_size=8, seed=0, data_root=data_dir)))
+    classes = set(_classes_of(episode["support_images"].numpy()))
+    assert classes <= set(range(CLASSES["TRAIN"]))
+    assert episode["support_images"].dtype == tf.float32
+
+
+def test_class_ranges_come_from_the_metadata_and_are_checked_against_the_spec(data_dir):
+    store = md_tfds.TfdsClassStore(md_tfds.source_dir(data_dir, "aircraft"), "v1")
+    starts = np.cumsum([0] + IMAGES)
+    first_test = CLASSES["TRAIN"] + CLASSES["VALID"]
+    assert store.class_range("test", first_test) == (int(starts[first_test]), int(starts[first_test + 1]))
+    assert store.class_range("train", 0) == (0, IMAGES[0])
+    store.spec.images_per_class[first_test] += 1
+    with pytest.raises(DataError, match=f"class {first_test} has {IMAGES[first_test]} examples in its slice but "
+                                        f"{IMAGES[first_test] + 1} in the spec"):
+        store.class_range("test", first_test)
+
+
+def test_a_missing_source_names_the_build_command(data_dir):
+    with pytest.raises(DataError, match="tfds build meta_dataset --config=fungi"):
+        md_tfds.make_tfds_episode_dataset(data_dir, ["fungi"], "test", image_size=8)
+
+
+def test_metadataset_v2_picks_the_protocol_sources_per_split_from_records_or_tfds(tmp_path, data_dir):
+    from lite_tf.data.synthetic import fake
+
+    root = str(tmp_path / "records")
+    for name in ("omniglot", "mscoco"):
+        path = f"{root}/{name}"
+        fake.write_fake_dataset(fake.flat_toy_spec(name, path, classes=(5, 5, 5), images=4), path, image_size=16)
+    with pytest.raises(DataError, match=r"lacks the MD-v2 source\(s\) \['ilsvrc_2012_v2', 'aircraft'"):
+        md_tfds.metadataset_v2(root, "train", image_size=8)
+    episode = next(iter(md_tfds.metadataset_v2(root, "valid", image_size=8, valid_datasets=["omniglot", "mscoco"])))
+    assert episode["support_images"].shape[1:] == (8, 8, 3)
+    # the same call on a TFDS data dir reads Google's build
+    episode = next(iter(md_tfds.metadataset_v2(data_dir, "test", image_size=8, test_datasets=["aircraft"])))
+    assert set(_classes_of(episode["query_images"].numpy())) <= set(range(7, len(IMAGES)))
+
+
+def test_the_mdv2_experiment_files_bind_the_v2_sources():
+    from tools.experiment import parse_gin
+
+    for learner in ("protonets", "simple_cnaps", "cnaps", "finetuner"):
+        text = parse_gin([f"gin/experiments/mdv2_{learner}.gin"], [])
+        assert "Training.dataset_fn = @metadataset_v2" in text and "Training.tasks_per_update = 16" in text
+        assert "LiteConfig.h = 40" in text and "LiteConfig.chunk_size = 40" in text
+    assert md_tfds.MD_V2_TRAIN[0] == "ilsvrc_2012_v2" and "vgg_flower" not in md_tfds.MD_V2_TRAIN + md_tfds.MD_V2_TEST
+
+
+def test_reads_the_exact_examples_across_shards_in_any_order(data_dir):
+    from lite_tf.data.metadataset import records
+
+    store = md_tfds.TfdsClassStore(md_tfds.source_dir(data_dir, "aircraft"), "v2")
+    assert len(store._files) == 3
+    expected = np.repeat(np.arange(len(IMAGES)), IMAGES)   # all_classes is sorted by class
+    positions = np.random.default_rng(0).permutation(len(expected))
+    _, labels = records.parse_examples(tf.constant(store.read(positions)))
+    np.testing.assert_array_equal(labels.numpy(), expected[positions])
+    with pytest.raises(DataError, match="outside the split"):
+        store.read(np.array([len(expected)]))
