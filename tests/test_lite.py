@@ -183,6 +183,9 @@ def test_subset_is_uniform_without_replacement():
     (dict(h=-3), "h must be a positive integer"),
     (dict(chunk_size=0), "chunk_size must be a positive integer"),
     (dict(gradient_scaling="half"), "Unknown LITE gradient_scaling 'half'"),
+    (dict(sampling="balanced"), "Unknown LITE sampling 'balanced'"),
+    (dict(redraw="never"), "Unknown LITE redraw 'never'"),
+    (dict(sampling="stratified", gradient_scaling="none"), "stratified' needs gradient_scaling='unbiased'"),
 ])
 def test_bad_config_raises_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -205,3 +208,107 @@ def test_drawn_subsets_are_recorded_and_a_forced_subset_is_used_in_every_batch(e
     assert model.episode_gradients(episode, return_subsets=True)[3] is not None
     model.lite_config = LiteConfig(mode="full")
     assert model.episode_gradients(episode, return_subsets=True)[3] is None
+
+
+def stratified_subset_probability(subset, labels, way, h):
+    """P(H = subset) for stratified sampling: one uniform image per class, then h - way uniform among the rest."""
+    from math import comb
+
+    labels = np.asarray(labels)
+    counts = np.bincount(labels, minlength=way)
+    inside = np.bincount(labels[list(subset)], minlength=way)
+    if len(subset) != h or inside.min() == 0:
+        return 0.0
+    return float(np.prod(inside / counts)) / comb(len(labels) - way, h - way)
+
+
+def test_stratified_draws_cover_every_class_with_the_stated_probabilities():
+    from lite_tf.lite import draw_stratified_subset, inclusion_probabilities
+
+    labels = tf.constant([0, 1, 1, 2, 2, 2, 2], tf.int32)
+    seed, h = keras.random.SeedGenerator(3), 4
+    draws = [tuple(draw_stratified_subset(labels, 3, h, seed).numpy()) for _ in range(1500)]
+    assert all(len(set(d)) == h and {0, 1, 2} <= set(labels.numpy()[list(d)]) for d in draws)
+    subsets = list(itertools.combinations(range(7), h))
+    probabilities = np.array([stratified_subset_probability(s, labels, 3, h) for s in subsets])
+    assert probabilities.sum() == pytest.approx(1.0)
+    frequencies = np.array([draws.count(s) for s in subsets]) / len(draws)
+    assert np.abs(frequencies - probabilities).max() < 0.04
+    included = np.array([sum(p for s, p in zip(subsets, probabilities) if i in s) for i in range(7)])
+    config = LiteConfig(h=h, sampling="stratified")
+    np.testing.assert_allclose(inclusion_probabilities(config, 7, labels, 3).numpy(), included, rtol=1e-6)
+    assert included[0] == pytest.approx(1.0)  # the only image of class 0 is always in H
+    # h < way or h >= N: plain uniform subsets.
+    assert sorted(draw_stratified_subset(labels, 3, 9, seed).numpy()) == list(range(7))
+    assert len(draw_stratified_subset(labels, 3, 2, seed).numpy()) == 2
+
+
+def test_stratified_subsets_are_unbiased(episode):
+    """Average over every subset weighted by its probability = the full gradient (1/p_i row scaling)."""
+    model = protonets_model()
+    labels, h = episode["support_labels"], 4
+    _, full = grads(with_mode(model, mode="full"), episode)
+    with_mode(model, mode="lite", h=h, chunk_size=4, sampling="stratified")
+    total, count = None, 0
+    for subset in itertools.combinations(range(6), h):
+        probability = stratified_subset_probability(subset, labels, 3, h)
+        if probability == 0.0:
+            continue
+        _, g = grads(model, episode, subset=subset)
+        total = [probability * x for x in g] if total is None else [t + probability * x for t, x in zip(total, g)]
+        count += 1
+    assert count == 9  # subsets of 4 holding all three classes
+    assert_gradients_close(total, full, rtol=1e-5)
+    # Uniform N/h scaling on these subsets, weighted the same way, is biased (the test can fail).
+    with_mode(model, mode="lite", h=h, chunk_size=4)
+    biased = None
+    for subset in itertools.combinations(range(6), h):
+        probability = stratified_subset_probability(subset, labels, 3, h)
+        if probability:
+            _, g = grads(model, episode, subset=subset)
+            biased = [probability * x for x in g] if biased is None else [b + probability * x for b, x in zip(biased, g)]
+    assert not all(np.allclose(a, b, rtol=1e-3) for a, b in zip(biased, full))
+
+
+def test_one_subset_per_episode_is_shared_by_query_batches_and_unbiased(episode):
+    model = protonets_model(LiteConfig(h=2, chunk_size=4, redraw="episode"), query_batch_size=2)
+    subsets = model.episode_gradients(episode, return_subsets=True)[3].numpy()
+    assert subsets.shape == (3, 2) and (subsets == subsets[0]).all()
+    model.lite_config = LiteConfig(h=2, chunk_size=4)  # default: re-drawn per batch
+    redrawn = [model.episode_gradients(episode, return_subsets=True)[3].numpy() for _ in range(5)]
+    assert any(not (r == r[0]).all() for r in redrawn)
+    # Unbiased: with one H for every batch, the average over all H equals the full gradient.
+    model.lite_config = LiteConfig(mode="full")
+    _, full = grads(model, episode)
+    model.lite_config = LiteConfig(h=2, chunk_size=4, redraw="episode")
+    subsets = list(itertools.combinations(range(6), 2))
+    total = None
+    for subset in subsets:
+        _, g = grads(model, episode, subset=subset)
+        total = g if total is None else [t + x for t, x in zip(total, g)]
+    assert_gradients_close([t / len(subsets) for t in total], full, rtol=1e-5)
+
+
+def test_exact_mode_only_ever_runs_one_chunk_at_a_time():
+    """Memory is bounded by a chunk: pass 1 and pass 2 both call the network on <= chunk_size images."""
+    rng = np.random.default_rng(2)
+    images = tf.constant(rng.normal(size=(11, 4, 4, 3)), tf.float32)
+    weights = tf.Variable(rng.normal(size=(48, 5)), dtype=tf.float32)
+    calls = []
+
+    def fn(x):
+        calls.append(int(x.shape[0]))
+        return tf.tanh(tf.matmul(tf.reshape(x, [-1, 48]), weights))
+
+    mapper = SupportMapper(LiteConfig(mode="exact", chunk_size=4), 11, training=True)
+    with tf.GradientTape(persistent=True) as tape:
+        mapper.tape = tape
+        mapper.start_batch()
+        loss = tf.reduce_sum(tf.reduce_mean(mapper.map(fn, images), 0) ** 2)
+    first = tape.gradient(loss, [weights] + mapper.watched)
+    assert first[0] is None  # the loss sees the support set only through the watched embeddings
+    (gradient,) = mapper.backpropagate_support(first[1:], [weights], tape, list(mapper.watched))
+    assert calls == [4, 4, 3, 4, 4, 3]  # pass 1 chunks, then pass 2 chunks (eager loop)
+    with tf.GradientTape() as tape:
+        direct = tf.reduce_sum(tf.reduce_mean(tf.tanh(tf.matmul(tf.reshape(images, [-1, 48]), weights)), 0) ** 2)
+    np.testing.assert_allclose(gradient.numpy(), tape.gradient(direct, weights).numpy(), rtol=1e-5, atol=1e-7)
