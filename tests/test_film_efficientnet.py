@@ -17,6 +17,8 @@ def randomised_application(size):
     for layer in application.layers:
         if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Normalization)):
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+            if isinstance(layer, keras.layers.Normalization):
+                layer.finalize_state()  # else the application keeps normalising with mean 0, variance 1
     return application
 
 

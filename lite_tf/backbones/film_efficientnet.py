@@ -99,7 +99,8 @@ def build_film_efficientnet_b0(image_size: int, imagenet_input_scaling: bool = F
 def transfer_application_weights(application: keras.Model, model: keras.Model) -> None:
     """Copies every weight of a keras.applications EfficientNetB0 into ``model`` by layer name.
 
-    The application's input Normalization layer is auto-named, so it is matched by type.
+    The application's input Normalization layer is auto-named, so it is matched by type; it applies
+    copied values only after ``finalize_state()``, which ``set_weights`` does not call.
     """
     for layer in application.layers:
         weights = layer.get_weights()
@@ -116,6 +117,8 @@ def transfer_application_weights(application: keras.Model, model: keras.Model) -
                              f"{[w.shape for w in weights]}, {model.name!r} expects "
                              f"{[w.shape for w in target.get_weights()]}.")
         target.set_weights(weights)
+        if isinstance(target, keras.layers.Normalization):
+            target.finalize_state()  # Normalization reads its mean/variance variables only here
 
 
 @register_backbone("efficientnet_b0_film")
