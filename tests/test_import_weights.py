@@ -1,0 +1,180 @@
+"""Weights importer: PyTorch layouts, every parameter accounted for, file formats, the command line."""
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lite_tf.backbones.resnet import resnet18_film
+from lite_tf.weights import WeightsError, import_weights, load_state_dict
+from lite_tf.weights.assign import WeightMapper
+
+
+def torch_conv2d(x, w, b=None, groups=1):
+    """PyTorch's Conv2d (stride 1, no padding) in NumPy: x [N, C, H, W], w [O, C/groups, kh, kw]."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    out = np.zeros((n, o, h - kh + 1, wd - kw + 1))
+    per_group = o // groups
+    for oc in range(o):
+        g = oc // per_group
+        for i in range(h - kh + 1):
+            for j in range(wd - kw + 1):
+                out[:, oc, i, j] = np.einsum("nckl,ckl->n", x[:, g * cg:(g + 1) * cg, i:i + kh, j:j + kw], w[oc])
+    return out + (0 if b is None else b[None, :, None, None])
+
+
+def planned(layer, method, state):
+    mapper = WeightMapper(state, "test")
+    getattr(mapper, method)(layer, "m")
+    mapper.commit()
+
+
+def test_conv_depthwise_and_linear_layouts_compute_what_pytorch_computes():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 3, 6, 6))
+    w, b = rng.normal(size=(4, 3, 3, 2)), rng.normal(size=4)
+    conv = keras.layers.Conv2D(4, (3, 2), padding="valid")
+    conv.build((None, 6, 6, 3))
+    planned(conv, "conv", {"m.weight": w, "m.bias": b})
+    got = conv(np.transpose(x, (0, 2, 3, 1)).astype(np.float32)).numpy()
+    np.testing.assert_allclose(np.transpose(got, (0, 3, 1, 2)), torch_conv2d(x, w, b), rtol=1e-4, atol=1e-4)
+
+    dw = rng.normal(size=(3, 1, 3, 3))
+    depthwise = keras.layers.DepthwiseConv2D(3, padding="valid", use_bias=False)
+    depthwise.build((None, 6, 6, 3))
+    planned(depthwise, "depthwise", {"m.weight": dw})
+    got = depthwise(np.transpose(x, (0, 2, 3, 1)).astype(np.float32)).numpy()
+    np.testing.assert_allclose(np.transpose(got, (0, 3, 1, 2)), torch_conv2d(x, dw, groups=3), rtol=1e-4, atol=1e-4)
+
+    lw, lb = rng.normal(size=(5, 3)), rng.normal(size=5)
+    dense = keras.layers.Dense(5)
+    dense.build((None, 3))
+    planned(dense, "dense", {"m.weight": lw, "m.bias": lb})
+    v = rng.normal(size=(2, 3))
+    np.testing.assert_allclose(dense(v.astype(np.float32)).numpy(), v @ lw.T + lb, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_and_layer_norm_take_their_four_and_two_tensors():
+    rng = np.random.default_rng(1)
+    bn = keras.layers.BatchNormalization(epsilon=1e-5)
+    bn.build((None, 4))
+    state = {f"m.{k}": rng.uniform(0.5, 1.5, 4) for k in ("weight", "bias", "running_mean", "running_var")}
+    planned(bn, "batch_norm", state)
+    x = rng.normal(size=(3, 4))
+    expected = (x - state["m.running_mean"]) / np.sqrt(state["m.running_var"] + 1e-5) * state["m.weight"] + state["m.bias"]
+    np.testing.assert_allclose(bn(x.astype(np.float32), training=False).numpy(), expected, rtol=1e-5, atol=1e-5)
+    ln = keras.layers.LayerNormalization()
+    ln.build((None, 4))
+    planned(ln, "layer_norm", {"m.weight": state["m.weight"], "m.bias": state["m.bias"]})
+    np.testing.assert_allclose(ln.gamma.numpy(), state["m.weight"], rtol=1e-6)
+
+
+def torchvision_resnet18_state(rng):
+    """A state dict in torchvision's resnet18 naming and shapes (random values)."""
+    state = {}
+
+    def conv(name, out, inp, k):
+        state[f"{name}.weight"] = rng.normal(size=(out, inp, k, k))
+
+    def bn(name, c):
+        for k in ("weight", "bias", "running_mean"):
+            state[f"{name}.{k}"] = rng.normal(size=c)
+        state[f"{name}.running_var"] = rng.uniform(0.5, 1.5, c)
+
+    conv("conv1", 64, 3, 7)
+    bn("bn1", 64)
+    inp = 64
+    for stage, out in enumerate((64, 128, 256, 512), start=1):
+        for block in range(2):
+            p = f"layer{stage}.{block}"
+            conv(f"{p}.conv1", out, inp if block == 0 else out, 3)
+            bn(f"{p}.bn1", out)
+            conv(f"{p}.conv2", out, out, 3)
+            bn(f"{p}.bn2", out)
+            if block == 0 and stage > 1:
+                conv(f"{p}.downsample.0", out, inp, 1)
+                bn(f"{p}.downsample.1", out)
+        inp = out
+    state["fc.weight"], state["fc.bias"] = rng.normal(size=(1000, 512)), rng.normal(size=1000)
+    return state
+
+
+def test_torchvision_resnet18_fills_every_variable():
+    state = torchvision_resnet18_state(np.random.default_rng(2))
+    model = resnet18_film(32)
+    copied = import_weights(model, "torchvision_resnet18", state)
+    assert copied == len(state) - 2 == len(model.weights)  # all but fc; every model variable
+    np.testing.assert_array_equal(model.get_layer("layer2_0_down_conv").kernel.numpy(),
+                                  np.transpose(state["layer2.0.downsample.0.weight"], (2, 3, 1, 0)).astype(np.float32))
+    np.testing.assert_array_equal(model.get_layer("layer4_1_2_bn").moving_variance.numpy(),
+                                  state["layer4.1.bn2.running_var"].astype(np.float32))
+
+
+def test_missing_unused_and_misshaped_parameters_are_named_and_nothing_is_copied():
+    rng = np.random.default_rng(3)
+    model = resnet18_film(32)
+    before = [w.numpy().copy() for w in model.weights]
+    cases = {
+        "layer3.1.bn1.running_var": ("missing from the state dict: 'layer3.1.bn1.running_var'", None),
+        "extra.weight": ("not used by the model: 'extra.weight'", np.zeros(3)),
+        "layer1.0.conv2.weight": ("'layer1.0.conv2.weight' has shape \\[64, 64, 5, 5\\]", rng.normal(size=(64, 64, 5, 5))),
+    }
+    for name, (message, value) in cases.items():
+        state = torchvision_resnet18_state(rng)
+        if value is None:
+            del state[name]
+        else:
+            state[name] = value
+        with pytest.raises(WeightsError, match=message + ".*Nothing was copied"):
+            import_weights(model, "torchvision_resnet18", state)
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, new.numpy())
+
+
+def test_npz_files_hold_param_arrays_and_torch_files_need_torch(tmp_path, monkeypatch):
+    path = str(tmp_path / "state.npz")
+    np.savez(path, **{"param/a.weight": np.ones((2, 3)), "param/n.num_batches_tracked": np.int64(5),
+                      "output/logits": np.zeros(3)})
+    state = load_state_dict(path)
+    assert list(state) == ["a.weight"] and state["a.weight"].dtype == np.float32  # integer counters dropped
+    np.savez(str(tmp_path / "other.npz"), weights=np.ones(3))
+    with pytest.raises(WeightsError, match="holds no 'param/<name>' arrays"):
+        load_state_dict(str(tmp_path / "other.npz"))
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_state_dict(str(tmp_path / "missing.pt"))
+    (tmp_path / "model.pt").write_bytes(b"not really")
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    with pytest.raises(WeightsError, match=r"needs torch: pip install -e \"\.\[torch\]\""):
+        load_state_dict(str(tmp_path / "model.pt"))
+    (tmp_path / "model.txt").write_text("x")
+    with pytest.raises(WeightsError, match="expected a PyTorch file"):
+        load_state_dict(str(tmp_path / "model.txt"))
+
+
+def test_unknown_source_and_wrong_target_are_named():
+    with pytest.raises(WeightsError, match="Unknown weights source 'caffe'"):
+        import_weights(resnet18_film(32), "caffe", {})
+    with pytest.raises(WeightsError, match="onto a built simple_cnaps or cnaps learner"):
+        import_weights(resnet18_film(32), "official_lite", {"x": np.zeros(1)})
+
+
+def test_command_line_writes_a_backbone_file_that_the_backbone_loads(tmp_path):
+    from tools.import_weights import import_backbone
+
+    state = torchvision_resnet18_state(np.random.default_rng(4))
+    checkpoint = str(tmp_path / "resnet18.npz")
+    np.savez(checkpoint, **{f"param/{k}": v for k, v in state.items()})
+    output = import_backbone("torchvision_resnet18", checkpoint, str(tmp_path / "r18.weights.h5"), image_size=32)
+    assert set(os.listdir(tmp_path)) == {"resnet18.npz", "r18.weights.h5"}  # no temporary file left
+    direct = resnet18_film(32)
+    import_weights(direct, "torchvision_resnet18", checkpoint)
+    loaded = resnet18_film(32, weights=output)
+    images = tf.random.uniform([2, 32, 32, 3], -1, 1)
+    from lite_tf.backbones.film import call_backbone
+    np.testing.assert_allclose(call_backbone(loaded, images).numpy(), call_backbone(direct, images).numpy(), rtol=1e-6)
+    from lite_tf.errors import ConfigError
+    with pytest.raises(ConfigError, match="must end in .weights.h5"):
+        import_backbone("torchvision_resnet18", checkpoint, str(tmp_path / "r18.h5"), image_size=32)
