@@ -57,7 +57,8 @@ def learner(official):
     return learner
 
 
-def test_official_lite_outputs_are_reproduced(official, learner):
+def official_errors(official, learner) -> dict:
+    """Relative error of every official output recomputed by ``learner``."""
     context = to_float_images(official["input/context_images_uint8"])
     target = to_float_images(official["input/target_images_uint8"])
     labels = tf.constant(official["input/context_labels"], tf.int32)
@@ -77,8 +78,51 @@ def test_official_lite_outputs_are_reproduced(official, learner):
     errors["logits"] = relative_error(logits, official["output/logits"])
     errors["film_regularization_term"] = relative_error(learner.film_generator.l2(),
                                                         official["output/film_regularization_term"])
+    return errors
+
+
+def assert_parity(errors: dict) -> None:
     bad = {name: error for name, error in errors.items() if not error < TOLERANCE}
     assert not bad, f"relative errors above {TOLERANCE}: {bad}"
+
+
+def test_official_lite_outputs_are_reproduced(official, learner):
+    assert_parity(official_errors(official, learner))
     # the same numbers through the learner's own forward pass (and its 0.001-weighted regulariser)
     np.testing.assert_allclose(float(learner.regularization_loss()),
                                0.001 * float(official["output/film_regularization_term"]), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_imported_run_folder_evaluates_with_the_official_numbers(official, tmp_path):
+    """The README's flow: lite_tf_import_weights writes a run folder; evaluation rebuilds it from
+    experiment.gin and best.weights.h5 (as tools/evaluate.py does) and gets the official outputs."""
+    from tools import experiment
+    from tools.evaluate import load_weights
+    from tools.import_weights import import_official_lite
+
+    run = str(tmp_path / "official_lite")
+    import_official_lite(parity_fixture(), run)
+    assert sorted(os.listdir(run)) == ["best.weights.h5", "experiment.gin"]
+    experiment.parse_gin([os.path.join(run, "experiment.gin")], [])
+    model, _ = experiment.build()
+    load_weights(model, run, "best")
+    assert_parity(official_errors(official, model.learner))
+
+
+@pytest.mark.slow
+def test_plain_efficientnet_pytorch_file_gives_the_official_features(official, tmp_path):
+    """The official feature extractor as a plain EfficientNet-PyTorch file (its own naming, no prefix),
+    imported as a backbone weights file, gives the official features under the official FiLM."""
+    from tools.import_weights import import_backbone
+    from lite_tf.backbones.film_efficientnet import efficientnet_b0_film
+
+    prefix = "param/feature_extractor."
+    checkpoint = str(tmp_path / "efficientnet-b0.npz")
+    np.savez(checkpoint, **{"param/" + k[len(prefix):]: v for k, v in official.items() if k.startswith(prefix)})
+    weights = import_backbone("efficientnet_pytorch_b0", checkpoint, str(tmp_path / "b0.weights.h5"))
+    backbone = efficientnet_b0_film(224, weights=weights)
+    film = [(official[f"output/film/layer{i}/block0/gamma"], official[f"output/film/layer{i}/block0/beta"])
+            for i in range(18)]
+    features = call_backbone(backbone, to_float_images(official["input/target_images_uint8"]), film)
+    assert relative_error(features, official["output/target_features"]) < TOLERANCE
