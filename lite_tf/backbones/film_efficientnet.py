@@ -29,7 +29,8 @@ def _correct_pad(size: int, kernel: int):
     return ((kernel // 2 - adjust, kernel // 2), (kernel // 2 - adjust, kernel // 2))
 
 
-def _mbconv(x, sites: FilmSites, name: str, kernel, filters_in, filters_out, expand_ratio, strides, drop_rate):
+def _mbconv(x, sites: FilmSites, name: str, kernel, filters_in, filters_out, expand_ratio, strides, drop_rate,
+            padding_size: int):
     inputs = x
     filters = filters_in * expand_ratio
     if expand_ratio != 1:
@@ -37,7 +38,7 @@ def _mbconv(x, sites: FilmSites, name: str, kernel, filters_in, filters_out, exp
         x = keras.layers.BatchNormalization(name=f"{name}expand_bn")(x)
         x = keras.layers.Activation("swish", name=f"{name}expand_activation")(x)
     if strides == 2:
-        x = keras.layers.ZeroPadding2D(_correct_pad(x.shape[1], kernel), name=f"{name}dwconv_pad")(x)
+        x = keras.layers.ZeroPadding2D(_correct_pad(padding_size, kernel), name=f"{name}dwconv_pad")(x)
     x = keras.layers.DepthwiseConv2D(kernel, strides=strides, padding="valid" if strides == 2 else "same",
                                      use_bias=False, name=f"{name}dwconv")(x)
     x = keras.layers.BatchNormalization(name=f"{name}bn")(x)
@@ -59,11 +60,16 @@ def _mbconv(x, sites: FilmSites, name: str, kernel, filters_in, filters_out, exp
 
 
 def build_film_efficientnet_b0(image_size: int, imagenet_input_scaling: bool = False,
-                               name: str = "efficientnet_b0_film") -> keras.Model:
+                               name: str = "efficientnet_b0_film", padding_image_size: Optional[int] = None
+                               ) -> keras.Model:
     """The FiLM EfficientNet-B0 graph with random weights.
 
     ``imagenet_input_scaling`` adds the extra per-channel rescaling that keras.applications inserts
     when built with ``weights="imagenet"`` (its ImageNet weights expect it).
+    ``padding_image_size``: the image size that TensorFlow-'same' padding of the stride-2 layers is
+    computed for (default: ``image_size``, as keras and TensorFlow do). EfficientNet-PyTorch pads
+    statically for 224 px whatever the input, so the official LITE 84 px models need 224 here
+    (their 84 px maps then shrink 42, 21, 10, 5, 2 instead of 42, 21, 11, 6, 3).
     """
     if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"efficientnet_b0_film needs square images of at least {MIN_IMAGE_SIZE} px; "
@@ -75,7 +81,12 @@ def build_film_efficientnet_b0(image_size: int, imagenet_input_scaling: bool = F
     x = keras.layers.Normalization(axis=-1, name="normalization")(x)
     if imagenet_input_scaling:
         x = keras.layers.Rescaling([1.0 / math.sqrt(s) for s in IMAGENET_STDDEV_RGB], name="imagenet_scaling")(x)
-    x = keras.layers.ZeroPadding2D(_correct_pad(image_size, 3), name="stem_conv_pad")(x)
+    if padding_image_size is not None and (not isinstance(padding_image_size, int) or padding_image_size < 1):
+        raise ValueError(f"efficientnet_b0_film padding_image_size must be a positive int or None; "
+                         f"got {padding_image_size!r}.")
+    padding_size = padding_image_size or image_size  # spatial size the padding is computed for, per stage
+    x = keras.layers.ZeroPadding2D(_correct_pad(padding_size, 3), name="stem_conv_pad")(x)
+    padding_size = -(-padding_size // 2)
     x = keras.layers.Conv2D(32, 3, strides=2, padding="valid", use_bias=False, name="stem_conv")(x)
     x = keras.layers.BatchNormalization(name="stem_bn")(x)
     x = sites.apply(x, "stem_film")
@@ -84,9 +95,11 @@ def build_film_efficientnet_b0(image_size: int, imagenet_input_scaling: bool = F
     index = 0
     for i, (kernel, repeats, filters_in, filters_out, expand, strides) in enumerate(B0_BLOCKS):
         for j in range(repeats):
+            stride = strides if j == 0 else 1
             x = _mbconv(x, sites, f"block{i + 1}{chr(j + 97)}_", kernel,
                         filters_in if j == 0 else filters_out, filters_out, expand,
-                        strides if j == 0 else 1, DROP_CONNECT_RATE * index / total)
+                        stride, DROP_CONNECT_RATE * index / total, padding_size)
+            padding_size = -(-padding_size // stride)
             index += 1
     x = keras.layers.Conv2D(1280, 1, padding="same", use_bias=False, name="top_conv")(x)
     x = keras.layers.BatchNormalization(name="top_bn")(x)
@@ -124,7 +137,7 @@ def transfer_application_weights(application: keras.Model, model: keras.Model) -
 @register_backbone("efficientnet_b0_film")
 def efficientnet_b0_film(image_size: int, weights: Optional[str] = None,
                          imagenet_input_scaling: Optional[bool] = None,
-                         name: str = "efficientnet_b0_film") -> keras.Model:
+                         name: str = "efficientnet_b0_film", padding_image_size: Optional[int] = None) -> keras.Model:
     """FiLM EfficientNet-B0 (1280-d average-pooled features), taking [images, *FiLM params].
 
     Args:
@@ -134,13 +147,14 @@ def efficientnet_b0_film(image_size: int, weights: Optional[str] = None,
       imagenet_input_scaling: see :func:`build_film_efficientnet_b0`; defaults to True for
         ``"imagenet"`` (as keras.applications does) and False otherwise. Set it True for a local copy
         of the keras ImageNet no-top file.
+      padding_image_size: see :func:`build_film_efficientnet_b0` (224 for the official 84 px models).
     """
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise FileNotFoundError(f"efficientnet_b0_film weights file {weights!r} does not exist; pass None, "
                                 f"'imagenet' or the path of an EfficientNet-B0 no-top weights file.")
     if imagenet_input_scaling is None:
         imagenet_input_scaling = weights == "imagenet"
-    model = build_film_efficientnet_b0(image_size, imagenet_input_scaling, name)
+    model = build_film_efficientnet_b0(image_size, imagenet_input_scaling, name, padding_image_size)
     if weights is None:
         return model
     try:
