@@ -178,3 +178,69 @@ def test_command_line_writes_a_backbone_file_that_the_backbone_loads(tmp_path):
     from lite_tf.errors import ConfigError
     with pytest.raises(ConfigError, match="must end in .weights.h5"):
         import_backbone("torchvision_resnet18", checkpoint, str(tmp_path / "r18.h5"), image_size=32)
+
+
+def orbit_resnet_simple_cnaps_state(rng):
+    """An ORBIT Simple CNAPs ResNet-18 84 px state dict (FewShotRecogniser naming, random values)."""
+    state = {f"feature_extractor.{k}": v for k, v in torchvision_resnet18_state(rng).items() if not k.startswith("fc.")}
+    state["feature_extractor.conv1.weight"] = rng.normal(size=(64, 3, 5, 5))  # the 84 px stem
+    inp = 3
+    for i in range(1, 6):
+        state[f"set_encoder.encoding_fn.layer{i}.0.weight"] = rng.normal(size=(64, inp, 3, 3))
+        state[f"set_encoder.encoding_fn.layer{i}.0.bias"] = rng.normal(size=64)
+        for k in ("weight", "bias", "running_mean"):
+            state[f"set_encoder.encoding_fn.layer{i}.1.{k}"] = rng.normal(size=64)
+        state[f"set_encoder.encoding_fn.layer{i}.1.running_var"] = rng.uniform(0.5, 1.5, 64)
+        inp = 64
+    for stage, maps in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            for layer in range(2):
+                for part in ("gamma", "beta"):
+                    g = f"feature_adapter.layers.{stage}.{part}_generators.{block}.{layer}"
+                    state[f"{g}.linear1.weight"], state[f"{g}.linear1.bias"] = rng.normal(size=(64, 64)), rng.normal(size=64)
+                    state[f"{g}.layernorm.weight"], state[f"{g}.layernorm.bias"] = rng.normal(size=64), rng.normal(size=64)
+                    state[f"{g}.linear2.weight"], state[f"{g}.linear2.bias"] = rng.normal(size=(maps, 64)), rng.normal(size=maps)
+                    state[f"feature_adapter.layers.{stage}.{part}_regularizers.{block}.{layer}"] = rng.normal(size=maps)
+    return state
+
+
+def test_orbit_resnet18_simple_cnaps_maps_every_parameter_and_needs_imagenet_inputs():
+    from lite_tf.backbones.set_encoder import set_encoder
+    from lite_tf.backbones.resnet import resnet18_film_84
+    from lite_tf.registry import get_learner, load_plugins
+
+    load_plugins()
+    state = orbit_resnet_simple_cnaps_state(np.random.default_rng(5))
+    learner = get_learner("simple_cnaps")(backbone=resnet18_film_84(84, input_normalization="imagenet"),
+                                          set_encoder=set_encoder(84, input_normalization="imagenet"))
+    learner.build_for(84)
+    assert import_weights(learner, "orbit", state) == len(state)
+    # stage 2, block 1, second conv of the block -> site 4 * 2 + 2 * 1 + 1 = 11 (layer3_1_2_film)
+    from lite_tf.backbones.film import film_sites
+    assert film_sites(learner.backbone)[11] == ("layer3_1_2_film", 256)
+    np.testing.assert_array_equal(learner.film_generator.beta_regularizers[11].numpy(),
+                                  state["feature_adapter.layers.2.beta_regularizers.1.1"].astype(np.float32))
+    plain = get_learner("simple_cnaps")(backbone=resnet18_film_84(84, input_normalization="imagenet"),
+                                        set_encoder=set_encoder(84))
+    plain.build_for(84)
+    with pytest.raises(WeightsError, match="ORBIT feeds ImageNet-normalised frames.*set_encoder.input_normalization"):
+        import_weights(plain, "orbit", state)
+
+
+def test_imagenet_input_normalization_of_set_encoder_and_resnet():
+    from lite_tf.backbones.input_normalization import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
+    from lite_tf.backbones.set_encoder import set_encoder
+
+    images = tf.random.uniform([2, 32, 32, 3], -1, 1)
+    normalised = ((images + 1) / 2 - np.array(IMAGENET_MEAN_RGB, np.float32)) / np.array(IMAGENET_STDDEV_RGB, np.float32)
+    for build in (lambda n: set_encoder(32, input_normalization=n), lambda n: resnet18_film(32, input_normalization=n)):
+        plain, orbit = build(None), build("imagenet")
+        assert len(plain.weights) == len(orbit.weights)  # constants, not weights
+        for a, b in zip(orbit.weights, plain.weights):
+            b.assign(a)
+        from lite_tf.backbones.film import call_backbone
+        np.testing.assert_allclose(call_backbone(orbit, images).numpy(), call_backbone(plain, normalised).numpy(),
+                                   rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="input_normalization must be one of"):
+        set_encoder(32, input_normalization="caffe")
+    assert resnet18_film(32, stem_padding=1).get_layer("stem_pad").padding == ((1, 1), (1, 1))  # ORBIT's 224 px stem

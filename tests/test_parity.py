@@ -99,10 +99,10 @@ def test_imported_run_folder_evaluates_with_the_official_numbers(official, tmp_p
     experiment.gin and best.weights.h5 (as tools/evaluate.py does) and gets the official outputs."""
     from tools import experiment
     from tools.evaluate import load_weights
-    from tools.import_weights import import_official_lite
+    from tools.import_weights import import_run
 
     run = str(tmp_path / "official_lite")
-    import_official_lite(parity_fixture(), run)
+    import_run("official_lite", parity_fixture(), run)
     assert sorted(os.listdir(run)) == ["best.weights.h5", "experiment.gin"]
     experiment.parse_gin([os.path.join(run, "experiment.gin")], [])
     model, _ = experiment.build()
@@ -126,3 +126,36 @@ def test_plain_efficientnet_pytorch_file_gives_the_official_features(official, t
             for i in range(18)]
     features = call_backbone(backbone, to_float_images(official["input/target_images_uint8"]), film)
     assert relative_error(features, official["output/target_features"]) < TOLERANCE
+
+
+def test_orbit_efficientnet_simple_cnaps_is_the_official_model_on_imagenet_normalised_frames(official):
+    """ORBIT's Simple CNAPs (same networks, prefixes set_encoder.encoding_fn / feature_adapter, ImageNet-
+    normalised frames): the fixture's weights renamed ORBIT's way, imported with --from=orbit, give on
+    images x what the official LITE import gives on the normalised pixels (64 px keeps it quick)."""
+    from lite_tf.backbones.input_normalization import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
+    from lite_tf.backbones.set_encoder import set_encoder
+
+    renames = (("set_encoder.pre_pooling_fn.", "set_encoder.encoding_fn."),
+               ("feature_adaptation_network.", "feature_adapter."))
+    state = {}
+    for name, value in load_state_dict(parity_fixture()).items():
+        for old, new in renames:
+            name = name.replace(old, new) if name.startswith(old) else name
+        state[name] = value
+    size = 64
+    orbit = get_learner("simple_cnaps")(set_encoder=set_encoder(size, input_normalization="imagenet"))
+    orbit.build_for(size)
+    import_weights(orbit, "orbit", state)
+    lite = get_learner("simple_cnaps")()
+    lite.build_for(size)
+    import_weights(lite, "official_lite", parity_fixture())
+    images = tf.image.resize(to_float_images(official["input/context_images_uint8"]), [size, size])
+    normalised = ((images + 1) / 2 - np.array(IMAGENET_MEAN_RGB, np.float32)) / np.array(IMAGENET_STDDEV_RGB, np.float32)
+    labels = tf.constant(official["input/context_labels"], tf.int32)
+    outputs = []
+    for learner, x in ((orbit, images), (lite, normalised)):
+        film = learner.film_generator(task_embedding(learner.set_encoder, x))
+        features = call_backbone(learner.backbone, x, film)
+        outputs.append([film[5][0], film[17][1], features, learner.head_logits(features, labels, 5, features)])
+    for got, expected in zip(*outputs):
+        assert relative_error(got, expected) < TOLERANCE

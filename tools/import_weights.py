@@ -20,18 +20,21 @@ from absl import app, flags
 
 DEFAULT_EXPERIMENT = "gin/experiments/md_simple_cnaps.gin"
 # The experiment's backbone starts random (no keras ImageNet download); the checkpoint overwrites it.
-NO_PRETRAINED = "backbones.efficientnet_b0_film.weights = None"
+NO_PRETRAINED = ("backbones.efficientnet_b0_film.weights = None", "backbones.efficientnet_b0.weights = None")
+# ORBIT feeds ImageNet-normalised frames to its set encoder (and ResNets: bind their input_normalization).
+ORBIT_BINDINGS = ("backbones.set_encoder.input_normalization = 'imagenet'",)
 BACKBONES = {"efficientnet_pytorch_b0": "efficientnet_b0_film", "torchvision_resnet18": "resnet18_film"}
 WEIGHTS_SUFFIX = ".weights.h5"
 
 
 def define_flags():
     """Defines this tool's flags (only when it runs, so tools can be imported together)."""
-    flags.DEFINE_enum("from", None, ["official_lite", *BACKBONES], "Which PyTorch model the checkpoint holds.")
+    flags.DEFINE_enum("from", None, ["official_lite", "orbit", *BACKBONES], "Which PyTorch model the checkpoint holds.")
     flags.DEFINE_string("checkpoint", None, "PyTorch state-dict file (.pt/.pth) or .npz of param/<name> arrays.")
-    flags.DEFINE_string("output", None, "official_lite: a new run folder; backbones: a .weights.h5 file.")
-    flags.DEFINE_multi_string("gin_config", [], f"official_lite: experiment file(s) (default {DEFAULT_EXPERIMENT}).")
-    flags.DEFINE_multi_string("gin_bindings", [], "official_lite: extra gin bindings.")
+    flags.DEFINE_string("output", None, "official_lite / orbit: a new run folder; backbones: a .weights.h5 file.")
+    flags.DEFINE_multi_string("gin_config", [], f"official_lite: experiment file(s) (default {DEFAULT_EXPERIMENT}); "
+                              "orbit: required (e.g. gin/experiments/orbit_simple_cnaps.gin).")
+    flags.DEFINE_multi_string("gin_bindings", [], "official_lite / orbit: extra gin bindings.")
     flags.DEFINE_integer("image_size", 224, "Backbones: the image size the model is built for (weights do not "
                          "depend on it).")
     flags.DEFINE_enum("input_convention", "minus_one_one", ["minus_one_one", "imagenet"],
@@ -54,15 +57,21 @@ def save_weights(model, path: str) -> None:
             os.remove(temporary)
 
 
-def import_official_lite(checkpoint: str, output: str, configs=(), bindings=()) -> str:
-    """Writes ``output``/experiment.gin and best.weights.h5 holding the official model; returns the weights path."""
-    from lite_tf.weights import import_weights
+def import_run(source: str, checkpoint: str, output: str, configs=(), bindings=()) -> str:
+    """Writes ``output``/experiment.gin and best.weights.h5 holding an official model; returns the weights path."""
+    from lite_tf.errors import ConfigError
+    from lite_tf.weights import import_weights, load_state_dict
     from tools import experiment
 
-    config_text = experiment.parse_gin(list(configs) or [DEFAULT_EXPERIMENT], [NO_PRETRAINED, *bindings])
+    if source == "orbit" and not configs:
+        raise ConfigError("--from=orbit needs --gin_config: the ORBIT experiment the checkpoint was trained as "
+                          "(e.g. gin/experiments/orbit_simple_cnaps.gin).")
+    state = load_state_dict(checkpoint)  # a bad file fails before the model is built
+    extra = ORBIT_BINDINGS if source == "orbit" else ()
+    config_text = experiment.parse_gin(list(configs) or [DEFAULT_EXPERIMENT], [*NO_PRETRAINED, *extra, *bindings])
     experiment.check_model_dir(output, config_text)
     model, _ = experiment.build()
-    import_weights(model.learner, "official_lite", checkpoint)
+    import_weights(model.learner, source, state, where=checkpoint)
     weights = os.path.join(output, "best.weights.h5")
     save_weights(model, weights)
     experiment.record_experiment(output, config_text)
@@ -102,8 +111,8 @@ def main(argv):
     from tools.experiment import ExperimentError
 
     try:
-        if source == "official_lite":
-            written = import_official_lite(FLAGS.checkpoint, FLAGS.output, FLAGS.gin_config, FLAGS.gin_bindings)
+        if source in ("official_lite", "orbit"):
+            written = import_run(source, FLAGS.checkpoint, FLAGS.output, FLAGS.gin_config, FLAGS.gin_bindings)
         else:
             options = {"input_convention": FLAGS.input_convention} if source == "efficientnet_pytorch_b0" else {}
             written = import_backbone(source, FLAGS.checkpoint, FLAGS.output, FLAGS.image_size, **options)

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Mapping, Union
 from lite_tf.weights.assign import WeightMapper
 from lite_tf.weights.efficientnet import map_efficientnet_pytorch_b0
 from lite_tf.weights.official import map_official_lite
+from lite_tf.weights.orbit import map_orbit
 from lite_tf.weights.resnet import map_torchvision_resnet18
 from lite_tf.weights.state_dict import StateDict, WeightsError, load_state_dict
 
@@ -26,6 +27,8 @@ __all__ = ["SOURCES", "WeightsError", "import_weights", "load_state_dict"]
 SOURCES: Dict[str, tuple] = {
     "official_lite": ("a built simple_cnaps / cnaps learner (efficientnet_b0_film, 224 px)",
                       lambda mapper, target: map_official_lite(mapper, target)),
+    "orbit": ("a built simple_cnaps or protonets learner as the ORBIT experiment configures it",
+              lambda mapper, target: map_orbit(mapper, target)),
     "efficientnet_pytorch_b0": ("an EfficientNet-B0 with keras.applications layer names (efficientnet_b0_film)",
                                 lambda mapper, target, input_convention="minus_one_one":
                                 map_efficientnet_pytorch_b0(mapper, target, "", input_convention)),
@@ -34,12 +37,16 @@ SOURCES: Dict[str, tuple] = {
 }
 
 
-def import_weights(target, source: str, checkpoint: Union[str, os.PathLike, Mapping], **options) -> int:
-    """Copies ``checkpoint``'s weights into ``target`` as ``source`` names them; returns the tensor count."""
+def import_weights(target, source: str, checkpoint: Union[str, os.PathLike, Mapping], where: str = None,
+                   **options) -> int:
+    """Copies ``checkpoint``'s weights into ``target`` as ``source`` names them; returns the tensor count.
+
+    ``where`` names an already loaded state dict's file in error messages.
+    """
     if source not in SOURCES:
         raise WeightsError(f"Unknown weights source {source!r}; known: {', '.join(sorted(SOURCES))}.")
     if isinstance(checkpoint, Mapping):
-        state, where = dict(checkpoint), f"{source} state dict"
+        state, where = dict(checkpoint), where or f"{source} state dict"
     else:
         state, where = load_state_dict(checkpoint), os.fspath(checkpoint)
     mapper = WeightMapper(state, where)

@@ -36,6 +36,7 @@ class WeightMapper:
         self.used: Dict[str, str] = {}
         self.missing: List[str] = []
         self.problems: List[str] = []
+        self.problem_names: set = set()
         self.plan: List[Tuple[object, np.ndarray]] = []
         self.finalizers: List[object] = []
 
@@ -51,11 +52,13 @@ class WeightMapper:
         value = self.state[name]
         if transform is not None:
             if value.ndim != transform[1]:
+                self.problem_names.add(name)
                 self.problems.append(f"{name!r} has shape {list(value.shape)}, expected a {transform[1]}-d tensor "
                                      f"for {variable.path} {list(variable.shape)}")
                 return
             value = transform[0](value)
         if tuple(value.shape) != tuple(variable.shape):
+            self.problem_names.add(name)
             self.problems.append(f"{name!r} has shape {list(self.state[name].shape)}, which gives "
                                  f"{list(value.shape)} but {variable.path} is {list(variable.shape)}")
             return
@@ -109,7 +112,7 @@ class WeightMapper:
     # ------------------------------------------------------------------ finish
     def commit(self) -> int:
         """Checks the plan, then assigns every variable; returns the number of tensors copied."""
-        unused = [name for name in self.state if name not in self.used]
+        unused = [name for name in self.state if name not in self.used and name not in self.problem_names]
         errors = []
         if self.missing:
             errors.append(f"missing from the state dict: {_names(self.missing)}")

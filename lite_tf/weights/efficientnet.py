@@ -14,11 +14,10 @@ import keras
 import numpy as np
 
 from lite_tf.backbones.film_efficientnet import B0_BLOCKS
+from lite_tf.backbones.input_normalization import IMAGENET_MEAN_RGB, IMAGENET_STDDEV_RGB
 from lite_tf.weights.assign import WeightMapper
 from lite_tf.weights.state_dict import WeightsError
 
-IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
-IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 # Input conventions the Normalization layer can be set to (the model sees images in [-1, 1]):
 #   'minus_one_one': the network sees [-1, 1] unchanged, as the official LITE and ORBIT code feed it;
 #   'imagenet': (x01 - mean) / std on [0, 1] pixels, as EfficientNet-PyTorch's own examples feed it.
