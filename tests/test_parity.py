@@ -159,3 +159,19 @@ def test_orbit_efficientnet_simple_cnaps_is_the_official_model_on_imagenet_norma
         outputs.append([film[5][0], film[17][1], features, learner.head_logits(features, labels, 5, features)])
     for got, expected in zip(*outputs):
         assert relative_error(got, expected) < TOLERANCE
+
+
+def test_orbit_protonets_maps_onto_the_plain_efficientnet_backbone():
+    """ORBIT ProtoNets holds only feature_extractor.*; it fills lite_tf's keras.applications EfficientNet-B0."""
+    from lite_tf.backbones.film import call_backbone
+    from lite_tf.backbones.film_efficientnet import efficientnet_b0_film
+
+    state = {k: v for k, v in load_state_dict(parity_fixture()).items() if k.startswith("feature_extractor.")}
+    learner = get_learner("protonets")(backbone="efficientnet_b0")
+    learner.build_for(32)
+    assert import_weights(learner, "orbit", state) == len(state) - 2 + 2  # no _fc; + input mean, variance
+    film = efficientnet_b0_film(32)
+    import_weights(film, "efficientnet_pytorch_b0", {k[len("feature_extractor."):]: v for k, v in state.items()},
+                   input_convention="imagenet")
+    images = tf.random.uniform([2, 32, 32, 3], -1, 1)
+    assert relative_error(learner.backbone(images), call_backbone(film, images)) < TOLERANCE
