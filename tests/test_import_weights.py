@@ -244,3 +244,33 @@ def test_imagenet_input_normalization_of_set_encoder_and_resnet():
     with pytest.raises(ValueError, match="input_normalization must be one of"):
         set_encoder(32, input_normalization="caffe")
     assert resnet18_film(32, stem_padding=1).get_layer("stem_pad").padding == ((1, 1), (1, 1))  # ORBIT's 224 px stem
+
+
+def test_orbit_cnaps_classifier_hypernetwork_is_the_official_versa_classifier():
+    """ORBIT CNAPs = the Simple CNAPs networks + classifier.{weight,bias}_processor.linear{1,2,3};
+    w_c = mu_c + L3 elu(L2 elu(L1 mu_c)), b_c = L3' elu(L2' elu(L1' mu_c)) (width 1, no residual)."""
+    from lite_tf.backbones.resnet import resnet18_film_84
+    from lite_tf.backbones.set_encoder import set_encoder
+    from lite_tf.registry import get_learner, load_plugins
+
+    load_plugins()
+    rng = np.random.default_rng(6)
+    state = orbit_resnet_simple_cnaps_state(rng)
+    for block, width in (("weight_processor", 512), ("bias_processor", 1)):
+        inp = 512
+        for i in (1, 2, 3):
+            state[f"classifier.{block}.linear{i}.weight"] = rng.normal(size=(width, inp)) / np.sqrt(inp)
+            state[f"classifier.{block}.linear{i}.bias"] = rng.normal(size=width)
+            inp = width
+    learner = get_learner("cnaps")(backbone=resnet18_film_84(84, input_normalization="imagenet"),
+                                   set_encoder=set_encoder(84, input_normalization="imagenet"))
+    learner.build_for(84)
+    assert import_weights(learner, "orbit", state) == len(state)
+    elu = lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0)))
+    block = lambda x, p: (lambda h: h @ state[f"{p}.linear3.weight"].T + state[f"{p}.linear3.bias"])(
+        elu(elu(x @ state[f"{p}.linear1.weight"].T + state[f"{p}.linear1.bias"]) @ state[f"{p}.linear2.weight"].T
+            + state[f"{p}.linear2.bias"]))
+    means = rng.normal(size=(3, 512)).astype(np.float32)
+    weights, biases = learner.hypernet(means)
+    np.testing.assert_allclose(weights.numpy(), means + block(means, "classifier.weight_processor"), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(biases.numpy(), block(means, "classifier.bias_processor")[:, 0], rtol=1e-4, atol=1e-4)

@@ -27,7 +27,7 @@ __all__ = ["SOURCES", "WeightsError", "import_weights", "load_state_dict"]
 SOURCES: Dict[str, tuple] = {
     "official_lite": ("a built simple_cnaps / cnaps learner (efficientnet_b0_film, 224 px)",
                       lambda mapper, target: map_official_lite(mapper, target)),
-    "orbit": ("a built simple_cnaps or protonets learner as the ORBIT experiment configures it",
+    "orbit": ("a built simple_cnaps, cnaps or protonets learner as the ORBIT experiment configures it",
               lambda mapper, target: map_orbit(mapper, target)),
     "efficientnet_pytorch_b0": ("an EfficientNet-B0 with keras.applications layer names (efficientnet_b0_film)",
                                 lambda mapper, target, input_convention="minus_one_one":

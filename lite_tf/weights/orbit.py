@@ -11,8 +11,7 @@
                                                 ResNet: stage l, block b, layer j -> site 4l + 2b + j)
 ORBIT feeds ImageNet-normalised frames to both networks, so the set encoder and a ResNet must be built
 with ``input_normalization='imagenet'`` (the EfficientNet's own input normalisation is set here).
-CNAPs' classifier hyper-network (``classifier.*``, ORBIT's 3-layer residual VersaClassifier) has no
-lite_tf counterpart: its parameters are reported as unused.
+  classifier.{weight,bias}_processor.linear{1,2,3}  -> CNAPs' learner.hypernet (VersaClassifier)
 """
 from __future__ import annotations
 
@@ -82,3 +81,9 @@ def map_orbit(mapper: WeightMapper, learner) -> None:
             map_film_generator(mapper, learner.film_generator, ADAPTER)
         else:
             map_resnet_film_generator(mapper, learner.film_generator, ADAPTER)
+    hypernet = getattr(learner, "hypernet", None)
+    if hypernet is not None:
+        for block in ("weight_processor", "bias_processor"):
+            for index in (1, 2, 3):
+                layer = getattr(getattr(hypernet, block), f"linear{index}")
+                mapper.dense(layer, f"classifier.{block}.linear{index}")
