@@ -274,3 +274,93 @@ def test_orbit_cnaps_classifier_hypernetwork_is_the_official_versa_classifier():
     weights, biases = learner.hypernet(means)
     np.testing.assert_allclose(weights.numpy(), means + block(means, "classifier.weight_processor"), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(biases.numpy(), block(means, "classifier.bias_processor")[:, 0], rtol=1e-4, atol=1e-4)
+
+
+def efficientnet_pytorch_to_torchvision(state):
+    """EfficientNet-PyTorch names -> torchvision efficientnet_b0 names (same tensors and shapes)."""
+    repeats, expands = (1, 2, 2, 3, 3, 4, 1), (False,) + (True,) * 6
+    blocks = [(s + 1, j, expands[s]) for s in range(7) for j in range(repeats[s])]
+    out = {}
+    for name, value in state.items():
+        if name.startswith("_blocks."):
+            index, rest = name[len("_blocks."):].split(".", 1)
+            stage, j, expands_ = blocks[int(index)]
+            part, suffix = rest.split(".", 1)
+            k = 1 if expands_ else 0
+            target = {"_expand_conv": "0.0", "_bn0": "0.1", "_depthwise_conv": f"{k}.0", "_bn1": f"{k}.1",
+                      "_se_reduce": f"{k + 1}.fc1", "_se_expand": f"{k + 1}.fc2", "_project_conv": f"{k + 2}.0",
+                      "_bn2": f"{k + 2}.1"}[part]
+            out[f"features.{stage}.{j}.block.{target}.{suffix}"] = value
+        else:
+            part, suffix = name.split(".", 1)
+            prefix = {"_conv_stem": "features.0.0", "_bn0": "features.0.1", "_conv_head": "features.8.0",
+                      "_bn1": "features.8.1", "_fc": "classifier.1"}[part]
+            out[f"{prefix}.{suffix}"] = value
+    return out
+
+
+def efficientnet_pytorch_b0_state(rng):
+    """Random EfficientNet-PyTorch efficientnet-b0 tensors, shaped from lite_tf's B0 (names are the point)."""
+    from lite_tf.backbones.film_efficientnet import efficientnet_b0_film
+    from lite_tf.weights.efficientnet import b0_block_names
+
+    model = efficientnet_b0_film(32)
+    state = {}
+
+    def add(layer, name, kind):
+        layer = model.get_layer(layer)
+        if kind == "bn":
+            for key in ("weight", "bias", "running_mean"):
+                state[f"{name}.{key}"] = rng.normal(size=layer.gamma.shape)
+            state[f"{name}.running_var"] = rng.uniform(0.5, 1.5, layer.gamma.shape)
+            return
+        kh, kw, cin, cout = layer.kernel.shape
+        state[f"{name}.weight"] = rng.normal(size=(cin, 1, kh, kw) if kind == "dw" else (cout, cin, kh, kw)) * 0.1
+        if layer.use_bias:
+            state[f"{name}.bias"] = rng.normal(size=cout)
+
+    add("stem_conv", "_conv_stem", "conv"), add("stem_bn", "_bn0", "bn")
+    for i, (p, expands) in enumerate(b0_block_names()):
+        if expands:
+            add(f"{p}expand_conv", f"_blocks.{i}._expand_conv", "conv"), add(f"{p}expand_bn", f"_blocks.{i}._bn0", "bn")
+        add(f"{p}dwconv", f"_blocks.{i}._depthwise_conv", "dw"), add(f"{p}bn", f"_blocks.{i}._bn1", "bn")
+        add(f"{p}se_reduce", f"_blocks.{i}._se_reduce", "conv"), add(f"{p}se_expand", f"_blocks.{i}._se_expand", "conv")
+        add(f"{p}project_conv", f"_blocks.{i}._project_conv", "conv"), add(f"{p}project_bn", f"_blocks.{i}._bn2", "bn")
+    add("top_conv", "_conv_head", "conv"), add("top_bn", "_bn1", "bn")
+    state["_fc.weight"], state["_fc.bias"] = rng.normal(size=(1000, 1280)), rng.normal(size=1000)
+    return state
+
+
+def test_torchvision_efficientnet_b0_needs_its_padding_and_epsilon_and_fills_every_variable():
+    from lite_tf.backbones.film_efficientnet import efficientnet_b0_film
+
+    state = efficientnet_pytorch_to_torchvision(efficientnet_pytorch_b0_state(np.random.default_rng(7)))
+    assert "features.2.1.block.3.1.running_var" in state and "features.1.0.block.1.fc2.weight" in state
+    with pytest.raises(WeightsError, match="padding='symmetric', batch_norm_epsilon=1e-5"):
+        import_weights(efficientnet_b0_film(32), "torchvision_efficientnet_b0", state)
+    model = efficientnet_b0_film(32, padding="symmetric", batch_norm_epsilon=1e-5)
+    assert import_weights(model, "torchvision_efficientnet_b0", state) == len(state) - 2 + 2
+    assert all(layer.epsilon == 1e-5 for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    # PyTorch's padding=1 on the stride-2 stem: one zero row/column on every side
+    images = tf.random.uniform([1, 32, 32, 3], -1, 1)
+    stem_in = keras.Model(model.inputs[0], model.get_layer("normalization").output)(images)
+    expected = tf.nn.conv2d(stem_in, model.get_layer("stem_conv").kernel, 2, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    got = keras.Model(model.inputs[0], model.get_layer("stem_conv").output)(images)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_efficientnet_pytorch_names_fill_the_keras_application(tmp_path):
+    from tools.import_weights import import_backbone
+    from lite_tf.backbones.film_efficientnet import efficientnet_b0_film
+
+    state = efficientnet_pytorch_b0_state(np.random.default_rng(8))
+    checkpoint = str(tmp_path / "b0.npz")
+    np.savez(checkpoint, **{f"param/{k}": v for k, v in state.items()})
+    output = import_backbone("efficientnet_pytorch_b0", checkpoint, str(tmp_path / "b0.weights.h5"), image_size=32)
+    direct = efficientnet_b0_film(32)
+    assert import_weights(direct, "efficientnet_pytorch_b0", checkpoint) == len(state) - 2 + 2
+    loaded = efficientnet_b0_film(32, weights=output)
+    images = tf.random.uniform([2, 32, 32, 3], -1, 1)
+    from lite_tf.backbones.film import call_backbone
+    np.testing.assert_allclose(call_backbone(loaded, images).numpy(), call_backbone(direct, images).numpy(),
+                               rtol=1e-5, atol=1e-6)

@@ -6,9 +6,10 @@
 ``--from=official_lite`` builds the experiment of ``--gin_config`` (default: the paper's Meta-Dataset
 Simple CNAPs at 224 px), copies the official state dict into it and writes a run folder
 (experiment.gin + best.weights.h5) that lite_tf_evaluate reads as if lite_tf had trained it.
-``--from=efficientnet_pytorch_b0`` / ``torchvision_resnet18`` write a backbone weights file
-(``--output`` ending in .weights.h5) for ``backbones.efficientnet_b0_film.weights`` /
-``backbones.resnet18_film.weights``. The checkpoint is a PyTorch file (pip install -e ".[torch]") or
+``--from=orbit`` does the same for an ORBIT checkpoint and the ORBIT ``--gin_config`` it was trained as.
+``--from=efficientnet_pytorch_b0`` / ``torchvision_efficientnet_b0`` / ``torchvision_resnet18`` write
+a backbone weights file (``--output`` ending in .weights.h5) for ``backbones.efficientnet_b0_film.weights``
+/ ``backbones.resnet18_film.weights``. The checkpoint is a PyTorch file (pip install -e ".[torch]") or
 an .npz of ``param/<state-dict name>`` arrays. Every parameter must be used: nothing is written otherwise.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ DEFAULT_EXPERIMENT = "gin/experiments/md_simple_cnaps.gin"
 NO_PRETRAINED = ("backbones.efficientnet_b0_film.weights = None", "backbones.efficientnet_b0.weights = None")
 # ORBIT feeds ImageNet-normalised frames to its set encoder (and ResNets: bind their input_normalization).
 ORBIT_BINDINGS = ("backbones.set_encoder.input_normalization = 'imagenet'",)
-BACKBONES = {"efficientnet_pytorch_b0": "efficientnet_b0_film", "torchvision_resnet18": "resnet18_film"}
+BACKBONES = {"efficientnet_pytorch_b0": "efficientnet_b0_film", "torchvision_efficientnet_b0": "efficientnet_b0_film",
+             "torchvision_resnet18": "resnet18_film"}
 WEIGHTS_SUFFIX = ".weights.h5"
 
 
@@ -37,9 +39,9 @@ def define_flags():
     flags.DEFINE_multi_string("gin_bindings", [], "official_lite / orbit: extra gin bindings.")
     flags.DEFINE_integer("image_size", 224, "Backbones: the image size the model is built for (weights do not "
                          "depend on it).")
-    flags.DEFINE_enum("input_convention", "minus_one_one", ["minus_one_one", "imagenet"],
-                      "efficientnet_pytorch_b0: what the stem sees: [-1, 1] images as the official LITE code fed "
-                      "them, or ImageNet mean/std normalisation.")
+    flags.DEFINE_enum("input_convention", None, ["minus_one_one", "imagenet"],
+                      "EfficientNets: what the stem sees: [-1, 1] images (default for efficientnet_pytorch_b0, as the "
+                      "official LITE code fed it) or ImageNet mean/std normalisation (default for torchvision).")
 
 
 FLAGS = flags.FLAGS
@@ -88,7 +90,9 @@ def import_backbone(source: str, checkpoint: str, output: str, image_size: int =
         raise ConfigError(f"--output for a backbone must end in {WEIGHTS_SUFFIX}; got {output!r}.")
     load_plugins()
     name = BACKBONES[source]
-    if name == "efficientnet_b0_film":
+    if source == "torchvision_efficientnet_b0":  # loads as efficientnet_b0_film(..., padding='symmetric', ...)
+        model = get_backbone(name)(image_size=image_size, padding="symmetric", batch_norm_epsilon=1e-5)
+    elif name == "efficientnet_b0_film":
         import keras  # the application's layout, which both efficientnet_b0 and efficientnet_b0_film load
 
         model = keras.applications.EfficientNetB0(include_top=False, weights=None, pooling="avg",
@@ -114,7 +118,9 @@ def main(argv):
         if source in ("official_lite", "orbit"):
             written = import_run(source, FLAGS.checkpoint, FLAGS.output, FLAGS.gin_config, FLAGS.gin_bindings)
         else:
-            options = {"input_convention": FLAGS.input_convention} if source == "efficientnet_pytorch_b0" else {}
+            options = {}
+            if FLAGS.input_convention and "efficientnet" in source:
+                options["input_convention"] = FLAGS.input_convention
             written = import_backbone(source, FLAGS.checkpoint, FLAGS.output, FLAGS.image_size, **options)
     except (LiteTfError, ExperimentError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -15,7 +15,7 @@ import os
 from typing import Callable, Dict, Mapping, Union
 
 from lite_tf.weights.assign import WeightMapper
-from lite_tf.weights.efficientnet import map_efficientnet_pytorch_b0
+from lite_tf.weights.efficientnet import map_efficientnet_pytorch_b0, map_torchvision_efficientnet_b0
 from lite_tf.weights.official import map_official_lite
 from lite_tf.weights.orbit import map_orbit
 from lite_tf.weights.resnet import map_torchvision_resnet18
@@ -32,6 +32,9 @@ SOURCES: Dict[str, tuple] = {
     "efficientnet_pytorch_b0": ("an EfficientNet-B0 with keras.applications layer names (efficientnet_b0_film)",
                                 lambda mapper, target, input_convention="minus_one_one":
                                 map_efficientnet_pytorch_b0(mapper, target, "", input_convention)),
+    "torchvision_efficientnet_b0": ("an efficientnet_b0_film(padding='symmetric', batch_norm_epsilon=1e-5)",
+                                    lambda mapper, target, input_convention="imagenet":
+                                    map_torchvision_efficientnet_b0(mapper, target, "", input_convention)),
     "torchvision_resnet18": ("a resnet18_film / resnet18_film_84 model",
                              lambda mapper, target: map_torchvision_resnet18(mapper, target)),
 }

@@ -117,3 +117,40 @@ def _all_layers(model):
 
 def _has_layer(model, name) -> bool:
     return any(layer.name == name for layer in _all_layers(model))
+
+
+def map_torchvision_efficientnet_b0(mapper: WeightMapper, model: keras.Model, prefix: str = "",
+                                    input_convention: str = "imagenet") -> None:
+    """Plans torchvision's ``efficientnet_b0`` (``features.{0..8}``, ``classifier.1``) into ``model``.
+
+    torchvision pads symmetrically and uses batch-norm eps 1e-5, so ``model`` must be an
+    ``efficientnet_b0_film(..., padding='symmetric', batch_norm_epsilon=1e-5)``; its ImageNet weights
+    expect ImageNet-normalised inputs (``input_convention='imagenet'``).
+    """
+    if input_convention not in INPUT_CONVENTIONS:
+        raise WeightsError(f"input_convention must be one of {INPUT_CONVENTIONS}; got {input_convention!r}.")
+    layer = lambda name: find_layer(model, name)
+    if layer("stem_conv_pad").padding != ((1, 1), (1, 1)) or abs(layer("stem_bn").epsilon - 1e-5) > 1e-9:
+        raise WeightsError(f"torchvision's efficientnet_b0 pads symmetrically and uses batch-norm eps 1e-5; build "
+                           f"{model.name!r} with efficientnet_b0_film(..., padding='symmetric', batch_norm_epsilon=1e-5).")
+    mapper.conv(layer("stem_conv"), f"{prefix}features.0.0")
+    mapper.batch_norm(layer("stem_bn"), f"{prefix}features.0.1")
+    for stage, (_, repeats, _, _, expand_ratio, _) in enumerate(B0_BLOCKS):
+        for repeat in range(repeats):
+            name, block = f"block{stage + 1}{chr(97 + repeat)}_", f"{prefix}features.{stage + 1}.{repeat}.block"
+            k = 0
+            if expand_ratio != 1:
+                mapper.conv(layer(f"{name}expand_conv"), f"{block}.0.0")
+                mapper.batch_norm(layer(f"{name}expand_bn"), f"{block}.0.1")
+                k = 1
+            mapper.depthwise(layer(f"{name}dwconv"), f"{block}.{k}.0")
+            mapper.batch_norm(layer(f"{name}bn"), f"{block}.{k}.1")
+            mapper.conv(layer(f"{name}se_reduce"), f"{block}.{k + 1}.fc1")
+            mapper.conv(layer(f"{name}se_expand"), f"{block}.{k + 1}.fc2")
+            mapper.conv(layer(f"{name}project_conv"), f"{block}.{k + 2}.0")
+            mapper.batch_norm(layer(f"{name}project_bn"), f"{block}.{k + 2}.1")
+    mapper.conv(layer("top_conv"), f"{prefix}features.8.0")
+    mapper.batch_norm(layer("top_bn"), f"{prefix}features.8.1")
+    for suffix in ("weight", "bias"):
+        mapper.ignore(f"{prefix}classifier.1.{suffix}", "the ImageNet classifier; the backbone has no top")
+    set_input_convention(mapper, model, input_convention)
