@@ -157,8 +157,10 @@ def test_npz_files_hold_param_arrays_and_torch_files_need_torch(tmp_path, monkey
 def test_unknown_source_and_wrong_target_are_named():
     with pytest.raises(WeightsError, match="Unknown weights source 'caffe'"):
         import_weights(resnet18_film(32), "caffe", {})
-    with pytest.raises(WeightsError, match="onto a built simple_cnaps or cnaps learner"):
+    with pytest.raises(WeightsError, match="onto a built simple_cnaps learner"):
         import_weights(resnet18_film(32), "official_lite", {"x": np.zeros(1)})
+    with pytest.raises(WeightsError, match="takes the options none; got \\['input_convention'\\]"):
+        import_weights(resnet18_film(32), "torchvision_resnet18", {}, input_convention="imagenet")
 
 
 def test_command_line_writes_a_backbone_file_that_the_backbone_loads(tmp_path):

@@ -43,7 +43,6 @@ def official():
 
 @pytest.fixture
 def learner(official):
-    import keras
     import lite_tf.registry
 
     lite_tf.registry.load_plugins()

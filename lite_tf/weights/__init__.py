@@ -11,6 +11,7 @@ nothing is copied. The command-line tool is ``lite_tf_import_weights`` (tools/im
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Callable, Dict, Mapping, Union
 
@@ -25,7 +26,7 @@ __all__ = ["SOURCES", "WeightsError", "import_weights", "load_state_dict"]
 
 # source name -> (what it maps onto, planning function(mapper, target, **options))
 SOURCES: Dict[str, tuple] = {
-    "official_lite": ("a built simple_cnaps / cnaps learner (efficientnet_b0_film, 224 px)",
+    "official_lite": ("a built simple_cnaps learner (efficientnet_b0_film, 224 px)",
                       lambda mapper, target: map_official_lite(mapper, target)),
     "orbit": ("a built simple_cnaps, cnaps or protonets learner as the ORBIT experiment configures it",
               lambda mapper, target: map_orbit(mapper, target)),
@@ -54,8 +55,9 @@ def import_weights(target, source: str, checkpoint: Union[str, os.PathLike, Mapp
         state, where = load_state_dict(checkpoint), os.fspath(checkpoint)
     mapper = WeightMapper(state, where)
     plan: Callable = SOURCES[source][1]
-    try:
-        plan(mapper, target, **options)
-    except TypeError as error:
-        raise WeightsError(f"Bad options {sorted(options)} for weights source {source!r}: {error}") from error
+    accepted = [name for name in inspect.signature(plan).parameters][2:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise WeightsError(f"Weights source {source!r} takes the options {accepted or 'none'}; got {unknown}.")
+    plan(mapper, target, **options)
     return mapper.commit()

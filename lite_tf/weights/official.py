@@ -46,12 +46,15 @@ def map_film_generator(mapper: WeightMapper, generator, prefix: str = ADAPTATION
 
 
 def map_official_lite(mapper: WeightMapper, learner) -> None:
-    """Plans the whole official LITE model into a built CNAPs-family ``learner``."""
+    """Plans the whole official LITE model into a built Simple CNAPs ``learner``."""
     for attribute in ("set_encoder", "backbone", "film_generator"):
         if not hasattr(learner, attribute):
-            raise WeightsError(f"The official LITE model maps onto a built simple_cnaps or cnaps learner (set "
+            raise WeightsError(f"The official LITE model maps onto a built simple_cnaps learner (set "
                                f"encoder, FiLM backbone, FiLM generator); {type(learner).__name__} has no "
                                f"{attribute!r} (call learner.build_for(image_size) first).")
+    if getattr(learner, "hypernet", None) is not None:
+        raise WeightsError("The official LITE model is Simple CNAPs: build a simple_cnaps learner (a cnaps "
+                           "learner's classifier hyper-network has no weights in it).")
     map_set_encoder(mapper, learner.set_encoder)
     map_efficientnet_pytorch_b0(mapper, learner.backbone, FEATURE_EXTRACTOR, "minus_one_one")
     map_film_generator(mapper, learner.film_generator)
