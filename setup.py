@@ -27,6 +27,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.0", "pytest-randomly>=3.12"],
+        # Only to read PyTorch checkpoints (lite_tf_import_weights); .npz state dicts need no torch.
+        "torch": ["torch>=2.0"],
     },
     entry_points={
         # Third-party packages add learners or backbones by declaring modules in these groups;
@@ -48,6 +50,7 @@ setup(
             "lite_tf_make_orbit_demo = tools.make_orbit_demo:run",
             "lite_tf_benchmark = tools.benchmark:run",
             "lite_tf_evaluate_vtab_md = tools.evaluate_vtab_md:run",
+            "lite_tf_import_weights = tools.import_weights:run",
         ],
     },
 )

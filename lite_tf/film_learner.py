@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites
+from lite_tf.backbones.film_generator import FilmGenerator
 from lite_tf.backbones.set_encoder import task_embedding
 from lite_tf.errors import ConfigError
 from lite_tf.eval.macs import image_macs
@@ -25,8 +26,9 @@ from lite_tf.learner import Learner
 class FilmAdaptedLearner(Learner):
     """Base of Simple CNAPs and CNAPs: set encoder -> FiLM generator -> FiLM backbone -> head.
 
-    Subclasses set ``film_generator_class`` (a layer ``cls(channels, hidden=..., name=...)`` mapping
-    z to [(gamma, beta)] per FiLM site, with an ``l2()`` regulariser) and implement
+    ``film_generator_class`` is the official FiLM generator (lite_tf/backbones/film_generator.py);
+    a subclass may set another layer ``cls(channels, hidden=..., name=...)`` mapping z to
+    [(gamma, beta)] per FiLM site, with an ``l2()`` regulariser. Subclasses implement
     ``build_head(feature_dim)``, ``head_logits(support, labels, way, query)`` and
     ``personal_head(support, labels, way) -> keras layer``.
 
@@ -40,7 +42,7 @@ class FilmAdaptedLearner(Learner):
       backbone_trainable: also train the feature extractor (frozen in the paper).
     """
 
-    film_generator_class = None
+    film_generator_class = FilmGenerator
 
     def __init__(self, backbone: Union[str, keras.Model] = "efficientnet_b0_film",
                  set_encoder: Union[str, keras.Model] = "set_encoder", task_embedding_dim: int = 64,
@@ -55,8 +57,6 @@ class FilmAdaptedLearner(Learner):
 
     # ---------------------------------------------------------------- building
     def build_for(self, image_size: int) -> None:
-        if self.film_generator_class is None:
-            raise ConfigError(f"{type(self).__name__} must set film_generator_class (a FiLM generator layer).")
         self.backbone = self.build_backbone(self.backbone_spec, image_size)
         sites = film_sites(self.backbone)
         if not sites:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from lite_tf.errors import ConfigError
+
 
 # ---------------------------------------------------------------------- prototypes (ProtoNets)
 def class_means(features: tf.Tensor, labels: tf.Tensor, way) -> tf.Tensor:
@@ -42,12 +44,19 @@ class PrototypeHead(keras.layers.Layer):
 
 
 # ---------------------------------------------------------------------- Mahalanobis (Simple CNAPs)
-def class_statistics(features: tf.Tensor, labels: tf.Tensor, way):
+ONE_SHOT_COVARIANCES = ("official", "zero")
+
+
+def class_statistics(features: tf.Tensor, labels: tf.Tensor, way, one_shot: str = "official"):
     """(means [K, D], counts [K], class covariances S_c [K, D, D], task covariance S_task [D, D]).
 
-    Unbiased covariances; a one-shot class's S_c is defined as zero (its scatter is exactly zero
-    and the divisor is clamped to 1), and a one-image support set gets S_task = 0.
+    Unbiased covariances. ``one_shot`` says what S_c of a one-shot class (and S_task of a
+    one-image set) is: 'official' as the official code's ``_estimate_cov`` (a single vector x is one
+    variable with D observations: the unbiased variance v of x's entries, broadcast to v 1 1^T);
+    'zero' defines it as zero (the scatter is exactly zero and the divisor is clamped to 1).
     """
+    if one_shot not in ONE_SHOT_COVARIANCES:
+        raise ConfigError(f"one_shot_covariance must be one of {ONE_SHOT_COVARIANCES}; got {one_shot!r}.")
     features = tf.convert_to_tensor(features, tf.float32)
     labels = tf.convert_to_tensor(labels, tf.int32)
     counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, tf.float32), labels, way)
@@ -60,6 +69,14 @@ def class_statistics(features: tf.Tensor, labels: tf.Tensor, way):
     count = tf.cast(tf.shape(features)[0], features.dtype)
     task_centered = features - tf.reduce_mean(features, 0, keepdims=True)
     task_cov = tf.matmul(task_centered, task_centered, transpose_a=True) / tf.maximum(count - 1.0, 1.0)
+    if one_shot == "official":
+        dim = tf.shape(features)[1]
+        ones = tf.ones(tf.stack([dim, dim]), features.dtype)
+        row_var = (tf.math.reduce_variance(features, axis=1) * tf.cast(dim, features.dtype)
+                   / tf.cast(dim - 1, features.dtype))
+        single = tf.math.unsorted_segment_sum(row_var, labels, way)  # the member's v where n_c == 1
+        class_cov = tf.where((counts == 1.0)[:, None, None], single[:, None, None] * ones[None], class_cov)
+        task_cov = tf.where(count == 1.0, row_var[0] * ones, task_cov)
     return means, counts, class_cov, task_cov
 
 
@@ -77,15 +94,15 @@ def mahalanobis_logits(query: tf.Tensor, means: tf.Tensor, cholesky: tf.Tensor) 
     return -tf.transpose(tf.reduce_sum(tf.square(solved), axis=1))
 
 
-def mahalanobis_classifier(support, labels, way):
+def mahalanobis_classifier(support, labels, way, one_shot: str = "official"):
     """(class means [K, D], Cholesky factors of Q_c [K, D, D]) of a support set's features."""
-    means, counts, class_cov, task_cov = class_statistics(support, labels, way)
+    means, counts, class_cov, task_cov = class_statistics(support, labels, way, one_shot)
     return means, tf.linalg.cholesky(regularized_covariances(counts, class_cov, task_cov))
 
 
-def simple_cnaps_logits(support, labels, way, query) -> tf.Tensor:
+def simple_cnaps_logits(support, labels, way, query, one_shot: str = "official") -> tf.Tensor:
     """Simple CNAPs' Mahalanobis logits of ``query`` features against a support set's classes."""
-    means, cholesky = mahalanobis_classifier(support, labels, way)
+    means, cholesky = mahalanobis_classifier(support, labels, way, one_shot)
     return mahalanobis_logits(tf.cast(query, tf.float32), means, cholesky)
 
 
@@ -101,9 +118,9 @@ class MahalanobisHead(keras.layers.Layer):
                                         name="cholesky")
 
     @classmethod
-    def from_support(cls, support, labels, way: int, **kwargs) -> "MahalanobisHead":
+    def from_support(cls, support, labels, way: int, one_shot: str = "official", **kwargs) -> "MahalanobisHead":
         head = cls(way, int(support.shape[-1]), **kwargs)
-        means, cholesky = mahalanobis_classifier(support, labels, way)
+        means, cholesky = mahalanobis_classifier(support, labels, way, one_shot)
         head.means.assign(means)
         head.cholesky.assign(cholesky)
         return head

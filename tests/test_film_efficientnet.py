@@ -17,6 +17,8 @@ def randomised_application(size):
     for layer in application.layers:
         if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Normalization)):
             layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+            if isinstance(layer, keras.layers.Normalization):
+                layer.finalize_state()  # else the application keeps normalising with mean 0, variance 1
     return application
 
 
@@ -70,3 +72,18 @@ def test_wrong_architecture_weights_file_is_named(tmp_path):
 def test_image_size_it_cannot_take_is_named():
     with pytest.raises(ValueError, match="at least 32 px; got image_size=16"):
         efficientnet_b0_film(16)
+
+
+def test_padding_computed_for_224_px_as_efficientnet_pytorch_does_at_84_px():
+    """EfficientNet-PyTorch pads statically for 224 px: at 84 px its maps shrink 42, 21, 10, 5, 2."""
+    official = efficientnet_b0_film(84, padding_image_size=224)
+    default = efficientnet_b0_film(84)
+    sizes = lambda model: [model.get_layer(f"{b}_activation").output.shape[1]
+                           for b in ("block1a", "block2a", "block3a", "block4a", "block6a")]
+    assert sizes(official) == [42, 21, 10, 5, 2]
+    assert sizes(default) == [42, 21, 11, 6, 3]  # TensorFlow 'same' at the real size
+    assert official.get_layer("block3a_dwconv_pad").padding == ((1, 2), (1, 2))  # 56 px padding on a 21 px map
+    assert default.get_layer("block3a_dwconv_pad").padding == ((2, 2), (2, 2))
+    assert [w.shape for w in official.weights] == [w.shape for w in default.weights]
+    with pytest.raises(ValueError, match="padding_image_size must be a positive int"):
+        efficientnet_b0_film(84, padding_image_size=0)

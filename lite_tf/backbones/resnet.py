@@ -14,6 +14,7 @@ from typing import Optional
 import keras
 
 from lite_tf.backbones.film import FilmSites
+from lite_tf.backbones.input_normalization import check_input_normalization, normalize_input
 from lite_tf.registry import register_backbone
 
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
@@ -40,18 +41,28 @@ def _basic_block(x, sites: FilmSites, filters: int, strides: int, name: str):
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
 
-def build_resnet18_film(image_size: int, small_stem: bool, name: str) -> keras.Model:
-    """The graph with random weights; ``small_stem`` selects the 84 px stem."""
+def build_resnet18_film(image_size: int, small_stem: bool, name: str, input_normalization: Optional[str] = None,
+                        stem_padding: Optional[int] = None) -> keras.Model:
+    """The graph with random weights; ``small_stem`` selects the 84 px stem.
+
+    ``stem_padding``: zero padding of the stem convolution (default 3 for the 7x7 stem, as torchvision;
+    1 for the 5x5 stem). The official ORBIT ResNet-18 pads its 7x7 stem by 1.
+    ``input_normalization``: see :mod:`lite_tf.backbones.input_normalization` ('imagenet' for ORBIT).
+    """
+    check_input_normalization(input_normalization, name)
+    if stem_padding is not None and (not isinstance(stem_padding, int) or stem_padding < 0):
+        raise ValueError(f"{name} stem_padding must be a non-negative int or None; got {stem_padding!r}.")
     min_size = 16 if small_stem else 32
     if not isinstance(image_size, int) or image_size < min_size:
         raise ValueError(f"{name} needs square images of at least {min_size} px; got image_size={image_size!r}.")
     inputs = keras.Input((image_size, image_size, 3), name="images")
     sites = FilmSites()
+    x = normalize_input(inputs, input_normalization)
     if small_stem:
-        x = _conv_bn(inputs, 64, 5, 2, 1, "stem")
+        x = _conv_bn(x, 64, 5, 2, 1 if stem_padding is None else stem_padding, "stem")
         x = keras.layers.ReLU(name="stem_relu")(x)
     else:
-        x = _conv_bn(inputs, 64, 7, 2, 3, "stem")
+        x = _conv_bn(x, 64, 7, 2, 3 if stem_padding is None else stem_padding, "stem")
         x = keras.layers.ReLU(name="stem_relu")(x)
         x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         x = keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
@@ -77,12 +88,14 @@ def _load(model: keras.Model, weights: Optional[str]) -> keras.Model:
 
 
 @register_backbone("resnet18_film")
-def resnet18_film(image_size: int, weights: Optional[str] = None, name: str = "resnet18_film") -> keras.Model:
+def resnet18_film(image_size: int, weights: Optional[str] = None, name: str = "resnet18_film",
+                  input_normalization: Optional[str] = None, stem_padding: Optional[int] = None) -> keras.Model:
     """FiLM ResNet-18 with the ImageNet (224 px) stem; 512-d average-pooled features."""
-    return _load(build_resnet18_film(image_size, small_stem=False, name=name), weights)
+    return _load(build_resnet18_film(image_size, False, name, input_normalization, stem_padding), weights)
 
 
 @register_backbone("resnet18_film_84")
-def resnet18_film_84(image_size: int, weights: Optional[str] = None, name: str = "resnet18_film_84") -> keras.Model:
+def resnet18_film_84(image_size: int, weights: Optional[str] = None, name: str = "resnet18_film_84",
+                     input_normalization: Optional[str] = None, stem_padding: Optional[int] = None) -> keras.Model:
     """FiLM ResNet-18 with the 84 px stem (5x5/2 conv, no max-pool); 512-d features."""
-    return _load(build_resnet18_film(image_size, small_stem=True, name=name), weights)
+    return _load(build_resnet18_film(image_size, True, name, input_normalization, stem_padding), weights)
