@@ -120,8 +120,9 @@ def _check_dtype(image_dtype) -> tf.DType:
     return dtype
 
 
-def _annotations(root: str, split: str, protocol: OrbitProtocol) -> Optional[Annotations]:
-    return Annotations(root, split) if protocol.uses_annotations else None
+def _annotations(root: str, split: str, protocol: OrbitProtocol, training: bool) -> Optional[Annotations]:
+    """The split's annotations when the protocol filters this kind of task by them, else None."""
+    return Annotations(root, split) if any(protocol.filters(training)) else None
 
 
 # ---------------------------------------------------------------- training
@@ -186,7 +187,7 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
     protocol = configured_protocol(protocol)
     root = _check_root(root, "orbit_train_dataset") if index is None else root
     index = index or load_split(root, split, cache_dir=cache_dir, strict=strict)
-    annotations = _annotations(root, split, protocol) if root else None
+    annotations = _annotations(root, split, protocol, True) if root else None
     sampler = TrainTaskSampler(index, protocol, target_video_type, seed=seed, annotations=annotations)
     if num_tasks is None and (isinstance(sampled_epochs, bool) or not isinstance(sampled_epochs, int)
                               or sampled_epochs < 1):
@@ -248,4 +249,4 @@ def orbit_eval_tasks(root: Optional[str] = None, split: str = "validation", fram
     root = _check_root(root, "orbit_eval_tasks")
     index = load_split(root, split, cache_dir=cache_dir, strict=strict)
     return OrbitEvalTasks(index, split, frame_size, protocol, tuple(target_types), tasks_per_user, seed,
-                          _annotations(root, split, protocol))
+                          _annotations(root, split, protocol, False))
