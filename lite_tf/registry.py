@@ -24,7 +24,7 @@ _PLUGINS_LOADED = {kind: False for kind in _KINDS}
 _BUILTIN_MODULES = {
     "learner": ("learners",),
     "backbone": ("lite_tf.backbones",),
-    "source": (),
+    "source": ("lite_tf.sources",),
 }
 
 

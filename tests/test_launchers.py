@@ -22,8 +22,7 @@ backbones.conv4.filters = 8
 backbones.conv4.blocks = 2
 LiteConfig.h = 3
 LiteConfig.chunk_size = 4
-Training.dataset_fn = @metadataset
-make_episode_dataset.image_size = 32
+Training.source = @sources.metadataset()
 EpisodeSampler.num_ways = 3
 EpisodeSampler.num_support = 2
 EpisodeSampler.num_query = 2
@@ -103,7 +102,7 @@ def test_list_plugins_and_help():
 
 
 def test_same_seed_gives_the_same_first_episode_loss(tmp_path, config, data_root):
-    from tools.train import train
+    from lite_tf.experiment import train
 
     bindings = ["Training.epochs = 1", "Training.episodes_per_epoch = 1"]
     first = train(str(tmp_path / "a"), [config], bindings, data_root, verbose=0)
@@ -115,7 +114,7 @@ def test_same_seed_gives_the_same_first_episode_loss(tmp_path, config, data_root
 
 def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, config, data_root, monkeypatch):
     from lite_tf import callbacks
-    from tools.train import train
+    from lite_tf.experiment import train
 
     model_dir = str(tmp_path / "run")
     bindings = ["Training.epochs = 40", "Training.episodes_per_epoch = 2", "Training.validate_every = 20"]
@@ -142,7 +141,7 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, config, da
     assert saved_iterations == 2 * saved_epoch
 
     # What the resumed run must start from: the saved weights, not a fresh initialisation.
-    from tools import experiment
+    from lite_tf import experiment
 
     experiment.parse_gin([config], bindings)
     fresh, _ = experiment.build()
@@ -179,8 +178,8 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, config, da
     ("Training.epochs = 0", "Training.epochs must be a positive integer"),
 ])
 def test_bad_configuration_fails_before_anything_is_written(tmp_path, config, data_root, binding, match):
-    from tools.experiment import ExperimentError
-    from tools.train import train
+    from lite_tf.experiment import ExperimentError
+    from lite_tf.experiment import train
 
     model_dir = tmp_path / "run"
     with pytest.raises(ExperimentError, match=match):
@@ -189,10 +188,11 @@ def test_bad_configuration_fails_before_anything_is_written(tmp_path, config, da
 
 
 def test_missing_data_root_and_foreign_model_dir(tmp_path, config, data_root):
-    from tools.experiment import ExperimentError
-    from tools.train import train
+    from lite_tf.errors import DataError
+    from lite_tf.experiment import ExperimentError
+    from lite_tf.experiment import train
 
-    with pytest.raises(ExperimentError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         train(str(tmp_path / "run"), [config], [], str(tmp_path / "nowhere"), verbose=0)
     assert not (tmp_path / "run").exists()
     with pytest.raises(ExperimentError, match="Gin config file 'missing.gin' not found"):
@@ -210,7 +210,7 @@ def test_missing_data_root_and_foreign_model_dir(tmp_path, config, data_root):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, config, data_root):
-    from tools.train import train
+    from lite_tf.experiment import train
 
     with pytest.raises(FloatingPointError, match=r"Training stopped: the loss became (nan|inf) at episode \d+"):
         train(str(tmp_path / "run"), [config], ["Training.learning_rate = 1e30", "Training.optimizer = 'sgd'",
@@ -224,7 +224,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, config, data_root):
 def test_every_experiment_file_parses(path):
     """Each experiment file names only real configurables and parameters (checked without building,
     which for the paper's files would fetch ImageNet weights)."""
-    from tools.experiment import parse_gin
+    from lite_tf.experiment import parse_gin
 
     text = parse_gin([path], [])
     assert "EpisodicModel.learner" in text and "Training." in text
