@@ -29,7 +29,7 @@ setup(
         "test": ["pytest>=7.0", "pytest-randomly>=3.12"],
     },
     entry_points={
-        # Third-party packages add learners or backbones by declaring modules in these groups;
+        # Third-party packages add learners, backbones or data sources by declaring modules in these groups;
         # importing the module registers its plugins (see lite_tf/registry.py).
         "lite_tf.learners": [
             "protonets = learners.protonets",
@@ -38,6 +38,10 @@ setup(
             "finetuner = learners.finetuner",
         ],
         "lite_tf.backbones": [],
+        "lite_tf.sources": [
+            "metadataset = lite_tf.sources.metadataset",
+            "orbit = lite_tf.sources.orbit",
+        ],
         "console_scripts": [
             "lite_tf_train = tools.train:run",
             "lite_tf_evaluate = tools.evaluate:run",

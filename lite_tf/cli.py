@@ -15,7 +15,10 @@ def main_or_error(main: Callable[[list], int]) -> Callable[[list], None]:
         try:
             status = main(argv)
         except LiteTfError as error:
-            print(f"error: {error}", file=sys.stderr)
+            # gin appends "In call to configurable ..." lines to errors raised inside configurables.
+            lines = [line.strip() for line in str(error).splitlines()
+                     if line.strip() and not line.strip().startswith("In call to configurable")]
+            print("error: " + " ".join(lines), file=sys.stderr)
             status = 2
         sys.exit(status or 0)
 

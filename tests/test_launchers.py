@@ -10,38 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-TINY_CONFIG = """
-EpisodicModel.learner = @learners.protonets()
-EpisodicModel.image_size = 32
-EpisodicModel.lite = @LiteConfig()
-EpisodicModel.seed = 0
-learners.protonets.backbone = 'conv4'
-backbones.conv4.filters = 8
-backbones.conv4.blocks = 2
-LiteConfig.h = 3
-LiteConfig.chunk_size = 4
-Training.source = @sources.metadataset()
-EpisodeSampler.num_ways = 3
-EpisodeSampler.num_support = 2
-EpisodeSampler.num_query = 2
-Training.epochs = 2
-Training.episodes_per_epoch = 3
-Training.validation_episodes = 2
-Training.image_log_every = 1
-Training.statistics_every = 1
-"""
+from tests.launch_helpers import REPOSITORY, TINY_CONFIG, launch, make_tiny_data, start
 
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    from tools.make_demo_data import make_demo_data
-
-    root = str(tmp_path_factory.mktemp("demo"))
-    make_demo_data(root, ["glyphs", "shapes"], image_size=32, classes_per_split=[4, 3, 3], images_per_class=6,
-                   seed=0, workers=1, progress=False)
-    return root
+    return make_tiny_data(str(tmp_path_factory.mktemp("demo")))
 
 
 @pytest.fixture
@@ -49,12 +23,6 @@ def config(tmp_path):
     path = tmp_path / "tiny.gin"
     path.write_text(TINY_CONFIG)
     return str(path)
-
-
-def launch(*args, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPOSITORY, env=env, capture_output=True, text=True,
-                          timeout=600, **kwargs)
 
 
 def scalar_tags(log_dir):
@@ -118,11 +86,9 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, config, da
 
     model_dir = str(tmp_path / "run")
     bindings = ["Training.epochs = 40", "Training.episodes_per_epoch = 2", "Training.validate_every = 20"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.train", f"--gin_config={config}", f"--data_root={data_root}",
-         f"--model_dir={model_dir}", "--verbose=0"] + [f"--gin_bindings={b}" for b in bindings],
-        cwd=REPOSITORY, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start("tools.train", f"--gin_config={config}", f"--data_root={data_root}",
+                    f"--model_dir={model_dir}", "--verbose=0", *[f"--gin_bindings={b}" for b in bindings],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = os.path.join(model_dir, "checkpoints", "checkpoint")
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
