@@ -228,6 +228,7 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
             log.warning("Resuming %s with changed settings: %s.", model_dir, ", ".join(changed))
         run_dir.record(config_text)
         initial_epoch = checkpoint.restore()
+        model.optimizer.learning_rate = training.learning_rate  # the checkpoint holds the old one
         if initial_epoch != saved_epoch:  # another trainer advanced it in between
             train_data = episodes(training, model, training.train_split, training.seed + 1000 * initial_epoch,
                                   data_root)

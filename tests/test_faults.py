@@ -139,12 +139,14 @@ def test_second_trainer_is_refused_naming_the_pid_and_the_lock_dies_with_sigkill
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: (model_dir / "checkpoints" / "checkpoint").exists(), process), "trainer never saved"
-        before = files(model_dir)
+        before = (model_dir / "experiment.gin").read_text()
         with pytest.raises(ExperimentError, match=rf"^Model dir '{model_dir}' is in use by another trainer "
                                                   rf"\(PID {process.pid}\); wait for it to finish, or use another "
                                                   r"--model_dir\.$"):
             train(model_dir, config, bindings, data_root)
-        assert set(before) <= set(files(model_dir))  # the second trainer removed nothing
+        # The second trainer wrote nothing (the first one keeps rotating its checkpoints meanwhile).
+        assert (model_dir / "experiment.gin").read_text() == before
+        assert (model_dir / ".lock").read_text() == f"{process.pid}\n"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
