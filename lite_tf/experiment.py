@@ -128,8 +128,11 @@ def parse_gin(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     return gin.config_str()
 
 
-def build() -> tuple:
-    """(model, training) from the parsed gin config, seeded by Training.seed; errors are explained."""
+def build(compile: bool = True) -> tuple:
+    """(model, training) from the parsed gin config, seeded by Training.seed; errors are explained.
+
+    ``compile=False`` (evaluation) leaves out the optimizer, whose saved state evaluation ignores.
+    """
     try:
         training = Training()
         keras.utils.set_random_seed(training.seed)  # before any weight is initialised
@@ -138,7 +141,8 @@ def build() -> tuple:
         raise
     except (TypeError, ValueError, KeyError) as error:
         raise ExperimentError(f"Could not build the experiment from gin: {error}") from error
-    model.compile(training.optimizer())
+    if compile:
+        model.compile(training.optimizer())
     return model, training
 
 
@@ -153,7 +157,7 @@ def load_run_config(model_dir: str, bindings: Sequence[str] = ()) -> str:
 def load_run(model_dir: str, bindings: Sequence[str] = ()) -> tuple:
     """(model, training) rebuilt from a run's experiment.gin (plus ``bindings``), weights not loaded."""
     load_run_config(model_dir, bindings)
-    return build()
+    return build(compile=False)
 
 
 # ------------------------------------------------------------------------------------ weights

@@ -50,7 +50,7 @@ def build_and_evaluate(split=None, target_types=None, tasks_per_user=None, check
     from lite_tf.eval.orbit_evaluation import evaluate_orbit, format_results, write_results
 
     experiment.check_checkpoint(model_dir, checkpoint)
-    model, _ = experiment.build()
+    model, _ = experiment.build(compile=False)
     weights = experiment.load_weights(model, model_dir, checkpoint)
     overrides = {k: v for k, v in (("split", split), ("target_types", target_types),
                                    ("tasks_per_user", tasks_per_user)) if v is not None}

@@ -20,4 +20,5 @@ class Orbit(Source):
                  datasets: Optional[Sequence[str]] = None):
         if datasets is not None:
             raise ConfigError("sources.orbit has no sub-datasets to pick; leave datasets unset.")
-        return orbit_train_dataset(root=data_root or self.root, split=split, frame_size=image_size, seed=seed)
+        location = {"root": data_root or self.root} if (data_root or self.root) else {}  # else gin's ORBIT_ROOT
+        return orbit_train_dataset(split=split, frame_size=image_size, seed=seed, **location)
