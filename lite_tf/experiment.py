@@ -10,6 +10,7 @@ check every argument and input before writing anything (see lite_tf/model_dir.py
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -81,16 +82,23 @@ class Training:
         return keras.optimizers.Adam(self.learning_rate, gradient_accumulation_steps=accumulation)
 
 
+@contextlib.contextmanager
+def data_errors(data_root: Optional[str]):
+    """Reports a data module's ValueError/OSError (not yet on the LiteTfError base) as a DataError."""
+    try:
+        yield
+    except LiteTfError:
+        raise
+    except (ValueError, OSError) as error:
+        raise DataError(f"{error} (--data_root={data_root!r})") from error
+
+
 def episodes(training: Training, model: EpisodicModel, split: str, seed: int, data_root: Optional[str],
              datasets: Optional[Sequence[str]] = None):
     """The source's episodes at the model's image size; data problems become one-line DataErrors."""
-    try:
+    with data_errors(data_root):
         dataset = training.source.episodes(split, image_size=model.image_size, seed=seed, data_root=data_root,
                                            datasets=datasets)
-    except LiteTfError:
-        raise
-    except (ValueError, OSError) as error:  # data modules not yet on the LiteTfError base
-        raise DataError(f"Could not open the {split!r} data (--data_root={data_root!r}): {error}") from error
     shape = dataset.element_spec["support_images"].shape
     if shape.rank != 4 or tuple(shape[1:3]) != (model.image_size, model.image_size):
         raise DataError(f"The source's {split!r} episodes have images of shape {shape}, not "
@@ -294,9 +302,10 @@ def evaluate(model_dir: str, data_root: Optional[str] = None, bindings: Sequence
     output = output or os.path.join(model_dir, f"eval_{split}")
     if not os.access(os.path.dirname(os.path.abspath(output)), os.W_OK):
         raise ExperimentError(f"Cannot write the results to {output}.json: the folder is missing or read-only.")
-    names = evaluator.datasets_to_evaluate(training, split, data_root, datasets)
-    weights = load_weights(model, model_dir, checkpoint)
-    results = evaluator.evaluate(model, training.source, split, data_root=data_root, datasets=names)
+    with data_errors(data_root):
+        names = evaluator.datasets_to_evaluate(training, split, data_root, datasets)
+        weights = load_weights(model, model_dir, checkpoint)
+        results = evaluator.evaluate(model, training.source, split, data_root=data_root, datasets=names)
     results.update(model_dir=model_dir, weights=weights)
     evaluator.write(results, output, f"Evaluation of {weights} on the {split} split ({episodes} episodes per dataset)")
     return results

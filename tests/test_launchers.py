@@ -194,3 +194,43 @@ def test_every_experiment_file_parses(path):
 
     text = parse_gin([path], [])
     assert "EpisodicModel.learner" in text and "Training." in text
+
+
+PLUGIN_SOURCE = '''
+from lite_tf.registry import register_source
+from lite_tf.source import Source
+from tests.helpers import episode_dataset
+
+
+@register_source("generated_test_source")
+class Generated(Source):
+    """Learnable in-memory episodes: no data root needed."""
+
+    def __init__(self, count=4):
+        self.count = count
+
+    def episodes(self, split, *, image_size, seed, data_root=None, datasets=None):
+        return episode_dataset(seed, self.count, image_size=image_size).repeat()
+'''
+
+
+def test_a_source_from_an_installed_package_is_bound_by_name(tmp_path, monkeypatch):
+    """A third-party source loads through the lite_tf.sources entry point and trains at the model's size."""
+    from lite_tf import registry
+    from lite_tf.experiment import train
+
+    (tmp_path / "my_sources.py").write_text(PLUGIN_SOURCE)
+    info = tmp_path / "my_sources-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-sources\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lite_tf.sources]\ngenerated = my_sources\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry._PLUGINS_LOADED, "source", False)
+    assert "generated_test_source" in registry.list_sources()
+    config = tmp_path / "plugin.gin"
+    config.write_text(TINY_CONFIG.replace("@sources.metadataset()", "@sources.generated_test_source()")
+                      + "sources.generated_test_source.count = 3\nEpisodicModel.image_size = 16\n")
+    logs = train(str(tmp_path / "run"), [str(config)], ["Training.epochs = 1"], None, verbose=0)
+    assert 0.0 <= logs["accuracy"] <= 1.0 and np.isfinite(logs["loss"])
+    setup = open(os.path.join(REPOSITORY, "setup.py")).read()
+    assert '"metadataset = lite_tf.sources.metadataset"' in setup and '"orbit = lite_tf.sources.orbit"' in setup
