@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY_CONFIG = """
@@ -33,6 +35,20 @@ def make_tiny_data(root: str, sources=("glyphs", "shapes"), classes_per_split=(4
     make_demo_data(root, list(sources), image_size=32, classes_per_split=list(classes_per_split),
                    images_per_class=images_per_class, seed=0, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Two tiny generated record sets (glyphs, shapes: 4/3/3 classes of 6 images at 32 px)."""
+    return make_tiny_data(str(tmp_path_factory.mktemp("demo")))
+
+
+@pytest.fixture
+def config(tmp_path):
+    """TINY_CONFIG as a gin file."""
+    path = tmp_path / "tiny.gin"
+    path.write_text(TINY_CONFIG)
+    return str(path)
 
 
 def launcher_env(quiet: bool = True) -> dict:

@@ -16,21 +16,9 @@ import pytest
 import tensorflow as tf
 
 from lite_tf.errors import LiteTfError
-from tests.launch_helpers import TINY_CONFIG, launch, make_tiny_data, start
+from tests.launch_helpers import TINY_CONFIG, config, data_root, launch, start  # noqa: F401 (fixtures)
 
 SHORT = ["Training.epochs = 1", "Training.episodes_per_epoch = 2"]
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_tiny_data(str(tmp_path_factory.mktemp("demo")))
-
-
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.gin"
-    path.write_text(TINY_CONFIG)
-    return str(path)
 
 
 def train(model_dir, config, bindings, data_root, **kwargs):

@@ -3,26 +3,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.launch_helpers import REPOSITORY, TINY_CONFIG, launch, make_tiny_data, start
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return make_tiny_data(str(tmp_path_factory.mktemp("demo")))
-
-
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.gin"
-    path.write_text(TINY_CONFIG)
-    return str(path)
+from tests.launch_helpers import REPOSITORY, TINY_CONFIG, config, data_root, launch, start  # noqa: F401 (fixtures)
 
 
 def scalar_tags(log_dir):
