@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from absl import app
+from absl import app, flags, logging
 
 from lite_tf.errors import LiteTfError
 
@@ -12,6 +12,8 @@ from lite_tf.errors import LiteTfError
 def main_or_error(main: Callable[[list], int]) -> Callable[[list], None]:
     """Wraps ``main(argv) -> status``: a LiteTfError prints ``error: <message>`` and exits 2."""
     def wrapped(argv):
+        if not flags.FLAGS["verbosity"].present:  # absl INFO lines (e.g. TF's per-checkpoint notes) off
+            logging.set_verbosity(logging.WARNING)
         try:
             status = main(argv)
         except LiteTfError as error:

@@ -245,10 +245,11 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
             train_data = episodes(training, model, training.train_split, training.seed + 1000 * initial_epoch,
                                   data_root)
         if initial_epoch >= training.epochs:
-            log.info("Training already finished (%d epochs) in %s.", initial_epoch, model_dir)
+            if verbose:
+                print(f"Training already finished ({initial_epoch} epochs) in {model_dir}.")
             return {}
-        if initial_epoch:
-            log.info("Resuming from the end of epoch %d.", initial_epoch)
+        if initial_epoch and verbose:
+            print(f"Resuming from the end of epoch {initial_epoch}.")
         log_dir = run_dir.join(LOGS)
         stop_on_nan = lite_callbacks.StopOnNaN()
         callbacks = [

@@ -3,7 +3,8 @@
 Importing this package (every launcher does, first) quiets TensorFlow's C++ start-up log (CUDA
 probing on CPU-only machines, oneDNN and driver notices). TensorFlow 2.21 writes those before its
 log level applies, so they are sent to /dev/null while TensorFlow loads and finds its devices.
-Set TF_CPP_MIN_LOG_LEVEL yourself (e.g. 0) to see them again.
+Set TF_CPP_MIN_LOG_LEVEL yourself (e.g. 0) to see them again. (absl's INFO lines are off unless
+--verbosity is given: lite_tf.cli.)
 """
 import os
 import sys
