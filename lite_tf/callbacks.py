@@ -87,7 +87,9 @@ class BestWeights(keras.callbacks.Callback):
         self.best = -math.inf
         if os.path.exists(self.info_path):
             with open(self.info_path) as handle:
-                self.best = json.load(handle)["value"]
+                info = json.load(handle)
+            if info.get("monitor") == (monitor or "epoch"):  # a resumed run may switch validation on or off
+                self.best = info["value"]
 
     def on_epoch_end(self, epoch, logs=None):
         if self.monitor is None:
