@@ -192,7 +192,7 @@ class EpisodeStatistics(keras.callbacks.Callback):
                     tf.summary.scalar(f"episode/{key}", float(logs[key]))
             tf.summary.scalar("speed/episodes_per_second", self._episodes / elapsed)
             tf.summary.scalar("speed/images_per_second", self._images / elapsed)
-            tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+            tf.summary.scalar("learning_rate", float(tf.convert_to_tensor(self.model.optimizer.learning_rate)))
             tf.summary.scalar("memory/peak_resident_gib", memory.peak_resident_bytes() / 1024 ** 3)
         self._started, self._images, self._episodes = time.perf_counter(), 0, 0
 

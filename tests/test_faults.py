@@ -392,3 +392,13 @@ def test_tiny_quickstart_gives_the_same_numbers_and_prints_no_warning(tmp_path):
              if any(word in line.lower() for word in ("warning", "error", "cuinit", "onednn", "ran out of data"))
              or line[:1] in "IWEF" and line[1:5].isdigit()]  # absl/TF log lines (I1201 12:00:00 ...)
     assert not noise, noise
+
+
+def test_switching_validation_on_when_resuming_restarts_the_best_weights_comparison(tmp_path, config, data_root):
+    model_dir = tmp_path / "run"
+    train(model_dir, config, ["Training.validate_every = 0", "Training.epochs = 1"], data_root)
+    assert json.load(open(model_dir / "best.json")) == {"monitor": "epoch", "value": 1.0, "epoch": 1}
+    train(model_dir, config, ["Training.validate_every = 1", "Training.epochs = 2"], data_root,
+          resume_with_changes=True)
+    info = json.load(open(model_dir / "best.json"))
+    assert info["monitor"] == "val_accuracy" and info["epoch"] == 2 and 0.0 <= info["value"] <= 1.0
