@@ -148,7 +148,7 @@ def test_evaluate_tool_with_gin_experiment(data, trained, tmp_path):
         assert gin.query_parameter("LiteConfig.h") == 16
         assert gin.query_parameter("OrbitProtocol.train_object_cap") == 15
         output = str(tmp_path / "out" / "results.json")
-        results = orbit_evaluate.build_and_evaluate(tasks_per_user=1, weights=weights, output=output,
+        results = orbit_evaluate.build_and_evaluate(tasks_per_user=1, checkpoint=weights, output=output,
                                                     count_macs=False, progress=False)
     finally:
         gin.clear_config()
