@@ -44,12 +44,10 @@ def _check_rows(results, test_images):
 
 
 def test_the_command_evaluates_a_trained_protonets_run_on_mock_vtab_and_md(tmp_path):
-    from tools import evaluate_vtab_md
-
     model_dir = vtab_mock.make_run(tmp_path / "run")
     data_dir = str(tmp_path / "tfds")
     with vtab_mock.mock_tiny(data_dir):
-        results = evaluate_vtab_md.evaluate(model_dir, tasks=VTAB_TASKS + ["omniglot"],
+        results = large_task.evaluate_run(model_dir, tasks=VTAB_TASKS + ["omniglot"],
                                             records=_records(str(tmp_path / "records")), tfds_data_dir=data_dir,
                                             md_episodes=3, batch_size=32)
     _check_rows(results, {"oxford_flowers102": 60, "dsprites_location": 106})
