@@ -28,7 +28,7 @@ import os
 from typing import Dict, List, Mapping, Sequence
 
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.writing.errors import ConvertError
+from lite_tf.data.writing.errors import ConvertError, read_input_text
 
 SPLITS = spec_lib.SPLITS
 
@@ -36,11 +36,7 @@ SPLITS = spec_lib.SPLITS
 def read_parent_map(path: str) -> Dict[str, List[str]]:
     """child -> parents (in file order, without repeats) from a JSON or tab-separated text file."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as error:  # a binary file is not a hierarchy file either
-        raise ConvertError(f"Cannot read hierarchy file {path}: {error}") from None
+    text = read_input_text(path, "hierarchy")
     parents: Dict[str, List[str]] = {}
 
     def add(child, parent, where):
