@@ -11,7 +11,6 @@ or superclasses for a two-level dataset (see hierarchy.py).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -19,7 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.writing.errors import ConvertError, read_input_text
+from lite_tf.data.writing.errors import ConvertError, input_json, read_input_text
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +59,8 @@ def read_split_file(path: str) -> Dict[spec_lib.Split, List[str]]:
     path = os.fspath(path)
     text = read_input_text(path, "split")
     splits: Dict[spec_lib.Split, List[str]] = {split: [] for split in spec_lib.SPLITS}
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConvertError(f"Split file {path} is not valid JSON: {error}") from None
+    data = input_json(text, path, "split")
+    if data is not None:
         for key, names in data.items():
             split = _split_of_key(key, f"Split file {path}")
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
