@@ -137,6 +137,7 @@ def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episode
     from lite_tf.backbones.conv import conv4
     from lite_tf.data import vtab
     from lite_tf.model import EpisodicModel
+    from lite_tf.sources.vtab import VtabSource
     from learners.protonets import ProtoNets
 
     model = EpisodicModel(ProtoNets(conv4(16, filters=8, blocks=2)), 16)
@@ -144,7 +145,7 @@ def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episode
     with vtab_mock.mock_tiny(data_dir, ["kitti"]):
         task = vtab.open_task("kitti_distance", data_dir, 16)
         row = large_task.evaluate_large_task(model.learner, task, 16, batch_size=16)
-        episodes = vtab.VtabSource(query_batch_size=16).episodes("test", image_size=16, seed=0, data_root=data_dir,
+        episodes = VtabSource(query_batch_size=16).episodes("test", image_size=16, seed=0, data_root=data_dir,
                                                                  datasets=["kitti_distance"])
         correct = 0.0
         for episode in episodes:
