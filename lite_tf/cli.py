@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from typing import Callable, List, Optional, Sequence
 
 from absl import app, flags, logging
 
-from lite_tf.errors import LiteTfError
+from lite_tf.errors import ConfigError, LiteTfError
 
 
 def main_or_error(main: Callable[[list], int]) -> Callable[[list], None]:
@@ -27,10 +27,29 @@ def main_or_error(main: Callable[[list], int]) -> Callable[[list], None]:
     return wrapped
 
 
+def parse_flags(argv: list) -> list:
+    """absl's parser, with a bad or missing flag reported on one line (exit status 2)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 def run(define_flags: Callable[[], None], main: Callable[[list], int]) -> None:
     """Defines the tool's flags (only now, so tools can be imported together) and runs ``main``."""
     define_flags()
-    app.run(main_or_error(main))
+    app.run(main_or_error(main), flags_parser=parse_flags)
+
+
+def integers(values: Optional[Sequence[str]], flag: str, what: str = "") -> Optional[List[int]]:
+    """A list flag's values as integers (None stays None); ConfigError naming ``--flag`` otherwise."""
+    if values is None:
+        return None
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        raise ConfigError(f"--{flag} must be integers{' ' + what if what else ''}; got {','.join(values)}.") from None
 
 
 def no_arguments(argv) -> None:

@@ -106,16 +106,32 @@ def simple_cnaps_logits(support, labels, way, query, one_shot: str = "official")
     return mahalanobis_logits(tf.cast(query, tf.float32), means, cholesky)
 
 
-@keras.saving.register_keras_serializable(package="lite_tf")
-class MahalanobisHead(keras.layers.Layer):
-    """A personalised Simple CNAPs head: class means and Cholesky factors of Q_c held as weights."""
+class PersonalizedHead(keras.layers.Layer):
+    """A head whose classifier was computed from one task's support set: ``way`` classes of ``dim``
+    features, held as fixed (non-trainable) weights and saved with the personalised model."""
 
     def __init__(self, way: int, dim: int, **kwargs):
         super().__init__(**kwargs)
         self.way, self.dim = int(way), int(dim)
-        self.means = self.add_weight(shape=(self.way, self.dim), initializer="zeros", trainable=False, name="means")
-        self.cholesky = self.add_weight(shape=(self.way, self.dim, self.dim), initializer="zeros", trainable=False,
-                                        name="cholesky")
+
+    def fixed_weight(self, shape: tuple, name: str):
+        return self.add_weight(shape=shape, initializer="zeros", trainable=False, name=name)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.way)
+
+    def get_config(self):
+        return {**super().get_config(), "way": self.way, "dim": self.dim}
+
+
+@keras.saving.register_keras_serializable(package="lite_tf")
+class MahalanobisHead(PersonalizedHead):
+    """A personalised Simple CNAPs head: class means and Cholesky factors of Q_c held as weights."""
+
+    def __init__(self, way: int, dim: int, **kwargs):
+        super().__init__(way, dim, **kwargs)
+        self.means = self.fixed_weight((self.way, self.dim), "means")
+        self.cholesky = self.fixed_weight((self.way, self.dim, self.dim), "cholesky")
 
     @classmethod
     def from_support(cls, support, labels, way: int, one_shot: str = "official", **kwargs) -> "MahalanobisHead":
@@ -128,12 +144,6 @@ class MahalanobisHead(keras.layers.Layer):
     def call(self, features):
         return mahalanobis_logits(features, tf.convert_to_tensor(self.means), tf.convert_to_tensor(self.cholesky))
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.way)
-
-    def get_config(self):
-        return {**super().get_config(), "way": self.way, "dim": self.dim}
-
 
 # ---------------------------------------------------------------------- linear (CNAPs, FineTuner)
 def linear_logits(features, weights, biases) -> tf.Tensor:
@@ -142,14 +152,13 @@ def linear_logits(features, weights, biases) -> tf.Tensor:
 
 
 @keras.saving.register_keras_serializable(package="lite_tf")
-class LinearHead(keras.layers.Layer):
+class LinearHead(PersonalizedHead):
     """A personalised linear classifier with fixed weights [way, dim] and biases [way]."""
 
     def __init__(self, way: int, dim: int, **kwargs):
-        super().__init__(**kwargs)
-        self.way, self.dim = int(way), int(dim)
-        self.kernel = self.add_weight(shape=(self.way, self.dim), initializer="zeros", trainable=False, name="kernel")
-        self.bias = self.add_weight(shape=(self.way,), initializer="zeros", trainable=False, name="bias")
+        super().__init__(way, dim, **kwargs)
+        self.kernel = self.fixed_weight((self.way, self.dim), "kernel")
+        self.bias = self.fixed_weight((self.way,), "bias")
 
     @classmethod
     def from_weights(cls, weights, biases, **kwargs) -> "LinearHead":
@@ -160,9 +169,3 @@ class LinearHead(keras.layers.Layer):
 
     def call(self, features):
         return linear_logits(features, tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.way)
-
-    def get_config(self):
-        return {**super().get_config(), "way": self.way, "dim": self.dim}

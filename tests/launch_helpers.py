@@ -30,7 +30,7 @@ Training.statistics_every = 1
 
 
 def make_tiny_data(root: str, sources=("glyphs", "shapes"), classes_per_split=(4, 3, 3), images_per_class=6) -> str:
-    from tools.make_demo_data import make_demo_data
+    from lite_tf.data.synthetic.demo import make_demo_data
 
     make_demo_data(root, list(sources), image_size=32, classes_per_split=list(classes_per_split),
                    images_per_class=images_per_class, seed=0, workers=1, progress=False)
@@ -67,3 +67,24 @@ def launch(*args, timeout=600, **kwargs):
 
 def start(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", *args], cwd=REPOSITORY, env=launcher_env(), **kwargs)
+
+
+def run_tool(module, *argv) -> int:
+    """Runs a tools/ launcher's ``main`` in this process, as its console script would (flags on absl's
+    FLAGS, errors through lite_tf.cli); returns the exit status. Its flags are removed afterwards."""
+    from absl import flags
+
+    from lite_tf import cli
+
+    before = set(flags.FLAGS)
+    module.define_flags()
+    added = set(flags.FLAGS) - before
+    try:
+        remaining = flags.FLAGS(["tool", *argv])
+        with pytest.raises(SystemExit) as exit:
+            cli.main_or_error(module.main)(remaining)
+        return exit.value.code
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in added:
+            delattr(flags.FLAGS, name)

@@ -74,9 +74,9 @@ def test_a_failing_child_reports_its_error_line_and_a_slow_one_times_out():
 def test_bad_case_name_is_a_one_line_error():
     process = subprocess.run([sys.executable, "-m", "tools.benchmark", "--case=lite,nope"], capture_output=True,
                              text=True, env=_env(), cwd=ROOT, timeout=300)
-    assert process.returncode == 1
+    assert process.returncode == 2
     assert process.stderr.strip().splitlines()[-1] == (
-        "benchmark: Unknown benchmark case nope; expected one or more of lite, learner, pipeline, orbit.")
+        "error: Unknown benchmark case nope; expected one or more of lite, learner, pipeline, orbit.")
     assert "Traceback" not in process.stderr
 
 

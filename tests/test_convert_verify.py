@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from absl import flags
 from PIL import Image
 
 from lite_tf.data.metadataset import records
@@ -147,13 +146,11 @@ def test_damaged_spec_is_rewritten(converted):
 # ----------------------------------------------------------------------------- --verify
 @pytest.fixture
 def run_tool():
+    """tools/convert.py's main in this process; returns the exit status (errors: 2, a bad set: 1)."""
+    from tests.launch_helpers import run_tool as run_launcher
     from tools import convert as tool
 
-    def run(*argv):
-        flag_values = tool.define_flags(flags.FlagValues())
-        flag_values(["convert", *argv])
-        return tool.run(["convert"], flag_values)
-    return run
+    return lambda *argv: run_launcher(tool, *argv)
 
 
 def test_verify_good_and_bad_sets(converted, run_tool, capsys):
@@ -307,18 +304,18 @@ def test_every_bad_flag_is_one_line(tmp_path, run_tool, capsys, argv, message):
     argv = [a.format(tmp=tmp_path) for a in argv]
     if not any(a.startswith("--image_folder") for a in argv):
         argv.append(f"--image_folder={tmp_path / 'zoo'}")
-    assert run_tool(*argv, f"--output_dir={tmp_path / 'out'}", "--noprogress") == 1
+    assert run_tool(*argv, f"--output_dir={tmp_path / 'out'}", "--noprogress") == 2
     err = capsys.readouterr().err
-    assert err.startswith("convert: error: " + message.format(tmp=tmp_path)), err
+    assert err.startswith("error: " + message.format(tmp=tmp_path)), err
     assert err.count("\n") == 1
     assert not (tmp_path / "out").exists()
 
 
 def test_verify_of_nothing_is_one_line(tmp_path, run_tool, capsys):
-    assert run_tool("--verify", f"--output_dir={tmp_path / 'none'}") == 1
-    assert capsys.readouterr().err == f"convert: error: --output_dir={tmp_path / 'none'}: no such folder.\n"
-    assert run_tool("--verify", f"--output_dir={tmp_path}") == 1
-    assert capsys.readouterr().err == (f"convert: error: --output_dir={tmp_path} holds no record set (no "
+    assert run_tool("--verify", f"--output_dir={tmp_path / 'none'}") == 2
+    assert capsys.readouterr().err == f"error: --output_dir={tmp_path / 'none'}: no such folder.\n"
+    assert run_tool("--verify", f"--output_dir={tmp_path}") == 2
+    assert capsys.readouterr().err == (f"error: --output_dir={tmp_path} holds no record set (no "
                                        f"{spec_lib.SPEC_FILE}); nothing to verify.\n")
 
 
@@ -331,9 +328,9 @@ def _tool_lines(stderr: str):
 
 @pytest.mark.parametrize("argv, status, line", [
     (["--channels=abc", "--output_dir=out"], 2,
-     "convert: error: flag --channels=abc: invalid literal for int() with base 10: 'abc'"),
+     "error: flag --channels=abc: invalid literal for int() with base 10: 'abc'"),
     (["--image_folder=a", "--tfds_name=b", "--output_dir=out"], 2,
-     "convert: error: Give exactly one input: --image_folder or --tfds_name, not both."),
+     "error: Give exactly one input: --image_folder or --tfds_name, not both."),
 ])
 def test_command_line_errors_are_one_line(tmp_path, argv, status, line):
     import subprocess

@@ -164,7 +164,7 @@ def test_unknown_source_and_wrong_target_are_named():
 
 
 def test_command_line_writes_a_backbone_file_that_the_backbone_loads(tmp_path):
-    from tools.import_weights import import_backbone
+    from lite_tf.weights.runs import import_backbone
 
     state = torchvision_resnet18_state(np.random.default_rng(4))
     checkpoint = str(tmp_path / "resnet18.npz")
@@ -352,7 +352,7 @@ def test_torchvision_efficientnet_b0_needs_its_padding_and_epsilon_and_fills_eve
 
 
 def test_efficientnet_pytorch_names_fill_the_keras_application(tmp_path):
-    from tools.import_weights import import_backbone
+    from lite_tf.weights.runs import import_backbone
     from lite_tf.backbones.film_efficientnet import efficientnet_b0_film
 
     state = efficientnet_pytorch_b0_state(np.random.default_rng(8))

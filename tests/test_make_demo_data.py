@@ -1,16 +1,15 @@
-"""tools/make_demo_data.py: flags, idempotency, refusal to mix, atomic and resumable writes."""
+"""lite_tf/data/synthetic/demo.py and tools/make_demo_data.py: flags, idempotency, refusal to mix, atomic and resumable writes."""
 import os
 
 import pytest
-from absl import flags
 
 from lite_tf import atomic
 from lite_tf.data.metadataset import records
 from lite_tf.data.synthetic import procedural as synthetic
 from lite_tf.data.writing import writer
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.synthetic import procedural as synthetic
-from tools import make_demo_data
+from lite_tf.data.synthetic.demo import make_demo_data
+from tests.launch_helpers import run_tool as run_launcher
 
 SMALL = dict(image_size=16, classes_per_split=[2, 1, 1], images_per_class=3, seed=0, workers=1, progress=False)
 
@@ -18,11 +17,9 @@ SMALL = dict(image_size=16, classes_per_split=[2, 1, 1], images_per_class=3, see
 @pytest.fixture
 def run_tool():
     """Runs the absl main with the given flags in this process; returns its exit status."""
-    def run(*argv):
-        flag_values = make_demo_data.define_flags(flags.FlagValues())
-        flag_values(["make_demo_data", *argv])
-        return make_demo_data.run(["make_demo_data"], flag_values)
-    return run
+    from tools import make_demo_data as tool
+
+    return lambda *argv: run_launcher(tool, *argv)
 
 
 def _mtimes(folder):
@@ -43,18 +40,18 @@ def test_cli_writes_every_source_and_prints_summary(tmp_path, run_tool, capsys):
 
 
 def test_second_run_skips_complete_sources(tmp_path):
-    make_demo_data.make_demo_data(tmp_path, ["glyphs", "shapes"], **SMALL)
+    make_demo_data(tmp_path, ["glyphs", "shapes"], **SMALL)
     before = {s: _mtimes(tmp_path / s) for s in ("glyphs", "shapes")}
-    reports = make_demo_data.make_demo_data(tmp_path, ["glyphs", "shapes"], **SMALL)
+    reports = make_demo_data(tmp_path, ["glyphs", "shapes"], **SMALL)
     assert all(r.already_complete and r.written == 0 for r in reports)
     assert {s: _mtimes(tmp_path / s) for s in ("glyphs", "shapes")} == before
 
 
 def test_conflict_in_any_source_writes_nothing(tmp_path, run_tool, capsys):
-    make_demo_data.make_demo_data(tmp_path, ["shapes"], **{**SMALL, "image_size": 24})
+    make_demo_data(tmp_path, ["shapes"], **{**SMALL, "image_size": 24})
     status = run_tool(f"--output_dir={tmp_path}", "--image_size=16", "--classes_per_split=2,1,1",
                       "--images_per_class=3", "--workers=1", "--noprogress", "--sources=glyphs,shapes")
-    assert status == 1
+    assert status == 2
     assert "Refusing to mix datasets" in capsys.readouterr().err
     assert not (tmp_path / "glyphs").exists()  # checked before the first source was written
     assert spec_lib.load_spec(tmp_path / "shapes").images_per_class[0] == 3
@@ -64,7 +61,7 @@ def test_refuses_folder_with_foreign_records(tmp_path):
     os.makedirs(tmp_path / "glyphs")
     records.write_class_file(records.class_file_path(tmp_path / "glyphs", 0), [b"x"], 0)
     with pytest.raises(writer.DatasetWriteError, match=r"0.tfrecords .* not written by lite_tf"):
-        make_demo_data.make_demo_data(tmp_path, ["glyphs"], **SMALL)
+        make_demo_data(tmp_path, ["glyphs"], **SMALL)
 
 
 def test_interrupted_run_leaves_no_spec_and_resumes(tmp_path, monkeypatch):
@@ -80,19 +77,19 @@ def test_interrupted_run_leaves_no_spec_and_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "class_images", flaky)
     folder = tmp_path / "glyphs"
     with pytest.raises(KeyboardInterrupt):
-        make_demo_data.make_demo_data(tmp_path, ["glyphs"], **SMALL)
+        make_demo_data(tmp_path, ["glyphs"], **SMALL)
     assert not (folder / spec_lib.SPEC_FILE).exists()
     assert sorted(os.listdir(folder)) == ["0.tfrecords", "1.tfrecords", writer.MANIFEST_FILE]
     kept = _mtimes(folder)
 
-    report = make_demo_data.make_demo_data(tmp_path, ["glyphs"], **SMALL)[0]
+    report = make_demo_data(tmp_path, ["glyphs"], **SMALL)[0]
     assert (report.resumed, report.written) == (2, 2)
     assert _mtimes(folder)["0.tfrecords"] == kept["0.tfrecords"]
     spec = spec_lib.load_spec(folder)
     assert all(spec.images_per_class[c] == records.count_records(spec.class_file(c)) == 3 for c in range(4))
     # The resumed dataset is byte-identical to one written in a single run.
     monkeypatch.setattr(synthetic, "class_images", real)
-    make_demo_data.make_demo_data(tmp_path / "fresh", ["glyphs"], **SMALL)
+    make_demo_data(tmp_path / "fresh", ["glyphs"], **SMALL)
     for c in range(4):
         fresh = tmp_path / "fresh" / "glyphs" / f"{c}.tfrecords"
         assert (folder / f"{c}.tfrecords").read_bytes() == fresh.read_bytes()
@@ -105,27 +102,27 @@ def test_stale_temporary_files_are_removed_on_resume(tmp_path):
     atomic.write_json(str(folder / writer.MANIFEST_FILE), plan.manifest, indent=2)
     (folder / ".tmp-0.tfrecords-abc").write_bytes(b"half a file")
     assert plan.state() == "partial"
-    make_demo_data.make_demo_data(tmp_path, ["glyphs"], **SMALL)
+    make_demo_data(tmp_path, ["glyphs"], **SMALL)
     assert not any(name.startswith(".tmp-") for name in os.listdir(folder))
     assert plan.state() == "complete"
 
 
 def test_bad_flags(tmp_path, run_tool, capsys):
-    assert run_tool(f"--output_dir={tmp_path}", "--sources=glyphs,pictures", "--noprogress") == 1
+    assert run_tool(f"--output_dir={tmp_path}", "--sources=glyphs,pictures", "--noprogress") == 2
     assert "Unknown synthetic source 'pictures'" in capsys.readouterr().err
-    assert run_tool(f"--output_dir={tmp_path}", "--classes_per_split=2,1", "--noprogress") == 1
+    assert run_tool(f"--output_dir={tmp_path}", "--classes_per_split=2,1", "--noprogress") == 2
     assert "classes_per_split" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 
 def test_missing_class_file_is_rewritten_and_files_are_readable(tmp_path):
-    make_demo_data.make_demo_data(tmp_path, ["shapes"], **SMALL)
+    make_demo_data(tmp_path, ["shapes"], **SMALL)
     folder = tmp_path / "shapes"
     original = (folder / "2.tfrecords").read_bytes()
     os.remove(folder / "2.tfrecords")
     plan = synthetic.plan_synthetic_dataset(tmp_path, "shapes", 16, (2, 1, 1), 3)
     assert plan.state() == "partial"
-    report = make_demo_data.make_demo_data(tmp_path, ["shapes"], **SMALL)[0]
+    report = make_demo_data(tmp_path, ["shapes"], **SMALL)[0]
     assert (report.resumed, report.written) == (3, 1)
     assert (folder / "2.tfrecords").read_bytes() == original
     umask = os.umask(0)

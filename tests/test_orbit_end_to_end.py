@@ -134,13 +134,13 @@ def test_learner_without_personalize_uses_inference_path(data, trained):
 
 
 def test_evaluate_tool_with_gin_experiment(data, trained, tmp_path):
-    from tools import orbit_evaluate
+    from lite_tf.eval import orbit_evaluation
 
     root, cache, _ = data
     model, _, weights = trained
     gin.clear_config()
     try:
-        orbit_evaluate.parse_gin(["gin/experiments/orbit_protonets.gin"], [
+        orbit_evaluation.parse_experiment(configs=["gin/experiments/orbit_protonets.gin"], bindings=[
             f"ORBIT_ROOT = '{root}'", f"ORBIT_CACHE_DIR = '{cache}'", f"FRAME_SIZE = {SIZE}",
             "learners.protonets.backbone = 'conv4'", "OrbitProtocol.clip_length = 4",
             "OrbitProtocol.train_context_clips = 2", "OrbitProtocol.train_target_clips = 2",
@@ -148,7 +148,7 @@ def test_evaluate_tool_with_gin_experiment(data, trained, tmp_path):
         assert gin.query_parameter("LiteConfig.h") == 16
         assert gin.query_parameter("OrbitProtocol.train_object_cap") == 15
         output = str(tmp_path / "out" / "results.json")
-        results = orbit_evaluate.build_and_evaluate(tasks_per_user=1, checkpoint=weights, output=output,
+        results = orbit_evaluation.build_and_evaluate(tasks_per_user=1, checkpoint=weights, output=output,
                                                     count_macs=False, progress=False)
     finally:
         gin.clear_config()

@@ -78,7 +78,7 @@ def test_strict_on_the_command_line(tmp_path):
     command = [sys.executable, "-m", "tools.orbit_evaluate", "--gin_config=gin/experiments/orbit_protonets.gin",
                f"--gin_bindings=ORBIT_ROOT = '{root}'", f"--gin_bindings=ORBIT_CACHE_DIR = '{tmp_path / 'cache'}'",
                f"--gin_bindings=FRAME_SIZE = {SIZE}", "--gin_bindings=learners.protonets.backbone = 'conv4'",
-               "--allow_untrained", "--count_macs=false", "--tasks_per_user=1", f"--output={tmp_path / 'r.json'}"]
+               "--checkpoint=init", "--count_macs=false", "--tasks_per_user=1", f"--output={tmp_path / 'r.json'}"]
     strict = subprocess.run(command + ["--strict"], capture_output=True, text=True, cwd=REPOSITORY, timeout=300)
     assert strict.returncode != 0 and "notes.txt" in strict.stderr
     assert not os.path.exists(tmp_path / "r.json")

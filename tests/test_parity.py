@@ -95,17 +95,15 @@ def test_official_lite_outputs_are_reproduced(official, learner):
 @pytest.mark.slow
 def test_imported_run_folder_evaluates_with_the_official_numbers(official, tmp_path):
     """The README's flow: lite_tf_import_weights writes a run folder; evaluation rebuilds it from
-    experiment.gin and best.weights.h5 (as tools/evaluate.py does) and gets the official outputs."""
-    from tools import experiment
-    from tools.evaluate import load_weights
-    from tools.import_weights import import_run
+    experiment.gin and best.weights.h5 (as lite_tf.experiment.evaluate does) and gets the official outputs."""
+    from lite_tf import experiment
+    from lite_tf.weights.runs import import_run
 
     run = str(tmp_path / "official_lite")
     import_run("official_lite", parity_fixture(), run)
     assert sorted(os.listdir(run)) == ["best.weights.h5", "experiment.gin"]
-    experiment.parse_gin([os.path.join(run, "experiment.gin")], [])
-    model, _ = experiment.build()
-    load_weights(model, run, "best")
+    model, _ = experiment.load_run(run)
+    experiment.load_weights(model, run, "best")
     assert_parity(official_errors(official, model.learner))
 
 
@@ -113,7 +111,7 @@ def test_imported_run_folder_evaluates_with_the_official_numbers(official, tmp_p
 def test_plain_efficientnet_pytorch_file_gives_the_official_features(official, tmp_path):
     """The official feature extractor as a plain EfficientNet-PyTorch file (its own naming, no prefix),
     imported as a backbone weights file, gives the official features under the official FiLM."""
-    from tools.import_weights import import_backbone
+    from lite_tf.weights.runs import import_backbone
     from lite_tf.backbones.film_efficientnet import efficientnet_b0_film
 
     prefix = "param/feature_extractor."

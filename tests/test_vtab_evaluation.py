@@ -44,12 +44,10 @@ def _check_rows(results, test_images):
 
 
 def test_the_command_evaluates_a_trained_protonets_run_on_mock_vtab_and_md(tmp_path):
-    from tools import evaluate_vtab_md
-
     model_dir = vtab_mock.make_run(tmp_path / "run")
     data_dir = str(tmp_path / "tfds")
     with vtab_mock.mock_tiny(data_dir):
-        results = evaluate_vtab_md.evaluate(model_dir, tasks=VTAB_TASKS + ["omniglot"],
+        results = large_task.evaluate_run(model_dir, tasks=VTAB_TASKS + ["omniglot"],
                                             records=_records(str(tmp_path / "records")), tfds_data_dir=data_dir,
                                             md_episodes=3, batch_size=32)
     _check_rows(results, {"oxford_flowers102": 60, "dsprites_location": 106})
@@ -139,6 +137,7 @@ def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episode
     from lite_tf.backbones.conv import conv4
     from lite_tf.data import vtab
     from lite_tf.model import EpisodicModel
+    from lite_tf.sources.vtab import VtabSource
     from learners.protonets import ProtoNets
 
     model = EpisodicModel(ProtoNets(conv4(16, filters=8, blocks=2)), 16)
@@ -146,7 +145,7 @@ def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episode
     with vtab_mock.mock_tiny(data_dir, ["kitti"]):
         task = vtab.open_task("kitti_distance", data_dir, 16)
         row = large_task.evaluate_large_task(model.learner, task, 16, batch_size=16)
-        episodes = vtab.VtabSource(query_batch_size=16).episodes("test", image_size=16, seed=0, data_root=data_dir,
+        episodes = VtabSource(query_batch_size=16).episodes("test", image_size=16, seed=0, data_root=data_dir,
                                                                  datasets=["kitti_distance"])
         correct = 0.0
         for episode in episodes:

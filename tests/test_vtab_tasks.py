@@ -165,14 +165,11 @@ def test_the_registered_source_gives_each_task_as_episodes_sharing_its_support(t
 
 
 def test_the_command_reports_missing_data_in_one_line(tmp_path, capsys):
-    from absl import flags
-
+    from tests.launch_helpers import run_tool
     from tools import evaluate_vtab_md
 
     model_dir = vtab_mock.make_run(tmp_path / "run")
-    flag_values = evaluate_vtab_md.define_flags(flags.FlagValues())
-    argv = flag_values(["prog", f"--model_dir={model_dir}", f"--tfds_data_dir={tmp_path}", "--tasks=svhn"])
-    assert evaluate_vtab_md.main(argv, flag_values) == 2
+    assert run_tool(evaluate_vtab_md, f"--model_dir={model_dir}", f"--tfds_data_dir={tmp_path}", "--tasks=svhn") == 2
     error = capsys.readouterr().err
     assert error.startswith("error: VTAB task 'svhn': TFDS dataset 'svhn_cropped' is not prepared")
     assert "tfds build svhn_cropped" in error and len(error.strip().splitlines()) == 1

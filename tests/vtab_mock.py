@@ -152,14 +152,14 @@ EpisodicModel.image_size = 16
 learners.protonets.backbone = 'conv4'
 backbones.conv4.filters = 8
 backbones.conv4.blocks = 2
-Training.dataset_fn = @metadataset
+Training.source = @sources.metadataset()
 """
 
 
 def make_run(model_dir) -> str:
     import gin
 
-    from tools import experiment
+    from lite_tf import experiment
 
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, experiment.EXPERIMENT_FILE)

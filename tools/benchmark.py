@@ -10,17 +10,15 @@ Every row runs in a fresh process; results go to one JSON document and a Markdow
 """
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from lite_tf.errors import LiteTfError
+import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
+from lite_tf import cli
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
     flags.DEFINE_list("case", None, "Cases to run: lite, learner, pipeline, orbit.")
     flags.DEFINE_list("learner", None, "Registered learner name(s).")
     flags.DEFINE_string("backbone", None, "Registered backbone name (default: the case's, or the learner's own).")
@@ -57,39 +55,32 @@ def define_flags():
     flags.DEFINE_string("output", None, "Write results here: X.json and the Markdown table X.md.")
 
 
-def _ints(values):
-    return None if values is None else [int(value) for value in values]
-
-
-def main(argv):
-    del argv
+def main(argv) -> int:
+    cli.no_arguments(argv)
     from lite_tf.bench import harness, results
 
-    try:
-        settings = harness.Settings(
-            case=FLAGS.case or [], learner=FLAGS.learner, backbone=FLAGS.backbone,
-            support_sizes=_ints(FLAGS.support_sizes), query_size=FLAGS.query_size, way=FLAGS.way,
-            modes=FLAGS.modes, h=_ints(FLAGS.h), chunk_size=FLAGS.chunk_size, image_size=FLAGS.image_size,
-            image_dtype=FLAGS.image_dtype, steps=FLAGS.steps, run_eagerly=FLAGS.run_eagerly,
-            dtype_policy=FLAGS.dtype_policy, gin_files=FLAGS.gin_file, gin_bindings=FLAGS.gin_bindings,
-            memory_limit_gb=FLAGS.memory_limit_gb, records_dir=FLAGS.records_dir, orbit_dir=FLAGS.orbit_dir,
-            work_dir=FLAGS.work_dir, split=FLAGS.split, sources=_ints(FLAGS.sources), episodes=FLAGS.episodes,
-            warmup=FLAGS.warmup, classes=FLAGS.classes, images_per_class=FLAGS.images_per_class,
-            record_size=FLAGS.record_size, frames_per_video=FLAGS.frames_per_video,
-            subsample_factor=FLAGS.subsample_factor, seed=FLAGS.seed, case_timeout_s=FLAGS.case_timeout_s,
-            time_budget_s=FLAGS.time_budget_s)
-        document = harness.run(settings)
-        print("\n" + results.markdown(document))
-        if FLAGS.output:
-            print("wrote " + " and ".join(results.write(FLAGS.output, document)))
-    except (LiteTfError, ValueError) as error:
-        sys.exit(f"benchmark: {error}")
+    settings = harness.Settings(
+        case=FLAGS.case or [], learner=FLAGS.learner, backbone=FLAGS.backbone,
+        support_sizes=cli.integers(FLAGS.support_sizes, "support_sizes"), query_size=FLAGS.query_size, way=FLAGS.way,
+        modes=FLAGS.modes, h=cli.integers(FLAGS.h, "h"), chunk_size=FLAGS.chunk_size, image_size=FLAGS.image_size,
+        image_dtype=FLAGS.image_dtype, steps=FLAGS.steps, run_eagerly=FLAGS.run_eagerly,
+        dtype_policy=FLAGS.dtype_policy, gin_files=FLAGS.gin_file, gin_bindings=FLAGS.gin_bindings,
+        memory_limit_gb=FLAGS.memory_limit_gb, records_dir=FLAGS.records_dir, orbit_dir=FLAGS.orbit_dir,
+        work_dir=FLAGS.work_dir, split=FLAGS.split, sources=cli.integers(FLAGS.sources, "sources"),
+        episodes=FLAGS.episodes, warmup=FLAGS.warmup, classes=FLAGS.classes, images_per_class=FLAGS.images_per_class,
+        record_size=FLAGS.record_size, frames_per_video=FLAGS.frames_per_video,
+        subsample_factor=FLAGS.subsample_factor, seed=FLAGS.seed, case_timeout_s=FLAGS.case_timeout_s,
+        time_budget_s=FLAGS.time_budget_s)
+    document = harness.run(settings)
+    print("\n" + results.markdown(document))
+    if FLAGS.output:
+        print("wrote " + " and ".join(results.write(FLAGS.output, document)))
+    return 0
 
 
 def run():
     """Console-script entry point."""
-    define_flags()
-    app.run(main)
+    cli.run(define_flags, main)
 
 
 if __name__ == "__main__":

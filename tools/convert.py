@@ -22,147 +22,74 @@ every class file (record count, checksums, labels, and whether its source files 
 rewrites the missing, damaged or stale ones; a folder holding a different dataset is refused.
 Unreadable or non-image files stop the run with an error naming the file, unless
 --skip_bad_images (they are then skipped, logged, and counted in the summary).
-Errors print one line (``convert: error: ...``) and exit 1; --verify exits 1 when a file is bad.
+Errors print one line (``error: ...``) and exit 2; --verify exits 1 when a file is bad.
+The work is in lite_tf/data/writing/request.py.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.writing import check, convert, images
-from lite_tf.errors import ConfigError, LiteTfError
+import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
+from lite_tf import cli
+from lite_tf.data.writing import convert
+
+FLAGS = flags.FLAGS
 
 
-def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
-    """Defines this tool's flags (at run time, not import, so tools can share flag names in one process)."""
-    fv = dict(flag_values=flag_values)
-    flags.DEFINE_string("image_folder", None, "Input folder with one sub-folder of images per class.", **fv)
+def define_flags():
+    flags.DEFINE_string("image_folder", None, "Input folder with one sub-folder of images per class.")
     flags.DEFINE_string("tfds_name", None, "Input TFDS dataset name (e.g. 'oxford_flowers102' or "
-                        "'name/config:1.0.0').", **fv)
+                        "'name/config:1.0.0').")
     flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir holding the prepared dataset (default: TFDS's "
-                        "own).", **fv)
-    flags.DEFINE_bool("download", False, "Allow TFDS to download and prepare the dataset (needs network).", **fv)
-    flags.DEFINE_list("tfds_splits", None, "TFDS splits whose examples are pooled (default: all of them).", **fv)
-    flags.DEFINE_string("image_key", None, "TFDS image feature (default: the only Image feature).", **fv)
-    flags.DEFINE_string("label_key", None, "TFDS label feature (default: the only ClassLabel feature).", **fv)
+                        "own).")
+    flags.DEFINE_bool("download", False, "Allow TFDS to download and prepare the dataset (needs network).")
+    flags.DEFINE_list("tfds_splits", None, "TFDS splits whose examples are pooled (default: all of them).")
+    flags.DEFINE_string("image_key", None, "TFDS image feature (default: the only Image feature).")
+    flags.DEFINE_string("label_key", None, "TFDS label feature (default: the only ClassLabel feature).")
     flags.DEFINE_integer("classes_per_pass", 0, "TFDS: classes collected per pass over the data (0: all in one "
-                         "pass; set it when the dataset does not fit in memory).", **fv)
-    flags.DEFINE_string("output_dir", None, "Records root; the dataset goes to <output_dir>/<name>.", **fv)
-    flags.DEFINE_string("name", None, "Dataset name (default: the input folder's name or the TFDS name).", **fv)
+                         "pass; set it when the dataset does not fit in memory).")
+    flags.DEFINE_string("output_dir", None, "Records root; the dataset goes to <output_dir>/<name>.")
+    flags.DEFINE_string("name", None, "Dataset name (default: the input folder's name or the TFDS name).")
     flags.DEFINE_list("split_fractions", [str(f) for f in convert.DEFAULT_SPLIT_FRACTIONS],
                       "Fractions of classes (superclasses with --superclass_file) in TRAIN,VALID,TEST "
-                      "(ignored with --split_file).", **fv)
+                      "(ignored with --split_file).")
     flags.DEFINE_string("split_file", None, "JSON or text file naming the classes of each split (superclasses "
-                        "with --superclass_file; classes or internal nodes with --parent_file).", **fv)
-    flags.DEFINE_integer("seed", 0, "Seed of the class split drawn from --split_fractions.", **fv)
+                        "with --superclass_file; classes or internal nodes with --parent_file).")
+    flags.DEFINE_integer("seed", 0, "Seed of the class split drawn from --split_fractions.")
     flags.DEFINE_string("superclass_file", None, "Two-level spec: JSON {class: superclass} or 'class<TAB>"
-                        "superclass' lines; superclasses are split, as Omniglot's alphabets.", **fv)
+                        "superclass' lines; superclasses are split, as Omniglot's alphabets.")
     flags.DEFINE_string("parent_file", None, "Hierarchical spec: JSON {child: parent or [parents]} or "
-                        "'child<TAB>parent' lines; classes are the leaves of this DAG, as ImageNet's.", **fv)
+                        "'child<TAB>parent' lines; classes are the leaves of this DAG, as ImageNet's.")
     flags.DEFINE_bool("skip_bad_images", False, "Skip unreadable/non-image files (logged and counted) instead of "
-                      "stopping with an error.", **fv)
-    flags.DEFINE_string("image_format", "jpeg", "How re-encoded images are stored: 'jpeg' or 'png' (lossless).",
-                        **fv)
-    flags.DEFINE_integer("channels", 3, "Channels stored: 3 (RGB) or 1 (greyscale; training still decodes 3).",
-                         **fv)
-    flags.DEFINE_integer("target_size", None, "Image size training will use: warn when images are smaller.",
-                         **fv)
-    flags.DEFINE_integer("max_side", None, "Shrink images whose longer side exceeds this many pixels.", **fv)
-    flags.DEFINE_integer("jpeg_quality", convert.DEFAULT_JPEG_QUALITY, "Quality of images re-encoded as JPEG.",
-                         **fv)
-    flags.DEFINE_integer("workers", 2, "Threads reading and checking images (image folders).", **fv)
+                      "stopping with an error.")
+    flags.DEFINE_string("image_format", "jpeg", "How re-encoded images are stored: 'jpeg' or 'png' (lossless).")
+    flags.DEFINE_integer("channels", 3, "Channels stored: 3 (RGB) or 1 (greyscale; training still decodes 3).")
+    flags.DEFINE_integer("target_size", None, "Image size training will use: warn when images are smaller.")
+    flags.DEFINE_integer("max_side", None, "Shrink images whose longer side exceeds this many pixels.")
+    flags.DEFINE_integer("jpeg_quality", convert.DEFAULT_JPEG_QUALITY, "Quality of images re-encoded as JPEG.")
+    flags.DEFINE_integer("workers", 2, "Threads reading and checking images (image folders).")
     flags.DEFINE_bool("verify", False, "Check the finished set (every class file, the spec and, with the input "
-                      "flags, whether it is stale) without writing; exit 1 naming each bad file.", **fv)
-    flags.DEFINE_bool("progress", True, "Show a progress bar.", **fv)
-    flags.mark_flag_as_required("output_dir", flag_values=flag_values)
-    return flag_values
+                      "flags, whether it is stale) without writing; exit 1 naming each bad file.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.mark_flag_as_required("output_dir")
 
 
-def _options(FLAGS) -> dict:
-    """Every conversion option, checked before anything is read or written."""
-    try:
-        fractions = [float(f) for f in FLAGS.split_fractions]
-    except ValueError:
-        raise ConfigError(f"--split_fractions must be numbers TRAIN,VALID,TEST; got "
-                          f"{','.join(FLAGS.split_fractions)}.") from None
-    if FLAGS.target_size is not None and FLAGS.target_size < 1:
-        raise ConfigError(f"--target_size must be a positive number of pixels; got {FLAGS.target_size}.")
-    if FLAGS.workers < 1:
-        raise ConfigError(f"--workers must be at least 1; got {FLAGS.workers}.")
-    if FLAGS.classes_per_pass < 0:
-        raise ConfigError(f"--classes_per_pass must be 0 (one pass) or positive; got {FLAGS.classes_per_pass}.")
-    for flag in ("split_file", "superclass_file", "parent_file"):
-        path = getattr(FLAGS, flag)
-        if path is not None and not os.path.isfile(path):
-            raise ConfigError(f"--{flag}={path}: no such file.")
-    images.ImageOptions(FLAGS.image_format, FLAGS.channels, FLAGS.max_side, FLAGS.jpeg_quality)  # checks them
-    return dict(split_fractions=fractions, split_file=FLAGS.split_file, seed=FLAGS.seed,
-                skip_bad_images=FLAGS.skip_bad_images, max_side=FLAGS.max_side, jpeg_quality=FLAGS.jpeg_quality,
-                image_format=FLAGS.image_format, channels=FLAGS.channels, superclass_file=FLAGS.superclass_file,
-                parent_file=FLAGS.parent_file)
+def main(argv) -> int:
+    cli.no_arguments(argv)
+    import dataclasses
 
+    from lite_tf.data.writing.request import ConvertRequest
 
-def _plan(FLAGS, common: dict):
-    """(plan, before_load) for the input the flags name."""
-    if FLAGS.image_folder is not None:
-        return convert.plan_image_folder(FLAGS.image_folder, FLAGS.output_dir, FLAGS.name, **common), None
-    return convert.plan_tfds(FLAGS.tfds_name, FLAGS.output_dir, FLAGS.tfds_data_dir, FLAGS.download,
-                             tfds_splits=FLAGS.tfds_splits, image_key=FLAGS.image_key, label_key=FLAGS.label_key,
-                             dataset_name=FLAGS.name, classes_per_pass=FLAGS.classes_per_pass, **common)
-
-
-def _verify(FLAGS, common: dict) -> int:
-    """--verify: with an input, what a rerun would find; without, each set's records against its spec."""
-    if FLAGS.image_folder is not None or FLAGS.tfds_name is not None:
-        reports = [_plan(FLAGS, common)[0].verify()]
-    elif FLAGS.name is not None:
-        reports = [check.verify_records(os.path.join(FLAGS.output_dir, FLAGS.name))]
-    else:
-        root = FLAGS.output_dir
-        if os.path.exists(os.path.join(root, spec_lib.SPEC_FILE)):
-            folders = [root]
-        elif os.path.isdir(root):
-            folders = [os.path.join(root, e) for e in sorted(os.listdir(root))
-                       if os.path.exists(os.path.join(root, e, spec_lib.SPEC_FILE))]
-        else:
-            raise ConfigError(f"--output_dir={root}: no such folder.")
-        if not folders:
-            raise ConfigError(f"--output_dir={root} holds no record set (no {spec_lib.SPEC_FILE}); nothing to verify.")
-        reports = [check.verify_records(folder) for folder in folders]
-    for report in reports:
-        for line in report.lines():
-            print(f"verify: {line}", file=sys.stdout if report.ok else sys.stderr)
-    return 0 if all(report.ok for report in reports) else 1
-
-
-def run(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
-    """The tool's body on parsed flags; returns the exit status."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if FLAGS.image_folder is not None and FLAGS.tfds_name is not None:
-        raise app.UsageError("Give exactly one input: --image_folder or --tfds_name, not both.")
-    if FLAGS.image_folder is None and FLAGS.tfds_name is None and not FLAGS.verify:
-        raise app.UsageError("Give exactly one input: --image_folder or --tfds_name.")
-    try:
-        common = _options(FLAGS)
-        if FLAGS.verify:
-            return _verify(FLAGS, common)
-        plan, before_load = _plan(FLAGS, common)
-        if FLAGS.image_folder is not None:
-            report = plan.write(workers=FLAGS.workers, parallel="thread", progress=FLAGS.progress,
-                                target_size=FLAGS.target_size)
-        else:
-            report = plan.write(workers=1, progress=FLAGS.progress, before_load=before_load,
-                                target_size=FLAGS.target_size)
-    except LiteTfError as error:
-        print(f"convert: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # e.g. a read-only or full output folder; the message names the file
-        print(f"convert: error: cannot write the output: {error}", file=sys.stderr)
-        return 1
+    request = ConvertRequest(**{field.name: FLAGS[field.name].value for field in dataclasses.fields(ConvertRequest)})
+    if FLAGS.verify:
+        reports = request.verify()
+        for report in reports:
+            for line in report.lines():
+                print(f"verify: {line}", file=sys.stdout if report.ok else sys.stderr)
+        return 0 if all(report.ok for report in reports) else 1
+    report = request.convert()
     print(report.summary())
     for warning in report.warnings:
         print(f"convert: warning: {warning}", file=sys.stderr)
@@ -171,28 +98,10 @@ def run(argv, FLAGS: flags.FlagValues = flags.FLAGS) -> int:
     return 0
 
 
-def _parse_flags(argv):
-    """absl's parser, with a bad or missing flag reported on one line (exit status 2)."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        print(f"convert: error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
-def _main(argv) -> int:
-    try:
-        return run(argv)
-    except app.UsageError as error:
-        print(f"convert: error: {error}", file=sys.stderr)
-        return 2
-
-
-def main():
+def run():
     """Console-script entry point (lite_tf_convert)."""
-    define_flags()
-    app.run(_main, flags_parser=_parse_flags)
+    cli.run(define_flags, main)
 
 
 if __name__ == "__main__":
-    main()
+    run()

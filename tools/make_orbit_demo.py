@@ -5,13 +5,17 @@
 Layout and content: lite_tf/data/orbit/synthetic.py (clean videos: object centred on a plain
 background; clutter videos: smaller object among distractors on a noisy background).
 """
-from absl import app, flags
+from __future__ import annotations
 
-from lite_tf.data.orbit.synthetic import make_orbit_folder
+from absl import flags
+
+import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
+from lite_tf import cli
 
 FLAGS = flags.FLAGS
+
+
 def define_flags():
-    """Defines this tool's flags (only when it runs, so tools can be imported together)."""
     flags.DEFINE_string("output_dir", "demo_data/orbit", "Folder to write train/, validation/, test/ into.")
     flags.DEFINE_integer("frame_size", 84, "Frame size in pixels (ORBIT ships 84 and 224).")
     flags.DEFINE_integer("train_users", 4, "Users in the train split.")
@@ -27,9 +31,10 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Random seed.")
 
 
+def main(argv) -> int:
+    cli.no_arguments(argv)
+    from lite_tf.data.orbit.synthetic import make_orbit_folder
 
-def main(argv):
-    del argv
     users = {"train": FLAGS.train_users, "validation": FLAGS.validation_users, "test": FLAGS.test_users}
     make_orbit_folder(FLAGS.output_dir, users={k: v for k, v in users.items() if v > 0},
                       objects_per_user=FLAGS.objects_per_user, clean_videos=FLAGS.clean_videos,
@@ -39,12 +44,12 @@ def main(argv):
     frames = sum(users.values()) * FLAGS.objects_per_user * (FLAGS.clean_videos + FLAGS.clutter_videos) \
         * FLAGS.frames_per_video
     print(f"Wrote {frames} frames of {FLAGS.frame_size} px to {FLAGS.output_dir}")
+    return 0
 
 
 def run():
     """Console-script entry point."""
-    define_flags()
-    app.run(main)
+    cli.run(define_flags, main)
 
 
 if __name__ == "__main__":

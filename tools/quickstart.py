@@ -4,12 +4,9 @@
 
 Everything runs offline on a CPU in under 10 minutes; rerunning reuses the data and, if training
 finished, the trained model (delete --model_dir to train again). The size flags make a smaller
-demo (tests use them); the defaults are the README's.
+demo (tests use them); the defaults are the README's. The work is in lite_tf/quickstart.py.
 """
 from __future__ import annotations
-
-import os
-import time
 
 from absl import flags
 
@@ -17,8 +14,6 @@ import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imp
 from lite_tf import cli
 
 FLAGS = flags.FLAGS
-CONFIG = "gin/quickstart.gin"
-SOURCES = ["glyphs", "shapes", "textures"]
 
 
 def define_flags():
@@ -33,28 +28,14 @@ def define_flags():
 
 def main(argv) -> int:
     cli.no_arguments(argv)
-    from lite_tf.errors import ConfigError
-    from lite_tf.experiment import evaluate, train
-    from tools.make_demo_data import make_demo_data
+    from lite_tf.quickstart import run_quickstart
 
-    try:
-        classes = [int(c) for c in FLAGS.classes_per_split]
-    except ValueError:
-        raise ConfigError(f"--classes_per_split must be integers TRAIN,VALID,TEST; got "
-                          f"{','.join(FLAGS.classes_per_split)}.") from None
-    started = time.time()
-    size = FLAGS.image_size
-    print(f"[1/3] Generating the built-in data in {FLAGS.data_dir} ({size} px, {len(SOURCES)} sources)...", flush=True)
-    make_demo_data(FLAGS.data_dir, SOURCES, image_size=size, classes_per_split=classes,
-                   images_per_class=FLAGS.images_per_class, seed=0, progress=False)
-    print(f"[2/3] Meta-training ProtoNets with LITE (gin: {CONFIG}) into {FLAGS.model_dir}...", flush=True)
-    train(FLAGS.model_dir, [CONFIG], [f"IMAGE_SIZE = {size}"] + FLAGS.gin_bindings, FLAGS.data_dir, verbose=2)
-    print(f"[3/3] Evaluating the best model on {FLAGS.episodes} test episodes per source...", flush=True)
-    results = evaluate(FLAGS.model_dir, FLAGS.data_dir, episodes=FLAGS.episodes)
+    results = run_quickstart(FLAGS.data_dir, FLAGS.model_dir, FLAGS.episodes, FLAGS.gin_bindings, FLAGS.image_size,
+                             cli.integers(FLAGS.classes_per_split, "classes_per_split", "TRAIN,VALID,TEST"),
+                             FLAGS.images_per_class, log=lambda line: print(line, flush=True))
     print("\nTest accuracy (5-way, chance 20%), mean and 95% confidence interval:\n")
     print(results["table"])
-    print(f"\nDone in {time.time() - started:.0f} s. TensorBoard: tensorboard --logdir "
-          f"{os.path.join(FLAGS.model_dir, 'logs')}")
+    print(f"\nDone in {results['seconds']:.0f} s. TensorBoard: {results['tensorboard']}")
     return 0
 
 

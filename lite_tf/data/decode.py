@@ -102,8 +102,12 @@ def decode_image(encoded: tf.Tensor, image_size: int, *, dtype=tf.float32, metho
 
 def decode_batch(encoded: tf.Tensor, image_size: int, *, names: Optional[Names] = None, what="the batch",
                  dtype=tf.float32, method: str = "bilinear", antialias: bool = False, dct_method: str = "",
-                 augment: Optional[Augment] = None, seeds: Optional[tf.Tensor] = None) -> tf.data.Dataset:
+                 augment: Optional[Augment] = None, seeds: Optional[tf.Tensor] = None,
+                 read: Optional[Callable[[tf.Tensor], tf.Tensor]] = None) -> tf.data.Dataset:
     """A dataset of one element: ``encoded`` ([N] strings) decoded to [N, S, S, 3], in order.
+
+    ``read`` turns each string into the encoded bytes first, in the same parallel map (e.g.
+    ``tf.io.read_file``: ``encoded`` are then file paths, and a missing file is named like a bad one).
 
     Images are decoded by a parallel map batched whole (map and batch fuse, so pixels go straight
     into the output tensor). If any image fails to decode, the element is instead an assertion
@@ -119,6 +123,8 @@ def decode_batch(encoded: tf.Tensor, image_size: int, *, names: Optional[Names] 
         seeds = tf.zeros([count, 2], tf.int64)
 
     def one(data, seed):
+        if read is not None:
+            data = read(data)
         return decode_image(data, image_size, dtype=dtype, method=method, antialias=antialias,
                             dct_method=dct_method, augment=augment, seed=seed)
 

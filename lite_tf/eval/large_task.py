@@ -318,3 +318,23 @@ def evaluate_vtab_md(model, output_dir: str, tasks: Optional[Sequence[str]] = No
     title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px, VTAB protocol {protocol}, "
              f"{md_episodes} MD-v2 episodes per source")
     return run_benchmark(tasks, evaluate, output_dir, fingerprint, title, log)
+
+
+def evaluate_run(model_dir: str, checkpoint: str = "best", bindings: Sequence[str] = (),
+                 output_dir: Optional[str] = None, protocol: str = "vtab1k", records: Optional[str] = None,
+                 md_tfds_data_dir: Optional[str] = None, **kwargs) -> dict:
+    """A training run's model (rebuilt from its experiment.gin, ``checkpoint`` loaded) on VTAB+MD.
+
+    ``output_dir`` defaults to <model_dir>/vtab_md_<protocol>; the rest goes to ``evaluate_vtab_md``.
+    """
+    from lite_tf import experiment
+
+    if records and md_tfds_data_dir:
+        raise ConfigError("Give --records or --md_tfds_data_dir for MD-v2, not both.")
+    experiment.check_checkpoint(model_dir, checkpoint)
+    model, _ = experiment.load_run(model_dir, bindings)
+    weights = experiment.load_weights(model, model_dir, checkpoint)
+    output_dir = output_dir or os.path.join(model_dir, f"vtab_md_{protocol}")
+    weights = os.path.abspath(weights) if os.path.isfile(weights) else weights
+    return evaluate_vtab_md(model, output_dir, records=records, md_tfds_data_dir=md_tfds_data_dir, protocol=protocol,
+                            fingerprint={"weights": weights}, **kwargs)

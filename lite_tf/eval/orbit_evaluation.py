@@ -18,19 +18,17 @@ a clip needs learner support that lite_tf's learners do not have yet: the result
 """
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from lite_tf.data.orbit import load_frames
-from lite_tf.data.orbit.tasks import OrbitTask
-from lite_tf.eval.confidence import mean_confidence_interval
-from lite_tf.eval.macs import PersonalizationMacs
-from lite_tf.eval.orbit_metrics import VideoResult, summarize
-from lite_tf.data.orbit.pipeline import load_frames
 from lite_tf import atomic
-from lite_tf.errors import DataError
+from lite_tf.data.orbit.pipeline import load_frames, orbit_eval_tasks
+from lite_tf.data.orbit.tasks import OrbitTask
+from lite_tf.errors import ConfigError, DataError
 from lite_tf.eval.macs import PersonalizationMacs
 from lite_tf.eval.orbit_metrics import VideoResult, mean_std, summarize
 from lite_tf.images import to_float_images
@@ -151,3 +149,45 @@ def format_results(results: dict) -> str:
 def write_results(path: str, results: dict) -> None:
     """Writes ``results`` as JSON atomically (a half-written results file is never left behind)."""
     atomic.write_json(path, results)
+
+
+def parse_experiment(model_dir: Optional[str] = None, configs: Sequence[str] = (), bindings: Sequence[str] = ()):
+    """Parses a run's experiment.gin (``model_dir``) or, without a run, the experiment files ``configs``."""
+    from lite_tf import experiment
+
+    if model_dir and configs:
+        raise ConfigError("Pass --model_dir (its experiment.gin is used) or --gin_config, not both.")
+    if model_dir:
+        return experiment.load_run_config(model_dir, bindings)
+    if configs:
+        return experiment.parse_gin(configs, bindings)
+    raise ConfigError("Pass --model_dir (a training run) or --gin_config (an experiment file).")
+
+
+def build_and_evaluate(split=None, target_types=None, tasks_per_user=None, checkpoint="best", model_dir=None,
+                       batch_size=256, count_macs=True, max_tasks=None, output=None, progress=True,
+                       strict=False) -> dict:
+    """Builds the parsed experiment's model, loads ``checkpoint``, evaluates; writes the results to
+    ``output`` (default <model_dir or .>/orbit_<split>_results.json) and returns them (with "output").
+
+    Tasks come from the gin-configured ``orbit_eval_tasks`` at the model's image size; ``split``,
+    ``target_types`` and ``tasks_per_user`` override gin's when given.
+    """
+    from lite_tf import experiment
+
+    experiment.check_checkpoint(model_dir, checkpoint)
+    model, _ = experiment.build(compile=False)
+    weights = experiment.load_weights(model, model_dir, checkpoint)
+    overrides = {k: v for k, v in (("split", split), ("target_types", target_types),
+                                   ("tasks_per_user", tasks_per_user)) if v is not None}
+    tasks = orbit_eval_tasks(frame_size=model.image_size, strict=strict, **overrides)
+    results = evaluate_orbit(model, tasks, model.image_size, batch_size=batch_size, count_macs=count_macs,
+                             progress=progress, max_tasks=max_tasks)
+    results.update(split=tasks.split, frame_size=model.image_size, weights=weights,
+                   data=tasks.index.describe(), skipped=dict(tasks.skipped),
+                   protocol=dataclasses.asdict(tasks.protocol),
+                   learner=type(model.learner).__name__)
+    output = output or os.path.join(model_dir or ".", f"orbit_{tasks.split}_results.json")
+    write_results(output, results)
+    results["output"] = output
+    return results

@@ -61,26 +61,35 @@ def map_efficientnet_pytorch_b0(mapper: WeightMapper, model: keras.Model, prefix
     The ImageNet classifier ``{prefix}_fc.*`` (absent or empty in the official LITE model) is ignored:
     the backbone has no top.
     """
+    blocks = []
+    for index, (name, expands) in enumerate(b0_block_names()):
+        block = f"{prefix}_blocks.{index}"
+        expand = {"expand_conv": f"{block}._expand_conv", "expand_bn": f"{block}._bn0"} if expands else {}
+        blocks.append((name, {**expand, "dwconv": f"{block}._depthwise_conv", "bn": f"{block}._bn1",
+                              "se_reduce": f"{block}._se_reduce", "se_expand": f"{block}._se_expand",
+                              "project_conv": f"{block}._project_conv", "project_bn": f"{block}._bn2"}))
+    _map_b0(mapper, model, input_convention, (f"{prefix}_conv_stem", f"{prefix}_bn0"), blocks,
+            (f"{prefix}_conv_head", f"{prefix}_bn1"), f"{prefix}_fc")
+
+
+def _map_b0(mapper: WeightMapper, model: keras.Model, input_convention: str, stem: tuple, blocks: list,
+            head: tuple, classifier: str) -> None:
+    """What both PyTorch EfficientNet-B0 layouts share: stem, MBConv blocks and head (``stem`` / ``head``:
+    the (conv, batch norm) state-dict names; ``blocks``: (keras block prefix, {keras layer suffix: state-dict
+    name})), the ImageNet classifier ``classifier.*`` ignored, then the input convention."""
     if input_convention not in INPUT_CONVENTIONS:
         raise WeightsError(f"input_convention must be one of {INPUT_CONVENTIONS}; got {input_convention!r}.")
     layer = lambda name: find_layer(model, name)
-    mapper.conv(layer("stem_conv"), f"{prefix}_conv_stem")
-    mapper.batch_norm(layer("stem_bn"), f"{prefix}_bn0")
-    for index, (name, expands) in enumerate(b0_block_names()):
-        block = f"{prefix}_blocks.{index}"
-        if expands:
-            mapper.conv(layer(f"{name}expand_conv"), f"{block}._expand_conv")
-            mapper.batch_norm(layer(f"{name}expand_bn"), f"{block}._bn0")
-        mapper.depthwise(layer(f"{name}dwconv"), f"{block}._depthwise_conv")
-        mapper.batch_norm(layer(f"{name}bn"), f"{block}._bn1")
-        mapper.conv(layer(f"{name}se_reduce"), f"{block}._se_reduce")
-        mapper.conv(layer(f"{name}se_expand"), f"{block}._se_expand")
-        mapper.conv(layer(f"{name}project_conv"), f"{block}._project_conv")
-        mapper.batch_norm(layer(f"{name}project_bn"), f"{block}._bn2")
-    mapper.conv(layer("top_conv"), f"{prefix}_conv_head")
-    mapper.batch_norm(layer("top_bn"), f"{prefix}_bn1")
+    mapper.conv(layer("stem_conv"), stem[0])
+    mapper.batch_norm(layer("stem_bn"), stem[1])
+    for name, parts in blocks:
+        for suffix, source in parts.items():
+            plan = mapper.batch_norm if suffix.endswith("bn") else mapper.depthwise if suffix == "dwconv" else mapper.conv
+            plan(layer(name + suffix), source)
+    mapper.conv(layer("top_conv"), head[0])
+    mapper.batch_norm(layer("top_bn"), head[1])
     for suffix in ("weight", "bias"):
-        mapper.ignore(f"{prefix}_fc.{suffix}", "the ImageNet classifier; the backbone has no top")
+        mapper.ignore(f"{classifier}.{suffix}", "the ImageNet classifier; the backbone has no top")
     set_input_convention(mapper, model, input_convention)
 
 
@@ -127,30 +136,18 @@ def map_torchvision_efficientnet_b0(mapper: WeightMapper, model: keras.Model, pr
     ``efficientnet_b0_film(..., padding='symmetric', batch_norm_epsilon=1e-5)``; its ImageNet weights
     expect ImageNet-normalised inputs (``input_convention='imagenet'``).
     """
-    if input_convention not in INPUT_CONVENTIONS:
-        raise WeightsError(f"input_convention must be one of {INPUT_CONVENTIONS}; got {input_convention!r}.")
     layer = lambda name: find_layer(model, name)
     if layer("stem_conv_pad").padding != ((1, 1), (1, 1)) or abs(layer("stem_bn").epsilon - 1e-5) > 1e-9:
         raise WeightsError(f"torchvision's efficientnet_b0 pads symmetrically and uses batch-norm eps 1e-5; build "
                            f"{model.name!r} with efficientnet_b0_film(..., padding='symmetric', batch_norm_epsilon=1e-5).")
-    mapper.conv(layer("stem_conv"), f"{prefix}features.0.0")
-    mapper.batch_norm(layer("stem_bn"), f"{prefix}features.0.1")
+    blocks = []
     for stage, (_, repeats, _, _, expand_ratio, _) in enumerate(B0_BLOCKS):
         for repeat in range(repeats):
             name, block = f"block{stage + 1}{chr(97 + repeat)}_", f"{prefix}features.{stage + 1}.{repeat}.block"
-            k = 0
-            if expand_ratio != 1:
-                mapper.conv(layer(f"{name}expand_conv"), f"{block}.0.0")
-                mapper.batch_norm(layer(f"{name}expand_bn"), f"{block}.0.1")
-                k = 1
-            mapper.depthwise(layer(f"{name}dwconv"), f"{block}.{k}.0")
-            mapper.batch_norm(layer(f"{name}bn"), f"{block}.{k}.1")
-            mapper.conv(layer(f"{name}se_reduce"), f"{block}.{k + 1}.fc1")
-            mapper.conv(layer(f"{name}se_expand"), f"{block}.{k + 1}.fc2")
-            mapper.conv(layer(f"{name}project_conv"), f"{block}.{k + 2}.0")
-            mapper.batch_norm(layer(f"{name}project_bn"), f"{block}.{k + 2}.1")
-    mapper.conv(layer("top_conv"), f"{prefix}features.8.0")
-    mapper.batch_norm(layer("top_bn"), f"{prefix}features.8.1")
-    for suffix in ("weight", "bias"):
-        mapper.ignore(f"{prefix}classifier.1.{suffix}", "the ImageNet classifier; the backbone has no top")
-    set_input_convention(mapper, model, input_convention)
+            k = 1 if expand_ratio != 1 else 0
+            expand = {"expand_conv": f"{block}.0.0", "expand_bn": f"{block}.0.1"} if k else {}
+            blocks.append((name, {**expand, "dwconv": f"{block}.{k}.0", "bn": f"{block}.{k}.1",
+                                  "se_reduce": f"{block}.{k + 1}.fc1", "se_expand": f"{block}.{k + 1}.fc2",
+                                  "project_conv": f"{block}.{k + 2}.0", "project_bn": f"{block}.{k + 2}.1"}))
+    _map_b0(mapper, model, input_convention, (f"{prefix}features.0.0", f"{prefix}features.0.1"), blocks,
+            (f"{prefix}features.8.0", f"{prefix}features.8.1"), f"{prefix}classifier.1")

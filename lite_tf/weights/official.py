@@ -36,13 +36,19 @@ def map_film_generator(mapper: WeightMapper, generator, prefix: str = ADAPTATION
         raise WeightsError(f"{mapper.source}: the state dict has FiLM generators for {max(official) + 1} sites "
                            f"({prefix}.0..{max(official)}), the model's backbone has {sites}.")
     for site in range(sites):
-        for part, mlps, regularizers in (("gamma", generator.gamma_generators, generator.gamma_regularizers),
-                                         ("beta", generator.beta_generators, generator.beta_regularizers)):
-            base = f"{prefix}.{site}.{part}"
-            mapper.dense(mlps[site].linear1, f"{base}_generators.0.linear1")
-            mapper.layer_norm(mlps[site].layernorm, f"{base}_generators.0.layernorm")
-            mapper.dense(mlps[site].linear2, f"{base}_generators.0.linear2")
-            mapper.vector(regularizers[site], f"{base}_regularizers.0")
+        map_film_site(mapper, generator, site, f"{prefix}.{site}", "0")
+
+
+def map_film_site(mapper: WeightMapper, generator, site: int, group: str, position: str) -> None:
+    """FiLM site ``site``'s gamma and beta MLPs and regularisers, from the official names
+    ``<group>.<gamma|beta>_generators.<position>.*`` and ``<group>.<gamma|beta>_regularizers.<position>``."""
+    for part, mlps, regularizers in (("gamma", generator.gamma_generators, generator.gamma_regularizers),
+                                     ("beta", generator.beta_generators, generator.beta_regularizers)):
+        mlp = f"{group}.{part}_generators.{position}"
+        mapper.dense(mlps[site].linear1, f"{mlp}.linear1")
+        mapper.layer_norm(mlps[site].layernorm, f"{mlp}.layernorm")
+        mapper.dense(mlps[site].linear2, f"{mlp}.linear2")
+        mapper.vector(regularizers[site], f"{group}.{part}_regularizers.{position}")
 
 
 def map_official_lite(mapper: WeightMapper, learner) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from lite_tf.backbones.resnet import BLOCKS_PER_STAGE, STAGES
 from lite_tf.weights.assign import WeightMapper
 from lite_tf.weights.efficientnet import find_layer, map_efficientnet_pytorch_b0
-from lite_tf.weights.official import map_film_generator, map_set_encoder
+from lite_tf.weights.official import map_film_generator, map_film_site, map_set_encoder
 from lite_tf.weights.resnet import map_torchvision_resnet18
 from lite_tf.weights.state_dict import WeightsError
 
@@ -52,14 +52,7 @@ def map_resnet_film_generator(mapper: WeightMapper, generator, prefix: str = ADA
         for block in range(BLOCKS_PER_STAGE):
             for layer in range(LAYERS_PER_BLOCK):
                 site = (stage * BLOCKS_PER_STAGE + block) * LAYERS_PER_BLOCK + layer
-                for part, mlps, regularizers in (("gamma", generator.gamma_generators, generator.gamma_regularizers),
-                                                 ("beta", generator.beta_generators, generator.beta_regularizers)):
-                    base = f"{prefix}.{stage}.{part}"
-                    mlp = f"{base}_generators.{block}.{layer}"
-                    mapper.dense(mlps[site].linear1, f"{mlp}.linear1")
-                    mapper.layer_norm(mlps[site].layernorm, f"{mlp}.layernorm")
-                    mapper.dense(mlps[site].linear2, f"{mlp}.linear2")
-                    mapper.vector(regularizers[site], f"{base}_regularizers.{block}.{layer}")
+                map_film_site(mapper, generator, site, f"{prefix}.{stage}", f"{block}.{layer}")
 
 
 def map_orbit(mapper: WeightMapper, learner) -> None:

@@ -26,11 +26,11 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from lite_tf.data import decode as decode_lib
 from lite_tf.data.orbit.annotations import Annotations
 from lite_tf.data.orbit.index import OrbitDataError, SplitIndex, load_split
 from lite_tf.data.orbit.protocol import OrbitProtocol
 from lite_tf.data.orbit.tasks import OrbitTask, TrainTaskSampler, eval_tasks
-from lite_tf.images import scale_pixels
 from lite_tf.errors import ConfigError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -43,45 +43,17 @@ def configured_protocol(protocol: Optional[OrbitProtocol] = None) -> OrbitProtoc
 
 
 # ---------------------------------------------------------------- decoding
-# TODO(decode.py): switch to lite_tf/data/decode.py once it lands; this is the same decode + resize.
-def decode_frame(path: tf.Tensor, frame_size: int, image_dtype=tf.uint8) -> tf.Tensor:
-    """One JPEG/PNG frame file -> [frame_size, frame_size, 3] uint8 or float32 in [-1, 1]."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    pixels = tf.image.resize(image, [frame_size, frame_size])  # the identity (exactly) at the same size
-    if image_dtype == tf.uint8:
-        return tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.uint8)
-    return scale_pixels(pixels)
+FRAME_ERROR = "ORBIT frame(s) that could not be decoded:"
 
 
 def decode_frames(paths: tf.Tensor, frame_size: int, image_dtype=tf.uint8) -> tf.data.Dataset:
-    """A one-element dataset: every frame of ``paths`` decoded, [len(paths), S, S, 3].
+    """A one-element dataset: every frame file of ``paths`` decoded, [len(paths), S, S, 3].
 
-    Fast path: a parallel map batched whole. If a frame fails, the batch is dropped and a second
-    pass decodes frame by frame and fails naming the files TensorFlow could not decode.
+    The Meta-Dataset pipeline's decoder (lite_tf/data/decode.py: a parallel map batched whole,
+    bilinear resize); a frame that cannot be read or decoded fails naming its file.
     """
-    count = tf.shape(paths, out_type=tf.int64)[0]
-
-    def decode(path):
-        return decode_frame(path, frame_size, image_dtype)
-
-    fast = (tf.data.Dataset.from_tensor_slices(paths).map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-            .batch(count).ignore_errors())
-    one_by_one = (tf.data.Dataset.from_tensor_slices((paths, tf.range(count)))
-                  .map(lambda p, i: (decode(p), i), num_parallel_calls=AUTOTUNE, deterministic=True)
-                  .ignore_errors().batch(count))
-    empty = tf.data.Dataset.from_tensors((tf.zeros([0, frame_size, frame_size, 3], image_dtype),
-                                          tf.zeros([0], tf.int64)))
-
-    def check(frames, kept):
-        present = tf.scatter_nd(kept[:, None], tf.ones_like(kept, tf.int32), [count]) > 0
-        failed = tf.debugging.Assert(tf.equal(tf.size(kept, out_type=tf.int64), count),
-                                     ["ORBIT frame(s) that could not be decoded:",
-                                      tf.boolean_mask(paths, tf.logical_not(present))], summarize=10)
-        with tf.control_dependencies([failed]):
-            return tf.identity(frames)
-
-    return fast.concatenate(one_by_one.concatenate(empty).take(1).map(check)).take(1)
+    return decode_lib.decode_batch(paths, frame_size, dtype=image_dtype, read=tf.io.read_file,
+                                   what="an ORBIT task", names=[(FRAME_ERROR, paths)])
 
 
 def load_frames(paths: Sequence[str], frame_size: int, batch_size: int = 256,
@@ -100,9 +72,8 @@ def load_frames(paths: Sequence[str], frame_size: int, batch_size: int = 256,
 
 def _frame_error(error: tf.errors.OpError) -> str:
     message = error.message
-    marker = "ORBIT frame(s) that could not be decoded:"
-    if marker in message:
-        return marker + " " + message.split(marker, 1)[1].strip().splitlines()[0]
+    if FRAME_ERROR in message:
+        return FRAME_ERROR + " " + message.split(FRAME_ERROR, 1)[1].strip().splitlines()[0]
     return f"Could not read an ORBIT frame: {message.splitlines()[0]}"
 
 
@@ -111,13 +82,6 @@ def _check_root(root, caller: str) -> str:
         raise ConfigError(f"{caller} needs the ORBIT root folder: pass root=..., or in gin bind "
                           "ORBIT_ROOT = '/path/to/orbit' (gin/data/orbit.gin).")
     return root
-
-
-def _check_dtype(image_dtype) -> tf.DType:
-    dtype = tf.as_dtype(image_dtype)
-    if dtype not in (tf.uint8, tf.float32):
-        raise ConfigError(f"image_dtype must be uint8 or float32; got {image_dtype!r}.")
-    return dtype
 
 
 def _annotations(root: str, split: str, protocol: OrbitProtocol, training: bool) -> Optional[Annotations]:
@@ -183,7 +147,7 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
     unknown (it matches lite_tf.episode.episode_signature(frame_size, image_dtype)), so EpisodicModel
     traces its step once.
     """
-    dtype = _check_dtype(image_dtype)
+    dtype = decode_lib.check_options(dtype=image_dtype)
     protocol = configured_protocol(protocol)
     root = _check_root(root, "orbit_train_dataset") if index is None else root
     index = index or load_split(root, split, cache_dir=cache_dir, strict=strict)

@@ -118,6 +118,17 @@ def _finish(rng: np.random.Generator, image: Image.Image) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- glyphs
+def _scene(rng: np.random.Generator, size: int, max_rotation: float) -> tuple:
+    """(image, draw, background and foreground colours, transform, scale): a cluttered background and
+    the object's pose."""
+    background, foreground = _colour_pair(rng)
+    image = _background(rng, size, background)
+    draw = ImageDraw.Draw(image)
+    _clutter(rng, draw, size, background, int(rng.integers(1, 5)))
+    transform, scale, _ = _pose(rng, size, max_rotation=max_rotation)
+    return image, draw, background, foreground, transform, scale
+
+
 def _bezier(control: np.ndarray, steps: int = 24) -> np.ndarray:
     t = np.linspace(0.0, 1.0, steps)[:, None]
     p0, p1, p2, p3 = control
@@ -140,11 +151,7 @@ def glyph_prototype(rng: np.random.Generator) -> dict:
 
 
 def render_glyph(prototype: dict, rng: np.random.Generator, size: int) -> np.ndarray:
-    background, foreground = _colour_pair(rng)
-    image = _background(rng, size, background)
-    draw = ImageDraw.Draw(image)
-    _clutter(rng, draw, size, background, int(rng.integers(1, 5)))
-    transform, scale, _ = _pose(rng, size, max_rotation=20.0)
+    image, draw, _, foreground, transform, scale = _scene(rng, size, max_rotation=20.0)
     width = max(1, int(round(prototype["width"] * rng.uniform(0.7, 1.3) * scale)))
     for control in prototype["strokes"]:
         jittered = control + rng.normal(0.0, 0.06, control.shape)
@@ -250,11 +257,7 @@ def _primitive_outline(kind: str, angle: float) -> np.ndarray:
 
 
 def render_shapes(prototype: dict, rng: np.random.Generator, size: int) -> np.ndarray:
-    background, _ = _colour_pair(rng)
-    image = _background(rng, size, background)
-    draw = ImageDraw.Draw(image)
-    _clutter(rng, draw, size, background, int(rng.integers(1, 5)))
-    transform, scale, _ = _pose(rng, size, max_rotation=30.0)
+    image, draw, background, _, transform, scale = _scene(rng, size, max_rotation=30.0)
     width = max(1, int(round(0.1 * scale)))
     for kind, centre, part_size, angle, filled in zip(prototype["kinds"], prototype["centres"],
                                                       prototype["sizes"], prototype["angles"],

@@ -23,12 +23,11 @@ node), so both lite_tf's reader and Meta-Dataset's load them.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, List, Mapping, Sequence
 
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.writing.errors import ConvertError
+from lite_tf.data.writing.errors import ConvertError, input_json, read_input_text
 
 SPLITS = spec_lib.SPLITS
 
@@ -36,11 +35,7 @@ SPLITS = spec_lib.SPLITS
 def read_parent_map(path: str) -> Dict[str, List[str]]:
     """child -> parents (in file order, without repeats) from a JSON or tab-separated text file."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as error:  # a binary file is not a hierarchy file either
-        raise ConvertError(f"Cannot read hierarchy file {path}: {error}") from None
+    text = read_input_text(path, "hierarchy")
     parents: Dict[str, List[str]] = {}
 
     def add(child, parent, where):
@@ -51,11 +46,8 @@ def read_parent_map(path: str) -> Dict[str, List[str]]:
         if parent not in parents.setdefault(child, []):
             parents[child].append(parent)
 
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConvertError(f"Hierarchy file {path} is not valid JSON: {error}") from None
+    data = input_json(text, path, "hierarchy")
+    if data is not None:
         for child, value in data.items():
             for parent in value if isinstance(value, list) else [value]:
                 add(child, parent, f"Hierarchy file {path}, entry {child!r}")

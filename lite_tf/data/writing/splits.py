@@ -11,7 +11,6 @@ or superclasses for a two-level dataset (see hierarchy.py).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -19,7 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.writing.errors import ConvertError
+from lite_tf.data.writing.errors import ConvertError, input_json, read_input_text
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +57,10 @@ def _split_of_key(key: str, where: str) -> spec_lib.Split:
 def read_split_file(path: str) -> Dict[spec_lib.Split, List[str]]:
     """Parses a JSON or text split file (see the module docstring) into split -> class names."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as error:  # a binary file is not a split file either
-        raise ConvertError(f"Cannot read split file {path}: {error}") from None
+    text = read_input_text(path, "split")
     splits: Dict[spec_lib.Split, List[str]] = {split: [] for split in spec_lib.SPLITS}
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConvertError(f"Split file {path} is not valid JSON: {error}") from None
+    data = input_json(text, path, "split")
+    if data is not None:
         for key, names in data.items():
             split = _split_of_key(key, f"Split file {path}")
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
