@@ -199,6 +199,8 @@ def write(output: str, document: dict, plot_path: Optional[str] = None) -> list:
     """Validates the document, writes X.json and X.md (and the plot); returns the paths written."""
     from lite_tf import atomic
 
+    if plot_path:
+        studies.pyplot()  # a missing matplotlib is said before anything is written
     results.validate(document)
     json_path, markdown_path = results.output_paths(output)
     atomic.write_json(json_path, document, indent=1)
