@@ -37,6 +37,14 @@ def test_configuration_strings_parse_into_lite_config_arguments():
             studies.parse_config(bad)
 
 
+def test_a_configuration_may_carry_its_own_budget(tmp_path):
+    settings = training_study.Settings(data_dir=str(tmp_path), configs=["full", "lite:h=10@1600"], seeds=[0],
+                                       episodes=800)
+    full, lite = training_study.specs(settings, ["folder"])
+    assert (full["episodes"], lite["episodes"]) == (800, 1600)
+    assert lite["config"] == "lite:h=10@1600" and lite["lite"] == {"mode": "lite", "h": 10}
+
+
 def test_groups_give_each_configuration_its_across_seed_interval():
     rows = [{"config": config, "status": "ok", "test_accuracy": accuracy, "train_s": seconds, "step_s": seconds / 10,
              "host_peak_above_baseline_gib": 0.1, "gpu_peak_gib": None}
@@ -81,6 +89,8 @@ def test_settings_that_cannot_work_are_refused_before_training(tmp_path):
     with pytest.raises(ConfigError, match="images_per_class"):
         training_study.validate(training_study.Settings(data_dir=str(tmp_path), shots=10, queries=10,
                                                         images_per_class=15))
+    with pytest.raises(ConfigError, match="positive episode count"):
+        training_study.validate(training_study.Settings(data_dir=str(tmp_path), configs=["full@0"]))
     with pytest.raises(ConfigError, match="lite needs h"):
         training_study.validate(training_study.Settings(data_dir=str(tmp_path), configs=["lite"]))
 

@@ -45,10 +45,20 @@ class Settings:
     case_timeout_s: Optional[float] = None
 
 
+def split_budget(text: str, episodes: int) -> tuple:
+    """``'lite:h=10@1600'`` -> ('lite:h=10', 1600): a configuration may carry its own episode budget."""
+    config, sep, budget = text.partition("@")
+    if not sep:
+        return config, episodes
+    if not budget.isdigit() or int(budget) < 1:
+        raise ConfigError(f"Study configuration {text!r}: the budget after '@' must be a positive episode count.")
+    return config, int(budget)
+
+
 def validate(settings: Settings) -> None:
     """One-line ConfigErrors before any process starts."""
     for text in settings.configs:
-        studies.parse_config(text)
+        studies.parse_config(split_budget(text, settings.episodes)[0])
     if not settings.configs or not settings.seeds:
         raise ConfigError("training study: needs at least one configuration and one seed.")
     for name in ("episodes", "eval_episodes", "image_size", "way", "shots", "queries"):
@@ -75,13 +85,18 @@ def prepare_data(settings: Settings, log: Callable = print) -> List[str]:
 
 def specs(settings: Settings, folders: List[str]) -> list:
     """One spec per (seed, configuration): seeds outermost, so a cut-short run holds whole comparisons."""
-    return [{"case": "training", "part": "train", "target": TARGET, "config": text,
-             "lite": studies.parse_config(text), "seed": int(seed), "folders": list(folders),
-             "learner": settings.learner, "backbone": settings.backbone, "image_size": settings.image_size,
-             "way": settings.way, "shots": settings.shots, "queries": settings.queries,
-             "episodes": settings.episodes, "eval_episodes": settings.eval_episodes,
-             "learning_rate": settings.learning_rate, "chunk_size": settings.chunk_size}
-            for seed in settings.seeds for text in settings.configs]
+    planned = []
+    for seed in settings.seeds:
+        for text in settings.configs:
+            config, episodes = split_budget(text, settings.episodes)
+            planned.append({
+                "case": "training", "part": "train", "target": TARGET, "config": text,
+                "lite": studies.parse_config(config), "seed": int(seed), "folders": list(folders),
+                "learner": settings.learner, "backbone": settings.backbone, "image_size": settings.image_size,
+                "way": settings.way, "shots": settings.shots, "queries": settings.queries, "episodes": episodes,
+                "eval_episodes": settings.eval_episodes, "learning_rate": settings.learning_rate,
+                "chunk_size": settings.chunk_size})
+    return planned
 
 
 def train(spec: dict) -> dict:
@@ -121,7 +136,8 @@ def groups(rows: list) -> list:
     summary = []
     for config, members in by_config.items():
         done = [row for row in members if row["status"] == "ok"]
-        entry = {"config": config, "seeds": len(done), "failed": len(members) - len(done)}
+        entry = {"config": config, "seeds": len(done), "failed": len(members) - len(done),
+                 "episodes": members[0].get("episodes")}
         if done:
             mean, half = studies.seed_interval([row["test_accuracy"] for row in done])
             entry.update(accuracy=mean, interval=half, train_s=sum(row["train_s"] for row in done) / len(done),
@@ -143,7 +159,7 @@ def markdown(document: dict) -> str:
     settings = document["settings"]
     lines = [f"ProtoNets ({settings['backbone']}), {settings['image_size']} px, {settings['way']}-way "
              f"{settings['shots']}-shot {settings['queries']}-query (N={settings['way'] * settings['shots']}), "
-             f"{settings['episodes']} training episodes, test accuracy over {settings['eval_episodes']} fixed TEST "
+             f"{settings['episodes']} training episodes (a configuration's own after '@'), test accuracy over {settings['eval_episodes']} fixed TEST "
              f"episodes; ± is the 95% Student-t interval across seeds.", "",
              "| configuration | seeds | test accuracy (%) | training wall time (s) | s/episode | peak memory (GiB) |",
              "|---|---|---|---|---|---|"]
@@ -168,7 +184,7 @@ def plot(document: dict, path: str) -> None:
         axis.errorbar(entry["train_s"], 100 * entry["accuracy"], yerr=error, fmt="o", capsize=3, label=entry["config"])
     axis.set_xlabel("training wall time (s)")
     axis.set_ylabel("test accuracy (%)")
-    axis.set_title(f"{document['settings']['episodes']} episodes per run")
+    axis.set_title(f"{document['settings']['episodes']} episodes per run unless marked @episodes")
     axis.legend(fontsize=7)
     studies.save_figure(figure, path)
     plt.close(figure)
