@@ -206,19 +206,20 @@ def plot(document: dict, path: str) -> None:
     figure, (variance_axis, time_axis) = plt.subplots(1, 2, figsize=(10, 4))
     for name, members in _series(document["rows"]).items():
         hs = [row["h"] for row in members]
-        variance_axis.plot(hs, [max(row["relative_variance"], 1e-12) for row in members], "o-", label=name)
+        noisy = [row for row in members if row["relative_variance"] > 0]  # h >= N is exact: no point on a log scale
+        variance_axis.plot([row["h"] for row in noisy], [row["relative_variance"] for row in noisy], "o-", label=name)
         time_axis.plot(hs, [1000 * row["step_s"] for row in members], "o-", label=name)
     for row in document["rows"]:
         if row["status"] == "ok" and row["mode"] in ("exact", "full"):
             time_axis.axhline(1000 * row["step_s"], linestyle="--", color="gray", label=row["mode"])
+    settings = document["settings"]
     variance_axis.set_yscale("log")
-    variance_axis.set_xlabel("h")
+    variance_axis.set_xlabel(f"h (h >= N={settings['support_size']}: exact, zero variance)")
     variance_axis.set_ylabel("relative variance of the gradient")
     time_axis.set_xlabel("h")
     time_axis.set_ylabel("ms per gradient step")
     for axis in (variance_axis, time_axis):
         axis.legend(fontsize=7)
-    settings = document["settings"]
     figure.suptitle(f"{settings['learner']} {settings['backbone']}, {settings['image_size']} px, N={settings['support_size']}")
     studies.save_figure(figure, path)
     plt.close(figure)
