@@ -29,6 +29,8 @@ setup(
         "test": ["pytest>=7.0", "pytest-randomly>=3.12"],
         # Only to read PyTorch checkpoints (lite_tf_import_weights); .npz state dicts need no torch.
         "torch": ["torch>=2.0"],
+        # Only for the studies' PNG plots (tools/gradient_study.py, tools/lite_study.py --plot).
+        "plot": ["matplotlib"],
     },
     entry_points={
         # Third-party packages add learners, backbones or data sources by declaring modules in these groups;
@@ -58,6 +60,8 @@ setup(
             "lite_tf_benchmark = tools.benchmark:run",
             "lite_tf_evaluate_vtab_md = tools.evaluate_vtab_md:run",
             "lite_tf_import_weights = tools.import_weights:run",
+            "lite_tf_gradient_study = tools.gradient_study:run",
+            "lite_tf_lite_study = tools.lite_study:run",
         ],
     },
 )

@@ -17,7 +17,7 @@ from lite_tf.bench.runner import STATUSES
 from lite_tf.errors import DataError
 
 SCHEMA = "lite_tf.bench/1"
-CASES = ("lite", "learner", "pipeline", "orbit")
+CASES = ("lite", "learner", "pipeline", "orbit", "training", "gradient")
 # (key, header, format) per part: the table's columns, and what a finished row must hold.
 COLUMNS = {
     "step": [("learner", "learner", "{}"), ("backbone", "backbone", "{}"), ("support_size", "N", "{}"),
@@ -33,6 +33,16 @@ COLUMNS = {
                  ("images_per_cpu_s", "images per CPU-second", "{:.0f}"), ("cpu_cores_busy", "cores busy", "{:.2f}"),
                  ("mean_images_per_episode", "images/episode", "{:.0f}"),
                  ("host_peak_above_baseline_gib", "pipeline peak memory (GiB)", "{:.2f}"),
+                 ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}")],
+    # The studies (lite_tf/bench/training_study.py, gradient_study.py) render their own summary tables.
+    "train": [("config", "configuration", "{}"), ("seed", "seed", "{}"), ("episodes", "episodes", "{}"),
+              ("test_accuracy", "test accuracy", "{:.3f}"), ("train_s", "training (s)", "{:.1f}"),
+              ("host_peak_above_baseline_gib", "host peak above baseline (GiB)", "{:.2f}"),
+              ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}")],
+    "gradient": [("config", "configuration", "{}"), ("support_size", "N", "{}"), ("draws", "K", "{}"),
+                 ("bias", "bias", "{:.4f}"), ("relative_variance", "relative variance", "{:.4f}"),
+                 ("cosine", "cosine", "{:.4f}"), ("step_s", "step (s)", "{:.4f}"),
+                 ("host_peak_above_baseline_gib", "host peak above baseline (GiB)", "{:.2f}"),
                  ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}")],
 }
 OPTIONAL = {"gpu_peak_gib", "sources", "backbone", "h", "inference_s", "small_step_s", "overhead_ratio"}
