@@ -46,6 +46,15 @@ def _query_metric(identifier) -> keras.metrics.Metric:
     raise ConfigError(f"EpisodicModel.compile: metric {identifier!r} is neither a keras Metric nor a function.")
 
 
+def _for_reduction(logs: dict) -> dict:
+    """Logs as Keras reduces them across workers: under MultiWorkerMirroredStrategy Keras takes a
+    mean over axis 0 (scalars would fail), so each scalar becomes [1] there; it comes back a scalar."""
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.num_replicas_in_sync > 1:
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
 @gin.configurable
 class EpisodicModel(keras.Model):
     """Meta-trains ``learner`` episode by episode with the LITE support mapping in ``lite``.
@@ -160,6 +169,9 @@ class EpisodicModel(keras.Model):
         query_count, num_batches, batch = self._query_batches(episode)
         mapper = self._mapper(episode, training=True, subset=subset)
         exact, lite = mapper.mode == "exact", mapper.mode == "lite"
+        # The optimizer sums the replicas' gradients (tf.distribute): R replicas x 1 task is then
+        # one update on the mean over R tasks, as with gradient_accumulation_steps=R on one replica.
+        replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)
 
         def batch_result(index, tape=None):
             images, labels = batch(index)
@@ -167,7 +179,7 @@ class EpisodicModel(keras.Model):
             with tape:
                 mapper.tape = tape
                 loss, correct, logits = self._score_batch(episode, mapper, images, labels, query_count, True)
-                scaled_loss = self._scale_loss(loss * mapper.loss_scale)
+                scaled_loss = self._scale_loss(loss * mapper.loss_scale / replicas)
             # Exact mode: also dL/de of the watched support embeddings (summed over batches).
             gradients = dense_gradients(tape, scaled_loss, variables + mapper.watched)
             mapper.tape = None
@@ -213,7 +225,7 @@ class EpisodicModel(keras.Model):
         logs.update(way=tf.cast(episode["way"], tf.float32),
                     support_size=tf.cast(tf.shape(episode["support_labels"])[0], tf.float32),
                     query_size=tf.cast(tf.shape(episode["query_labels"])[0], tf.float32))
-        return logs
+        return _for_reduction(logs)
 
     def _update_metrics(self, loss, accuracy, labels, logits):
         # The control dependency matters in graph mode: a Mean's count update does not otherwise
@@ -247,7 +259,7 @@ class EpisodicModel(keras.Model):
         return loss, accuracy
 
     def test_step(self, data):
-        return self._update_metrics(*self.evaluate_episode(data, return_logits=True))
+        return _for_reduction(self._update_metrics(*self.evaluate_episode(data, return_logits=True)))
 
     def predict_step(self, data):
         """Query logits of one episode (inference mapping)."""
@@ -259,6 +271,14 @@ class EpisodicModel(keras.Model):
 
     def call(self, data, training=False):
         return self.predict_step(data)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: the model is built in __init__ and its optimizer in compile.
+
+        Under a tf.distribute strategy Keras would otherwise pull a first episode and reduce it
+        across replicas to build symbolically, which fails for episode dicts under
+        MultiWorkerMirroredStrategy.
+        """
 
     def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
         """Like keras.Model.compile; XLA is off by default because episode shapes vary.
