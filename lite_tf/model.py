@@ -22,6 +22,7 @@ from lite_tf.errors import ConfigError
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner
 from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
+from lite_tf.precision import apply_policy, is_float16, resolve_policy
 
 
 class EpisodeResult(NamedTuple):
@@ -68,12 +69,17 @@ class EpisodicModel(keras.Model):
         re-drawn for each batch unless ``lite.redraw='episode'``; the support no-gradient pass is
         shared by all batches.
       seed: seed of the subset draws.
+      dtype_policy: 'float32', 'mixed_bfloat16' or 'mixed_float16' (None: the Keras global policy);
+        mixed runs the backbone (and set encoder) in low precision and the heads in float32
+        (lite_tf/precision.py); with 'mixed_float16' ``compile`` wraps the optimizer in a
+        ``keras.optimizers.LossScaleOptimizer``.
 
     To force or record H (studies, tests) use ``episode_gradients(data, subset=..., return_subsets=True)``.
     """
 
     def __init__(self, learner: Learner, image_size: int, lite: Optional[LiteConfig] = None,
-                 query_batch_size: Optional[int] = None, seed: Optional[int] = None, **kwargs):
+                 query_batch_size: Optional[int] = None, seed: Optional[int] = None,
+                 dtype_policy: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(learner, Learner):
             raise TypeError(f"EpisodicModel needs a lite_tf Learner; got {type(learner).__name__}.")
@@ -89,6 +95,8 @@ class EpisodicModel(keras.Model):
         self.query_metrics = []  # from compile(metrics=...)
         self.trace_count = 0  # incremented each time a step is traced (eager: each call)
         learner.build_for(self.image_size)
+        self.precision = resolve_policy(dtype_policy)
+        apply_policy(learner, self.precision)
         self.built = True
 
     @property
@@ -285,7 +293,8 @@ class EpisodicModel(keras.Model):
 
         ``metrics``: a list of keras metrics (objects, names, or functions of (labels, logits)),
         updated on every episode's query labels and logits, beside the per-episode ``loss`` and
-        ``accuracy``. The optimizer's slots are created here: created inside the first traced
+        ``accuracy``. Under ``dtype_policy='mixed_float16'`` the optimizer is wrapped in a
+        ``keras.optimizers.LossScaleOptimizer`` (unless it is one). The optimizer's slots are created here: created inside the first traced
         step instead, they would make tf.function trace the step a second time.
         """
         if metrics is not None and not isinstance(metrics, (list, tuple)):
@@ -296,6 +305,10 @@ class EpisodicModel(keras.Model):
         if clashes:
             raise ConfigError(f"EpisodicModel.compile: metric name(s) {clashes} used twice (loss and accuracy "
                               f"are always reported); give the metric another name.")
+        if is_float16(self.precision):
+            optimizer = keras.optimizers.get(optimizer)
+            if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
         self.query_metrics = query_metrics
         if not self.optimizer.built:
