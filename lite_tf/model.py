@@ -47,6 +47,21 @@ def _query_metric(identifier) -> keras.metrics.Metric:
     raise ConfigError(f"EpisodicModel.compile: metric {identifier!r} is neither a keras Metric nor a function.")
 
 
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A SeedGenerator whose draws differ per replica: under tf.distribute the state is mirrored, so
+    plain draws would give every replica the same subset; the replica id is folded into the seed."""
+
+    REPLICA_STRIDE = 7919
+
+    def next(self, ordered=True):
+        value = super().next(ordered)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return value
+        replica = tf.cast(context.replica_id_in_sync_group, value.dtype)
+        return value + tf.stack([replica * self.REPLICA_STRIDE, tf.zeros_like(replica)])
+
+
 def _for_reduction(logs: dict) -> dict:
     """Logs as Keras reduces them across workers: under MultiWorkerMirroredStrategy Keras takes a
     mean over axis 0 (scalars would fail), so each scalar becomes [1] there; it comes back a scalar."""
@@ -89,7 +104,7 @@ class EpisodicModel(keras.Model):
         self.image_size = int(image_size)
         self.lite_config = lite or LiteConfig()
         self.query_batch_size = query_batch_size
-        self.subset_seed = keras.random.SeedGenerator(seed, name="subset_seed")
+        self.subset_seed = ReplicaSeedGenerator(seed, name="subset_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
         self.query_metrics = []  # from compile(metrics=...)

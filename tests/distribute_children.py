@@ -101,6 +101,19 @@ def lite_forced(strategy, tasks: list, subsets: list):
     return weights(single), weights(model)
 
 
+def replica_subsets(strategy, tasks: list) -> list:
+    """The H each replica drew (lite mode, same support size on both): they must differ."""
+    model = distribute.build_in_scope(strategy, lambda: build("lite"), lambda: keras.optimizers.SGD(0.1))
+    replica_tasks = strategy.experimental_distribute_values_from_function(
+        lambda context: tasks[context.replica_id_in_sync_group])
+
+    @tf.function
+    def draw(task):
+        return strategy.run(lambda task: model.episode_gradients(task, return_subsets=True)[3], args=(task,))
+
+    return [v.numpy().tolist() for v in strategy.experimental_local_results(draw(replica_tasks))]
+
+
 def replica_seeds(strategy) -> list:
     """The seed each replica's pipeline was built with, read back from its first element."""
     data = distribute.distribute_episodes(
@@ -124,6 +137,7 @@ def mirrored() -> dict:
     report["lite"] = {"difference": max_difference(reference, replicated),
                       "moved": max_difference(initial, lite_fit), "iterations": iterations}
     report["seeds"] = [replica_seeds(strategy), replica_seeds(strategy)]
+    report["subsets"] = [replica_subsets(strategy, tasks), replica_subsets(strategy, tasks)]
     return report
 
 

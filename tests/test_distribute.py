@@ -60,6 +60,12 @@ def test_replica_seeds_differ_and_repeat(mirrored):
     assert first == second
 
 
+def test_replicas_draw_different_subsets_reproducibly(mirrored):
+    first, second = mirrored["subsets"]
+    assert first[0] != first[1]  # the subset seed's state is mirrored; the replica id is folded in
+    assert first == second
+
+
 def test_tasks_per_update_counts_tasks_across_replicas():
     class Two:
         num_replicas_in_sync = 2
