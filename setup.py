@@ -31,7 +31,7 @@ setup(
         "torch": ["torch>=2.0"],
     },
     entry_points={
-        # Third-party packages add learners or backbones by declaring modules in these groups;
+        # Third-party packages add learners, backbones or data sources by declaring modules in these groups;
         # importing the module registers its plugins (see lite_tf/registry.py).
         "lite_tf.learners": [
             "protonets = learners.protonets",
@@ -40,6 +40,13 @@ setup(
             "finetuner = learners.finetuner",
         ],
         "lite_tf.backbones": [],
+        "lite_tf.sources": [
+            "metadataset = lite_tf.sources.metadataset",
+            "orbit = lite_tf.sources.orbit",
+            "vtab = lite_tf.sources.vtab",
+            "metadataset_tfds = lite_tf.sources.metadataset_tfds",
+            "metadataset_v2 = lite_tf.sources.metadataset_tfds",
+        ],
         "console_scripts": [
             "lite_tf_train = tools.train:run",
             "lite_tf_evaluate = tools.evaluate:run",

@@ -1,10 +1,16 @@
-"""Keras callbacks for episodic training: crash-safe resume, best-model saving, episode statistics."""
+"""Keras callbacks for episodic training: crash-safe resume, best-model saving, episode statistics.
+
+Nothing non-finite is ever saved: the checkpoint and best-weights callbacks check the loss and every
+variable first, so after a NaN/Inf the last finite checkpoint stays the resume point.
+"""
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
 import time
+from typing import Optional
 
 import keras
 import numpy as np
@@ -13,12 +19,27 @@ import tensorflow as tf
 from lite_tf import atomic, memory
 
 
+def all_finite(variables) -> bool:
+    """True when no floating-point variable holds a NaN or Inf."""
+    checks = [tf.reduce_all(tf.math.is_finite(value)) for value in map(tf.convert_to_tensor, variables)
+              if value.dtype.is_floating]
+    return bool(tf.reduce_all(checks)) if checks else True
+
+
+def _finite_state(model, logs) -> bool:
+    loss = (logs or {}).get("loss")
+    if loss is not None and not np.isfinite(loss):
+        return False
+    return all_finite(model.variables) and all_finite(model.optimizer.variables)
+
+
 class ResumableCheckpoint(keras.callbacks.Callback):
     """Saves model, optimizer and subset-seed state every epoch with tf.train.CheckpointManager.
 
     TF checkpoints are written under new names and the index file is replaced atomically, so a
-    process killed at any moment (even SIGKILL) leaves the previous checkpoint intact. ``restore``
-    returns the epoch to resume from (pass it to ``fit(initial_epoch=...)``).
+    process killed at any moment (even SIGKILL) leaves the previous checkpoint intact. A state with a
+    NaN/Inf loss or variable is not saved (and training stops), so the index always names the last
+    finite epoch. ``restore`` returns the epoch to resume from (``fit(initial_epoch=...)``).
     """
 
     def __init__(self, directory: str, model: keras.Model, max_to_keep: int = 2):
@@ -27,6 +48,14 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=self.epoch,
                                               subset_seed=model.subset_seed.state.value)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+        self.refused_epoch = None  # the epoch whose non-finite state was not saved
+
+    def saved_epoch(self) -> int:
+        """The epoch the latest checkpoint ends, read without restoring it (0 if none)."""
+        latest = self.manager.latest_checkpoint
+        if latest is None:
+            return 0
+        return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
 
     def restore(self) -> int:
         if self.manager.latest_checkpoint is None:
@@ -35,6 +64,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         return int(self.epoch.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _finite_state(self.model, logs):
+            self.refused_epoch = epoch + 1
+            self.model.stop_training = True
+            return
         self.epoch.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
 
@@ -43,27 +76,37 @@ class BestWeights(keras.callbacks.Callback):
     """Keeps the weights with the best validation accuracy, written atomically (temp file + rename).
 
     The best value so far lives in a JSON file beside the weights, so a resumed run keeps comparing
-    against it instead of overwriting a better model.
+    against it instead of overwriting a better model. ``monitor=None`` (no validation) keeps the
+    last finite weights. Non-finite weights are never written.
     """
 
-    def __init__(self, weights_path: str, monitor: str = "val_accuracy"):
+    def __init__(self, weights_path: str, monitor: Optional[str] = "val_accuracy"):
         super().__init__()
         self.weights_path, self.monitor = weights_path, monitor
         self.info_path = os.path.splitext(os.path.splitext(weights_path)[0])[0] + ".json"
         self.best = -math.inf
         if os.path.exists(self.info_path):
             with open(self.info_path) as handle:
-                self.best = json.load(handle)["value"]
+                info = json.load(handle)
+            if info.get("monitor") == (monitor or "epoch"):  # a resumed run may switch validation on or off
+                self.best = info["value"]
 
     def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is None or not value > self.best:
+        if self.monitor is None:
+            value = float(epoch + 1)  # the latest epoch is the one kept
+        else:
+            value = (logs or {}).get(self.monitor)
+            if value is None or not np.isfinite(value) or not value > self.best:
+                return
+        if not _finite_state(self.model, logs):
             return
         self.best = float(value)
-        temporary = self.weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
+        # Keras needs the .weights.h5 ending; the .tmp- prefix marks it as a leftover if killed.
+        folder, name = os.path.split(self.weights_path)
+        temporary = os.path.join(folder, f".tmp-{os.getpid()}-{name}")
         self.model.save_weights(temporary, overwrite=True)
         os.replace(temporary, self.weights_path)
-        atomic.write_json(self.info_path, {"monitor": self.monitor, "value": self.best, "epoch": epoch + 1})
+        atomic.write_json(self.info_path, {"monitor": self.monitor or "epoch", "value": self.best, "epoch": epoch + 1})
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -78,6 +121,45 @@ class StopOnNaN(keras.callbacks.Callback):
         if loss is not None and not np.isfinite(loss):
             self.failed_at = (batch, float(loss))
             self.model.stop_training = True
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, epoch scalars only, skipping an epoch a NaN/Inf cut short.
+
+    Placed after the checkpoint callback, an epoch is logged only once it is saved: a resumed run
+    (which redoes the unsaved epoch) never logs an epoch twice.
+    """
+
+    def __init__(self, log_dir: str, guard: "StopOnNaN"):
+        super().__init__(log_dir=log_dir, update_freq="epoch", write_graph=False)
+        self.guard = guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.failed_at is None and _finite_state(self.model, logs):
+            super().on_epoch_end(epoch, logs)
+
+
+class EpochSummary(keras.callbacks.Callback):
+    """Prints one line per epoch: its metrics and the training speed in episodes per second."""
+
+    def __init__(self, epochs: int, stream=None):
+        super().__init__()
+        self.epochs, self.stream = epochs, stream
+        self._started, self._episodes = 0.0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started, self._episodes = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._episodes += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = max(time.perf_counter() - self._started, 1e-9)
+        shown = [f"{key} {logs[key]:.4f}" for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+                 if key in (logs or {})]
+        print(f"epoch {epoch + 1}/{self.epochs}: " + ", ".join(shown)
+              + f", {self._episodes / seconds:.1f} episodes/s ({seconds:.1f} s)",
+              file=self.stream or sys.stdout, flush=True)
 
 
 class EpisodeStatistics(keras.callbacks.Callback):
@@ -110,7 +192,7 @@ class EpisodeStatistics(keras.callbacks.Callback):
                     tf.summary.scalar(f"episode/{key}", float(logs[key]))
             tf.summary.scalar("speed/episodes_per_second", self._episodes / elapsed)
             tf.summary.scalar("speed/images_per_second", self._images / elapsed)
-            tf.summary.scalar("learning_rate", float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+            tf.summary.scalar("learning_rate", float(tf.convert_to_tensor(self.model.optimizer.learning_rate)))
             tf.summary.scalar("memory/peak_resident_gib", memory.peak_resident_bytes() / 1024 ** 3)
         self._started, self._images, self._episodes = time.perf_counter(), 0, 0
 

@@ -26,7 +26,7 @@ _PLUGINS_LOADED = {kind: False for kind in _KINDS}
 _BUILTIN_MODULES = {
     "learner": (),
     "backbone": ("lite_tf.backbones",),
-    "source": (),
+    "source": ("lite_tf.sources",),
 }
 
 

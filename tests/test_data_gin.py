@@ -18,8 +18,9 @@ def clean_gin():
 
 
 def test_gin_defaults_and_overrides(clean_gin, tmp_path):
-    gin.parse_config_files_and_bindings([GIN_FILE], ["EpisodeSampler.max_support_set_size = 40",
-                                                     "support/Augmentation.flip = True"])
+    from lite_tf.experiment import parse_gin  # registers Training and the sources the file binds
+
+    parse_gin([GIN_FILE], ["EpisodeSampler.max_support_set_size = 40", "support/Augmentation.flip = True"])
     spec = S.make_flat_spec("toy", str(tmp_path), {"TRAIN": 60, "VALID": 0, "TEST": 0}, {c: 30 for c in range(60)})
     sampler = sampling.EpisodeSampler(spec, "TRAIN", seed=0)
     assert sampler.max_support_set_size == 40 and sampler.max_ways_upper_bound == 50

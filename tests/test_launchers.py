@@ -3,59 +3,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-TINY_CONFIG = """
-EpisodicModel.learner = @learners.protonets()
-EpisodicModel.image_size = 32
-EpisodicModel.lite = @LiteConfig()
-EpisodicModel.seed = 0
-learners.protonets.backbone = 'conv4'
-backbones.conv4.filters = 8
-backbones.conv4.blocks = 2
-LiteConfig.h = 3
-LiteConfig.chunk_size = 4
-Training.dataset_fn = @metadataset
-make_episode_dataset.image_size = 32
-EpisodeSampler.num_ways = 3
-EpisodeSampler.num_support = 2
-EpisodeSampler.num_query = 2
-Training.epochs = 2
-Training.episodes_per_epoch = 3
-Training.validation_episodes = 2
-Training.image_log_every = 1
-Training.statistics_every = 1
-"""
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    from tools.make_demo_data import make_demo_data
-
-    root = str(tmp_path_factory.mktemp("demo"))
-    make_demo_data(root, ["glyphs", "shapes"], image_size=32, classes_per_split=[4, 3, 3], images_per_class=6,
-                   seed=0, workers=1, progress=False)
-    return root
-
-
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "tiny.gin"
-    path.write_text(TINY_CONFIG)
-    return str(path)
-
-
-def launch(*args, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPOSITORY, env=env, capture_output=True, text=True,
-                          timeout=600, **kwargs)
+from tests.launch_helpers import REPOSITORY, TINY_CONFIG, config, data_root, launch, start  # noqa: F401 (fixtures)
 
 
 def scalar_tags(log_dir):
@@ -103,7 +57,7 @@ def test_list_plugins_and_help():
 
 
 def test_same_seed_gives_the_same_first_episode_loss(tmp_path, config, data_root):
-    from tools.train import train
+    from lite_tf.experiment import train
 
     bindings = ["Training.epochs = 1", "Training.episodes_per_epoch = 1"]
     first = train(str(tmp_path / "a"), [config], bindings, data_root, verbose=0)
@@ -115,15 +69,13 @@ def test_same_seed_gives_the_same_first_episode_loss(tmp_path, config, data_root
 
 def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, config, data_root, monkeypatch):
     from lite_tf import callbacks
-    from tools.train import train
+    from lite_tf.experiment import train
 
     model_dir = str(tmp_path / "run")
     bindings = ["Training.epochs = 40", "Training.episodes_per_epoch = 2", "Training.validate_every = 20"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tools.train", f"--gin_config={config}", f"--data_root={data_root}",
-         f"--model_dir={model_dir}", "--verbose=0"] + [f"--gin_bindings={b}" for b in bindings],
-        cwd=REPOSITORY, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start("tools.train", f"--gin_config={config}", f"--data_root={data_root}",
+                    f"--model_dir={model_dir}", "--verbose=0", *[f"--gin_bindings={b}" for b in bindings],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     index = os.path.join(model_dir, "checkpoints", "checkpoint")
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -142,7 +94,7 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, config, da
     assert saved_iterations == 2 * saved_epoch
 
     # What the resumed run must start from: the saved weights, not a fresh initialisation.
-    from tools import experiment
+    from lite_tf import experiment
 
     experiment.parse_gin([config], bindings)
     fresh, _ = experiment.build()
@@ -179,8 +131,8 @@ def test_resume_after_sigkill_continues_from_the_checkpoint(tmp_path, config, da
     ("Training.epochs = 0", "Training.epochs must be a positive integer"),
 ])
 def test_bad_configuration_fails_before_anything_is_written(tmp_path, config, data_root, binding, match):
-    from tools.experiment import ExperimentError
-    from tools.train import train
+    from lite_tf.experiment import ExperimentError
+    from lite_tf.experiment import train
 
     model_dir = tmp_path / "run"
     with pytest.raises(ExperimentError, match=match):
@@ -189,10 +141,11 @@ def test_bad_configuration_fails_before_anything_is_written(tmp_path, config, da
 
 
 def test_missing_data_root_and_foreign_model_dir(tmp_path, config, data_root):
-    from tools.experiment import ExperimentError
-    from tools.train import train
+    from lite_tf.errors import DataError
+    from lite_tf.experiment import ExperimentError
+    from lite_tf.experiment import train
 
-    with pytest.raises(ExperimentError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         train(str(tmp_path / "run"), [config], [], str(tmp_path / "nowhere"), verbose=0)
     assert not (tmp_path / "run").exists()
     with pytest.raises(ExperimentError, match="Gin config file 'missing.gin' not found"):
@@ -210,7 +163,7 @@ def test_missing_data_root_and_foreign_model_dir(tmp_path, config, data_root):
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path, config, data_root):
-    from tools.train import train
+    from lite_tf.experiment import train
 
     with pytest.raises(FloatingPointError, match=r"Training stopped: the loss became (nan|inf) at episode \d+"):
         train(str(tmp_path / "run"), [config], ["Training.learning_rate = 1e30", "Training.optimizer = 'sgd'",
@@ -224,7 +177,47 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, config, data_root):
 def test_every_experiment_file_parses(path):
     """Each experiment file names only real configurables and parameters (checked without building,
     which for the paper's files would fetch ImageNet weights)."""
-    from tools.experiment import parse_gin
+    from lite_tf.experiment import parse_gin
 
     text = parse_gin([path], [])
     assert "EpisodicModel.learner" in text and "Training." in text
+
+
+PLUGIN_SOURCE = '''
+from lite_tf.registry import register_source
+from lite_tf.source import Source
+from tests.helpers import episode_dataset
+
+
+@register_source("generated_test_source")
+class Generated(Source):
+    """Learnable in-memory episodes: no data root needed."""
+
+    def __init__(self, count=4):
+        self.count = count
+
+    def episodes(self, split, *, image_size, seed, data_root=None, datasets=None):
+        return episode_dataset(seed, self.count, image_size=image_size).repeat()
+'''
+
+
+def test_a_source_from_an_installed_package_is_bound_by_name(tmp_path, monkeypatch):
+    """A third-party source loads through the lite_tf.sources entry point and trains at the model's size."""
+    from lite_tf import registry
+    from lite_tf.experiment import train
+
+    (tmp_path / "my_sources.py").write_text(PLUGIN_SOURCE)
+    info = tmp_path / "my_sources-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-sources\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[lite_tf.sources]\ngenerated = my_sources\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(registry._PLUGINS_LOADED, "source", False)
+    assert "generated_test_source" in registry.list_sources()
+    config = tmp_path / "plugin.gin"
+    config.write_text(TINY_CONFIG.replace("@sources.metadataset()", "@sources.generated_test_source()")
+                      + "sources.generated_test_source.count = 3\nEpisodicModel.image_size = 16\n")
+    logs = train(str(tmp_path / "run"), [str(config)], ["Training.epochs = 1"], None, verbose=0)
+    assert 0.0 <= logs["accuracy"] <= 1.0 and np.isfinite(logs["loss"])
+    setup = open(os.path.join(REPOSITORY, "setup.py")).read()
+    assert '"metadataset = lite_tf.sources.metadataset"' in setup and '"orbit = lite_tf.sources.orbit"' in setup

@@ -137,21 +137,24 @@ def test_metadataset_v2_picks_the_protocol_sources_per_split_from_records_or_tfd
     for name in ("omniglot", "mscoco"):
         path = f"{root}/{name}"
         fake.write_fake_dataset(fake.flat_toy_spec(name, path, classes=(5, 5, 5), images=4), path, image_size=16)
+    from lite_tf.sources.metadataset_tfds import MetaDatasetV2
+
     with pytest.raises(DataError, match=r"lacks the MD-v2 source\(s\) \['ilsvrc_2012_v2', 'aircraft'"):
-        md_tfds.metadataset_v2(root, "train", image_size=8)
-    episode = next(iter(md_tfds.metadataset_v2(root, "valid", image_size=8, valid_datasets=["omniglot", "mscoco"])))
+        MetaDatasetV2().episodes("train", image_size=8, seed=0, data_root=root)
+    source = MetaDatasetV2(valid_datasets=["omniglot", "mscoco"], test_datasets=["aircraft"])
+    episode = next(iter(source.episodes("valid", image_size=8, seed=0, data_root=root)))
     assert episode["support_images"].shape[1:] == (8, 8, 3)
-    # the same call on a TFDS data dir reads Google's build
-    episode = next(iter(md_tfds.metadataset_v2(data_dir, "test", image_size=8, test_datasets=["aircraft"])))
+    # the same source on a TFDS data dir reads Google's build
+    episode = next(iter(source.episodes("test", image_size=8, seed=0, data_root=data_dir)))
     assert set(_classes_of(episode["query_images"].numpy())) <= set(range(7, len(IMAGES)))
 
 
 def test_the_mdv2_experiment_files_bind_the_v2_sources():
-    from tools.experiment import parse_gin
+    from lite_tf.experiment import parse_gin
 
     for learner in ("protonets", "simple_cnaps", "cnaps", "finetuner"):
         text = parse_gin([f"gin/experiments/mdv2_{learner}.gin"], [])
-        assert "Training.dataset_fn = @metadataset_v2" in text and "Training.tasks_per_update = 16" in text
+        assert "Training.source = @sources.metadataset_v2()" in text and "Training.tasks_per_update = 16" in text
         assert "LiteConfig.h = 40" in text and "LiteConfig.chunk_size = 40" in text
     assert md_tfds.MD_V2_TRAIN[0] == "ilsvrc_2012_v2" and "vgg_flower" not in md_tfds.MD_V2_TRAIN + md_tfds.MD_V2_TEST
 

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 
+import gin
 import pytest
 
 from lite_tf.data.orbit.annotations import (FRAME_ISSUES, NEGATED_ISSUES, Annotations, expand_filters, matches,
@@ -85,8 +86,23 @@ def test_orbit_source(tmp_path):
 
     root = make_orbit_folder(str(tmp_path / "orbit"), users={"train": 1, "validation": 1}, objects_per_user=2,
                              clean_videos=2, clutter_videos=1, frames_per_video=3, frame_size=8)
-    source = get_source("orbit")(cache_dir=str(tmp_path / "cache"))
+    source = get_source("orbit")()
+    with gin.unlock_config():
+        gin.bind_parameter("orbit_train_dataset.cache_dir", str(tmp_path / "cache"))
     episode = next(iter(source.episodes("valid", image_size=8, seed=0, data_root=root)))
     assert episode["support_images"].shape[1:] == (8, 8, 3) and int(episode["way"]) == 2
     with pytest.raises(ConfigError, match="sub-datasets"):
         source.episodes("train", image_size=8, seed=0, data_root=root, datasets=["x"])
+
+
+def test_annotations_needed_only_where_the_protocol_filters(tmp_path):
+    from lite_tf.data.orbit.pipeline import orbit_eval_tasks, orbit_train_dataset
+
+    root = make_orbit_folder(str(tmp_path / "orbit"), users={"train": 1, "test": 1}, objects_per_user=2,
+                             clean_videos=2, clutter_videos=1, frames_per_video=3, frame_size=8)
+    protocol = dataclasses.replace(CHALLENGE, min_target_video_frames=1)  # filters test targets only
+    episode = next(iter(orbit_train_dataset(root, frame_size=8, protocol=protocol, num_tasks=1,
+                                            cache_dir=str(tmp_path / "cache"))))
+    assert int(episode["way"]) == 2
+    with pytest.raises(DataError, match=os.path.join("annotations", "test")):
+        orbit_eval_tasks(root, split="test", frame_size=8, protocol=protocol, cache_dir=str(tmp_path / "cache"))

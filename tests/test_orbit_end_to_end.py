@@ -148,7 +148,7 @@ def test_evaluate_tool_with_gin_experiment(data, trained, tmp_path):
         assert gin.query_parameter("LiteConfig.h") == 16
         assert gin.query_parameter("OrbitProtocol.train_object_cap") == 15
         output = str(tmp_path / "out" / "results.json")
-        results = orbit_evaluate.build_and_evaluate(tasks_per_user=1, weights=weights, output=output,
+        results = orbit_evaluate.build_and_evaluate(tasks_per_user=1, checkpoint=weights, output=output,
                                                     count_macs=False, progress=False)
     finally:
         gin.clear_config()
@@ -159,3 +159,25 @@ def test_evaluate_tool_with_gin_experiment(data, trained, tmp_path):
     assert [v["predictions"] for r in saved["tasks"] for v in r["videos"]] == \
            [v["predictions"] for r in direct["tasks"] for v in r["videos"]]
     assert results["metrics"] == direct["metrics"]
+
+
+def test_challenge_protocol_counts_each_distinct_task_once(trained, tmp_path):
+    from lite_tf.data.orbit.protocol import CHALLENGE
+
+    model, _, _ = trained
+    root = make_orbit_folder(str(tmp_path / "orbit"), users={"test": 2}, objects_per_user=3, clean_videos=2,
+                             clutter_videos=1, frames_per_video=80, frame_size=SIZE, annotations=True,
+                             not_present_rate=0.1, seed=1)
+    tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, protocol=CHALLENGE, cache_dir=str(tmp_path / "c"))
+    results = evaluate_orbit(model, tasks, SIZE, count_macs=False, progress=False)
+    # 50 test tasks per user, all identical here (deterministic context, <= 200 target frames): scored once
+    assert len(results["tasks"]) == 2 * 2
+    assert dict(tasks.skipped) == {"clean_identical_tasks": 2 * 49, "clutter_identical_tasks": 2 * 49}
+    for name in ("CLE-VE", "CLU-VE"):
+        assert results["metrics"][name]["per_video"]["frame_accuracy"]["n"] == 2 * 3  # not 50x that
+        assert results["metrics"][name]["per_task"]["frame_accuracy"]["n"] == 2
+    for row in results["tasks"]:
+        assert row["clip_length"] == 1 and row["context_clips"] == row["context_frames"]
+        for video in row["videos"]:
+            assert 50 <= len(video["predictions"]) <= 80
+    assert results["clip_features_pooled"] is None

@@ -102,3 +102,34 @@ def test_single_sample_intervals_are_not_available():
     text = format_results(results)
     assert "frame_accuracy 66.67 +- n/a" in text and "+- 0.00" not in text
     assert "MACs 2.000G (0.000G), time n/a" in text
+
+
+TEARDOWN = """
+import sys
+from lite_tf.data.orbit.pipeline import orbit_train_dataset
+iterator = iter(orbit_train_dataset(sys.argv[1], frame_size=16, cache_dir=sys.argv[2]))
+for _ in range(3):
+    next(iterator)
+print("read")
+"""
+
+
+def _build_iterate_drop(tmp_path, runs):
+    root = make_orbit_folder(str(tmp_path / "orbit"), users={"train": 2}, objects_per_user=3, clean_videos=2,
+                             clutter_videos=2, frames_per_video=12, frame_size=SIZE)
+    script = tmp_path / "teardown.py"
+    script.write_text(TEARDOWN)
+    env = {**os.environ, "PYTHONPATH": REPOSITORY}
+    for run in range(runs):  # the iterator is dropped mid-stream at exit, with tasks in flight
+        done = subprocess.run([sys.executable, str(script), root, str(tmp_path / "cache")], capture_output=True,
+                              text=True, timeout=120, env=env)
+        assert done.returncode == 0 and "read" in done.stdout, (run, done.stderr[-2000:])
+
+
+def test_pipeline_teardown_does_not_hang(tmp_path):
+    _build_iterate_drop(tmp_path, 3)
+
+
+@pytest.mark.slow
+def test_pipeline_teardown_does_not_hang_50_times(tmp_path):
+    _build_iterate_drop(tmp_path, 50)

@@ -39,7 +39,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> flags.FlagValue
 
 def evaluate(model_dir: str, checkpoint: str = "best", bindings=(), output_dir=None, protocol="vtab1k", **kwargs):
     """Builds the run's model, loads its weights and runs lite_tf.eval.large_task.evaluate_vtab_md."""
-    import lite_tf.data.md_tfds  # noqa: F401  (registers sources.metadataset_tfds)
+    import lite_tf.sources.metadataset_tfds  # noqa: F401  (registers sources.metadataset_tfds)
     import lite_tf.data.vtab  # noqa: F401  (registers sources.vtab)
     from lite_tf.eval.large_task import evaluate_vtab_md
     from tools import experiment

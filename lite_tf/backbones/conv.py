@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import keras
 
+from lite_tf.errors import ConfigError
 from lite_tf.registry import register_backbone
 
 
@@ -20,8 +21,9 @@ def conv4(image_size: int, filters: int = 32, blocks: int = 4, stem_pool: int = 
     if blocks < 1 or filters < 1:
         raise ValueError(f"conv4 needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
     if image_size < stem_pool * 2 ** blocks:
-        raise ValueError(f"conv4 with {blocks} pooling blocks and stem_pool {stem_pool} needs images of at "
-                         f"least {stem_pool * 2 ** blocks} px; got {image_size}.")
+        # Smaller images would pool down to nothing: a run that trains but learns nothing.
+        raise ConfigError(f"backbones.conv4: {blocks} pooling blocks and stem_pool = {stem_pool} need images of "
+                          f"at least {stem_pool * 2 ** blocks} px; got {image_size} px. Lower stem_pool or blocks.")
     inputs = keras.Input((image_size, image_size, 3))
     x = keras.layers.AveragePooling2D(stem_pool, name="stem_pool")(inputs) if stem_pool > 1 else inputs
     for block in range(blocks):

@@ -1,4 +1,4 @@
-"""Meta-Dataset in Google's TFDS format, read directly as a source (gin ``sources.metadataset_tfds``).
+"""Meta-Dataset in Google's TFDS format, read directly (the source: lite_tf/sources/metadataset_tfds.py).
 
 Google's ``meta_dataset`` TFDS builder (google-research/meta-dataset, meta_dataset/data/tfds)
 writes one dataset per source, ``<data_dir>/meta_dataset/<source>/<version>/``, holding a single
@@ -16,7 +16,6 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import gin
 import numpy as np
 import tensorflow as tf
 
@@ -25,8 +24,6 @@ from lite_tf.data.metadataset import sampling
 from lite_tf.data.metadataset import spec as spec_lib
 from lite_tf.episode import episode_signature
 from lite_tf.errors import ConfigError, DataError
-from lite_tf.registry import register_source
-from lite_tf.source import Source
 
 DATASET_NAME = "meta_dataset"
 SPLIT_NAME = "all_classes"
@@ -205,42 +202,6 @@ def make_tfds_episode_dataset(data_dir: str, sources: Sequence[str], split, imag
     return dataset
 
 
-@register_source("metadataset_tfds")
-class MetaDatasetTfds(Source):
-    """Meta-Dataset episodes from Google's TFDS build of it (see the module docstring).
-
-    Args:
-      tfds_data_dir: the TFDS data dir holding ``meta_dataset/`` (the experiment's ``data_root``
-        overrides it when given).
-      version: "v2" (VTAB+MD protocol: all ILSVRC classes in training, no VGG Flower) or "v1".
-      sampler_kwargs: EpisodeSampler arguments (else gin bindings / Meta-Dataset defaults).
-    """
-
-    def __init__(self, tfds_data_dir: Optional[str] = None, version: str = "v2",
-                 sampler_kwargs: Optional[dict] = None):
-        if version not in VERSIONS:
-            raise ConfigError(f"sources.metadataset_tfds.version must be one of {VERSIONS}; got {version!r}.")
-        self.tfds_data_dir, self.version, self.sampler_kwargs = tfds_data_dir, version, sampler_kwargs
-
-    def _data_dir(self, data_root):
-        data_dir = data_root or self.tfds_data_dir
-        if not data_dir:
-            raise ConfigError("sources.metadataset_tfds needs a TFDS data dir (--data_root or tfds_data_dir).")
-        return data_dir
-
-    def dataset_names(self, data_root: Optional[str] = None) -> Sequence[str]:
-        return available_sources(self._data_dir(data_root))
-
-    def episodes(self, split: str, *, image_size: int, seed: int, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None) -> tf.data.Dataset:
-        data_dir = self._data_dir(data_root)
-        names = list(datasets) if datasets else available_sources(data_dir)
-        if not names:
-            raise DataError(f"No Meta-Dataset TFDS sources under {os.path.join(data_dir, DATASET_NAME)}.")
-        return make_tfds_episode_dataset(data_dir, names, split, image_size, self.version, seed,
-                                         self.sampler_kwargs)
-
-
 # ------------------------------------------------------------------------- the MD-v2 protocol
 # VTAB+MD (Dumoulin et al. 2021): all 1000 ILSVRC classes in training (``ilsvrc_2012_v2`` spec), VGG
 # Flower moved to VTAB; the official LITE code adds MNIST to training and validates on the sources
@@ -248,31 +209,3 @@ class MetaDatasetTfds(Source):
 MD_V2_TRAIN = ("ilsvrc_2012_v2", "omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "mnist")
 MD_V2_VALID = ("omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "mscoco")
 MD_V2_TEST = ("omniglot", "aircraft", "cu_birds", "dtd", "quickdraw", "fungi", "traffic_sign", "mscoco")
-_TFDS_NAMES = {"ilsvrc_2012_v2": "ilsvrc_2012"}  # the TFDS build keeps one ILSVRC source with v1 and v2 specs
-
-
-@gin.configurable
-def metadataset_v2(root: str, split: str, seed: int = 0, datasets: Optional[Sequence[str]] = None,
-                   image_size: int = 224, train_datasets: Sequence[str] = MD_V2_TRAIN,
-                   valid_datasets: Sequence[str] = MD_V2_VALID, test_datasets: Sequence[str] = MD_V2_TEST):
-    """MD-v2 episodes of ``split`` from the sources the protocol uses for it (``datasets`` overrides).
-
-    ``root`` is a Meta-Dataset records root (one folder per source) or a TFDS data dir holding
-    Google's ``meta_dataset`` build (recognised by its ``meta_dataset/`` folder), so one experiment
-    file trains from either format. A ``Training.dataset_fn`` for the experiment files.
-    """
-    if not root:
-        raise ConfigError("metadataset_v2 needs a data root (--data_root): Meta-Dataset records or a TFDS data dir.")
-    split_name = spec_lib.Split.of(split).value.lower()
-    names = list(datasets) if datasets else list(
-        {"train": train_datasets, "valid": valid_datasets, "test": test_datasets}[split_name])
-    if os.path.isdir(os.path.join(root, DATASET_NAME)):
-        return make_tfds_episode_dataset(root, [_TFDS_NAMES.get(n, n) for n in names], split, image_size, "v2", seed)
-    from lite_tf.data.metadataset.pipeline import make_episode_dataset
-
-    missing = [n for n in names if not os.path.isfile(os.path.join(root, n, spec_lib.SPEC_FILE))]
-    if missing:
-        raise DataError(f"Data root {root!r} lacks the MD-v2 source(s) {missing} for split {split!r} (each a "
-                        f"folder with {spec_lib.SPEC_FILE}); convert them, or bind metadataset_v2.{split_name}_datasets "
-                        "to what you have.")
-    return make_episode_dataset(root, split, image_size=image_size, datasets=names, seed=seed)

@@ -52,7 +52,7 @@ from lite_tf.data.augment import Augmentation
 from lite_tf.data.metadataset import plan as plan_lib
 from lite_tf.data.metadataset import reading, records
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.data.metadataset.store import PipelineError, build_table, verify_dataset  # noqa: F401 (API)
+from lite_tf.data.metadataset.store import build_table
 from lite_tf.episode import episode_signature
 from lite_tf.errors import ConfigError
 

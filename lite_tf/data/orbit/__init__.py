@@ -2,9 +2,8 @@
 
 index.py (folder index, cached), annotations.py (extra annotations and filters), protocol.py (the
 official protocols' rules), tasks.py (which frames form a task), pipeline.py (tf.data episodes and
-evaluation tasks), source.py (the ``sources.orbit`` data source), synthetic.py (generated folders).
+evaluation tasks), synthetic.py (generated folders).
 Importing the package registers its gin configurables.
 """
 from lite_tf.data.orbit.pipeline import load_frames, orbit_eval_tasks, orbit_train_dataset  # noqa: F401
 from lite_tf.data.orbit.protocol import CHALLENGE, NEURIPS21, PRESETS, OrbitProtocol  # noqa: F401
-from lite_tf.data.orbit import source  # noqa: F401  (registers sources.orbit)

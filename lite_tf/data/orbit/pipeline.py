@@ -2,9 +2,10 @@
 
 - ``orbit_train_dataset``: endless (or ``num_tasks``) training tasks as episode dicts
   (lite_tf/episode.py): context frames are the support set, target frames the query set, labels are
-  object indices within the task. Sampling (which frames) runs in NumPy and hands over file paths;
-  the frames are then read, decoded and resized by one parallel ``map`` per task part, batched
-  whole (the fast path the Meta-Dataset pipeline uses; no ``tf.map_fn``), and tasks are prefetched.
+  object indices within the task. Sampling (which frames) runs in NumPy before the dataset is built
+  and hands over (video, frame number) tables; paths are built, and the frames read, decoded and
+  resized, by one parallel ``map`` per task part, batched whole (the fast path the Meta-Dataset
+  pipeline uses; no ``tf.map_fn``, no Python generator), and tasks are prefetched.
   A frame that cannot be decoded fails the task with an error naming its file.
 - ``orbit_eval_tasks``: the CLE-VE and CLU-VE evaluation tasks of a split under a protocol, lazily.
 - ``load_frames``: batches of decoded frames in order (evaluation), naming any unreadable file.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
+import os
 from typing import Dict, Iterator, Optional, Sequence
 
 import gin
@@ -117,54 +120,96 @@ def _check_dtype(image_dtype) -> tf.DType:
     return dtype
 
 
-def _annotations(root: str, split: str, protocol: OrbitProtocol) -> Optional[Annotations]:
-    return Annotations(root, split) if protocol.uses_annotations else None
+def _annotations(root: str, split: str, protocol: OrbitProtocol, training: bool) -> Optional[Annotations]:
+    """The split's annotations when the protocol filters this kind of task by them, else None."""
+    return Annotations(root, split) if any(protocol.filters(training)) else None
 
 
 # ---------------------------------------------------------------- training
+class _FrameTable:
+    """Every video of a split by id, so a frame is (video id, frame number) and its path is built
+    by TensorFlow ops: ``<split>/<video dir>/<name>-<number, zero-padded>.<ext>``."""
+
+    def __init__(self, index: SplitIndex):
+        videos = [v for objects in index.users.values() for types in objects.values()
+                  for kind in types.values() for v in kind]
+        self.ids = {v.directory: i for i, v in enumerate(videos)}
+        self.prefixes = tf.constant([os.path.join(index.split_dir, v.directory, v.name) + "-" for v in videos])
+        self.digits = tf.constant([v.digits for v in videos], tf.int64)
+        self.extensions = tf.constant([v.ext for v in videos])
+
+    def paths(self, video_ids: tf.Tensor, numbers: tf.Tensor) -> tf.Tensor:
+        digits = tf.gather(self.digits, video_ids)
+        padded = tf.strings.substr(tf.strings.as_string(numbers + tf.pow(tf.constant(10, tf.int64), digits)),
+                                   tf.ones_like(digits), digits)  # "1" + zero-padded number, minus the "1"
+        return tf.strings.join([tf.gather(self.prefixes, video_ids), padded, tf.gather(self.extensions, video_ids)])
+
+
+def _task_tables(draws, count: int, table: _FrameTable) -> dict:
+    """``count`` drawn tasks as ragged tensors of (video id, frame number, label) per frame."""
+    columns = {key: [] for key in ("support_videos", "support_numbers", "support_labels",
+                                   "query_videos", "query_numbers", "query_labels")}
+    lengths, ways = {"support": [], "query": []}, []
+    for drawn in itertools.islice(draws, count):
+        for part, rows in (("support", drawn.context), ("query", drawn.targets)):
+            total = 0
+            for video, positions, label, *_ in rows:
+                columns[f"{part}_videos"].append(np.full(positions.size, table.ids[video.directory], np.int32))
+                columns[f"{part}_numbers"].append(video.numbers[positions])
+                columns[f"{part}_labels"].append(np.full(positions.size, label, np.int32))
+                total += positions.size
+            lengths[part].append(total)
+        ways.append(len(drawn.names))
+    tables = {}
+    for key, pieces in columns.items():
+        values = np.concatenate(pieces) if pieces else np.zeros([0], np.int64 if "numbers" in key else np.int32)
+        tables[key] = tf.RaggedTensor.from_row_lengths(values, np.asarray(lengths[key.split("_")[0]], np.int64))
+    tables["way"] = tf.constant(ways, tf.int32)
+    return tables
+
+
 @gin.configurable
 def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_size: int = 84,
                         protocol: Optional[OrbitProtocol] = None, target_video_type: str = "clutter",
-                        num_tasks: Optional[int] = None, image_dtype="uint8", seed: int = 0,
-                        cache_dir: Optional[str] = None, strict: bool = False, prefetch: int = AUTOTUNE,
-                        index: Optional[SplitIndex] = None) -> tf.data.Dataset:
+                        num_tasks: Optional[int] = None, sampled_epochs: int = 10, image_dtype="uint8",
+                        seed: int = 0, cache_dir: Optional[str] = None, strict: bool = False,
+                        prefetch: int = AUTOTUNE, index: Optional[SplitIndex] = None) -> tf.data.Dataset:
     """Training tasks of ``<root>/<split>`` as episode dicts (see module docstring).
 
-    Episode sizes vary from task to task; the element spec leaves them unknown (it matches
-    lite_tf.episode.episode_signature(frame_size, image_dtype)), so EpisodicModel traces its step once.
+    The tasks are drawn before the dataset is built (NumPy, as frame references: 8 bytes a frame), so
+    no Python code runs inside tf.data and dropping an iterator cannot deadlock: ``num_tasks`` tasks,
+    or, when None, ``sampled_epochs`` epochs of the protocol (10: the official ``--epochs``), repeated
+    in the same order after that. Episode sizes vary from task to task; the element spec leaves them
+    unknown (it matches lite_tf.episode.episode_signature(frame_size, image_dtype)), so EpisodicModel
+    traces its step once.
     """
     dtype = _check_dtype(image_dtype)
     protocol = configured_protocol(protocol)
     root = _check_root(root, "orbit_train_dataset") if index is None else root
     index = index or load_split(root, split, cache_dir=cache_dir, strict=strict)
-    annotations = _annotations(root, split, protocol) if root else None
+    annotations = _annotations(root, split, protocol, True) if root else None
     sampler = TrainTaskSampler(index, protocol, target_video_type, seed=seed, annotations=annotations)
-
-    def tasks():
-        for count, task in enumerate(sampler):
-            if num_tasks is not None and count >= num_tasks:
-                return
-            target_paths, target_labels = task.target_arrays()
-            yield {"support_paths": np.asarray(task.context_paths, dtype=object),
-                   "support_labels": task.context_labels,
-                   "query_paths": np.asarray(target_paths, dtype=object),
-                   "query_labels": target_labels, "way": np.int32(task.way)}
-
-    signature = {"support_paths": tf.TensorSpec([None], tf.string), "support_labels": tf.TensorSpec([None], tf.int32),
-                 "query_paths": tf.TensorSpec([None], tf.string), "query_labels": tf.TensorSpec([None], tf.int32),
-                 "way": tf.TensorSpec([], tf.int32)}
+    if num_tasks is None and (isinstance(sampled_epochs, bool) or not isinstance(sampled_epochs, int)
+                              or sampled_epochs < 1):
+        raise ConfigError(f"orbit_train_dataset.sampled_epochs must be a positive int; got {sampled_epochs!r}.")
+    count = num_tasks if num_tasks is not None else sampled_epochs * sampler.epoch_length()
+    frames = _FrameTable(index)
+    tasks = tf.data.Dataset.from_tensor_slices(_task_tables(sampler.draws(), count, frames))
+    if num_tasks is None:
+        tasks = tasks.repeat()
 
     def load(task):
         meta = tf.data.Dataset.from_tensors({"support_labels": task["support_labels"],
                                              "query_labels": task["query_labels"], "way": task["way"]})
-        return tf.data.Dataset.zip((decode_frames(task["support_paths"], frame_size, dtype),
-                                    decode_frames(task["query_paths"], frame_size, dtype), meta))
+        support = frames.paths(task["support_videos"], task["support_numbers"])
+        query = frames.paths(task["query_videos"], task["query_numbers"])
+        return tf.data.Dataset.zip((decode_frames(support, frame_size, dtype),
+                                    decode_frames(query, frame_size, dtype), meta))
 
     def assemble(support_images, query_images, meta):
         return {"support_images": support_images, "query_images": query_images, **meta}
 
-    dataset = tf.data.Dataset.from_generator(tasks, output_signature=signature).prefetch(2)
-    return dataset.flat_map(load).map(assemble).prefetch(prefetch)
+    return tasks.flat_map(load).map(assemble).prefetch(prefetch)
 
 
 # ---------------------------------------------------------------- evaluation
@@ -204,4 +249,4 @@ def orbit_eval_tasks(root: Optional[str] = None, split: str = "validation", fram
     root = _check_root(root, "orbit_eval_tasks")
     index = load_split(root, split, cache_dir=cache_dir, strict=strict)
     return OrbitEvalTasks(index, split, frame_size, protocol, tuple(target_types), tasks_per_user, seed,
-                          _annotations(root, split, protocol))
+                          _annotations(root, split, protocol, False))

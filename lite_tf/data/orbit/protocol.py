@@ -118,10 +118,6 @@ class OrbitProtocol:
             return self.train_filter_context, self.train_filter_target
         return self.test_filter_context, self.test_filter_target
 
-    @property
-    def uses_annotations(self) -> bool:
-        return any(self.filters(True) + self.filters(False))
-
 
 def check_clip_method(name: str, method: ClipMethod) -> None:
     if isinstance(method, str):

@@ -197,44 +197,59 @@ class TaskBuilder:
         most = available if cap is None else min(available, cap)
         return int(rng.integers(2, most + 1)) if method == "random" else most
 
-    def targets(self, rng, pool: _Pool, label: int, name: str, target_cap: int) -> List[TargetVideo]:
-        protocol = self.protocol
-        method = protocol.train_target_shot_method if self.training else protocol.test_target_shot_method
-        clips = protocol.train_target_clips if self.training else protocol.test_target_clips
-        history = protocol.clip_length if (protocol.frame_history and not self.training) else 1
-        result = []
-        for video, frames in choose_videos(rng, pool.target, protocol.target_shot, method, target_cap):
-            positions = clip_positions(rng, frames, clips, protocol).reshape(-1)
-            result.append(TargetVideo(label, name, video.directory, self.target_type,
-                                      video.frame_paths(self.index.split_dir, positions),
-                                      [int(n) for n in video.numbers[positions]], history))
-        return result
-
-    def task(self, rng, user: str, number: int, objects: Sequence[Tuple[str, str]],
-             cached_targets: Optional[Dict[str, List[TargetVideo]]] = None) -> OrbitTask:
-        """The task of ``objects`` ((user, object) pairs, sorted: labels are their positions)."""
+    def draw(self, rng, user: str, objects: Sequence[Tuple[str, str]],
+             cached_targets: Optional[Dict[str, List[TargetVideo]]] = None) -> "Draw":
+        """Which frames of which videos form the task of ``objects`` ((user, object) pairs, sorted:
+        labels are their positions); cached targets (by object name) are reused, not drawn."""
         protocol = self.protocol
         way = len(objects)
         context_cap = target_cap = protocol.shot_cap
         if self.training and protocol.with_train_shot_caps:
             context_cap, target_cap = (5, 4) if way >= 6 else (10, 8)
-        context_method = protocol.train_context_shot_method if self.training else protocol.test_context_shot_method
-        context_clips = protocol.train_context_clips if self.training else protocol.test_context_clips
+        if self.training:
+            methods = (protocol.train_context_shot_method, protocol.train_target_shot_method,
+                       protocol.train_context_clips, protocol.train_target_clips)
+        else:
+            methods = (protocol.test_context_shot_method, protocol.test_target_shot_method,
+                       protocol.test_context_clips, protocol.test_target_clips)
         names = [obj if owner == user else f"{owner}{os.sep}{obj}" for owner, obj in objects]
-        paths, labels, dirs, targets = [], [], [], []
+        context, targets = [], []
         for label, ((owner, obj), name) in enumerate(zip(objects, names)):
             pool = self.pools[owner][obj]
-            for video, frames in choose_videos(rng, pool.context, protocol.context_shot, context_method, context_cap):
-                positions = clip_positions(rng, frames, context_clips, protocol).reshape(-1)
-                paths.extend(video.frame_paths(self.index.split_dir, positions))
-                labels.extend([label] * positions.size)
-                dirs.append(video.directory)
+            for video, frames in choose_videos(rng, pool.context, protocol.context_shot, methods[0], context_cap):
+                context.append((video, clip_positions(rng, frames, methods[2], protocol).reshape(-1), label))
             if cached_targets is not None and name in cached_targets:
                 targets.extend(dataclasses.replace(t, label=label) for t in cached_targets[name])
-            else:
-                targets.extend(self.targets(rng, pool, label, name, target_cap))
-        return OrbitTask(user, number, self.target_type, names, paths, np.asarray(labels, np.int32), dirs, targets,
-                         protocol.clip_length)
+                continue
+            for video, frames in choose_videos(rng, pool.target, protocol.target_shot, methods[1], target_cap):
+                targets.append((video, clip_positions(rng, frames, methods[3], protocol).reshape(-1), label, name))
+        return Draw(names, context, targets)
+
+    def task(self, rng, user: str, number: int, objects: Sequence[Tuple[str, str]],
+             cached_targets: Optional[Dict[str, List[TargetVideo]]] = None) -> OrbitTask:
+        """The task of ``objects`` with its frame paths (see ``draw``)."""
+        protocol, split_dir = self.protocol, self.index.split_dir
+        drawn = self.draw(rng, user, objects, cached_targets)
+        history = protocol.clip_length if (protocol.frame_history and not self.training) else 1
+        paths, labels = [], []
+        for video, positions, label in drawn.context:
+            paths.extend(video.frame_paths(split_dir, positions))
+            labels.extend([label] * positions.size)
+        targets = [t if isinstance(t, TargetVideo) else TargetVideo(
+            t[2], t[3], t[0].directory, self.target_type, t[0].frame_paths(split_dir, t[1]),
+            [int(n) for n in t[0].numbers[t[1]]], history) for t in drawn.targets]
+        return OrbitTask(user, number, self.target_type, drawn.names, paths, np.asarray(labels, np.int32),
+                         [video.directory for video, _, _ in drawn.context], targets, protocol.clip_length)
+
+
+@dataclasses.dataclass
+class Draw:
+    """A task as frame references: context (video, positions, label), targets (video, positions,
+    label, object name) or cached ``TargetVideo``s."""
+
+    names: List[str]
+    context: list
+    targets: list
 
 
 # ---------------------------------------------------------------- training
@@ -254,13 +269,29 @@ class TrainTaskSampler:
         self.users = sorted(self.builder.pools)
         self.objects = [(u, o) for u in self.users for o in sorted(self.builder.pools[u])]
 
-    def sample(self, user: str, number: int = 0) -> OrbitTask:
-        """A user-centric task of ``user``, or an object-centric one (objects of every user) for "*"."""
+    def _objects(self, user: str) -> list:
         rng, builder = self.rng, self.builder
         candidates = self.objects if user == OBJECT_CENTRIC_USER else [(user, o) for o in sorted(builder.pools[user])]
         way = builder.way(rng, len(candidates))
-        chosen = sorted(candidates[i] for i in rng.choice(len(candidates), size=way, replace=False))
-        return builder.task(rng, user, number, chosen)
+        return sorted(candidates[i] for i in rng.choice(len(candidates), size=way, replace=False))
+
+    def sample(self, user: str, number: int = 0) -> OrbitTask:
+        """A user-centric task of ``user``, or an object-centric one (objects of every user) for "*"."""
+        return self.builder.task(self.rng, user, number, self._objects(user))
+
+    def order(self) -> Iterator[str]:
+        """Endless task owners: epochs of ``train_tasks`` per user in shuffled order, or "*"."""
+        while True:
+            if self.protocol.train_task_type == "object_centric":
+                yield from [OBJECT_CENTRIC_USER] * self.epoch_length()
+            else:
+                yield from (self.users[i] for i in self.rng.permutation(
+                    np.repeat(np.arange(len(self.users)), self.protocol.train_tasks)))
+
+    def draws(self) -> Iterator[Draw]:
+        """The same endless task sequence as iterating the sampler, as frame references (no paths)."""
+        for user in self.order():
+            yield self.builder.draw(self.rng, user, self._objects(user))
 
     def epoch_length(self) -> int:
         protocol = self.protocol
@@ -270,16 +301,8 @@ class TrainTaskSampler:
 
     def __iter__(self) -> Iterator[OrbitTask]:
         """Epochs of ``epoch_length()`` tasks (user-centric: ``train_tasks`` per user, shuffled)."""
-        counter = 0
-        while True:
-            if self.protocol.train_task_type == "object_centric":
-                order = [OBJECT_CENTRIC_USER] * self.epoch_length()
-            else:
-                order = [self.users[i] for i in self.rng.permutation(
-                    np.repeat(np.arange(len(self.users)), self.protocol.train_tasks))]
-            for user in order:
-                yield self.sample(user, counter)
-                counter += 1
+        for counter, user in enumerate(self.order()):
+            yield self.sample(user, counter)
 
 
 # ---------------------------------------------------------------- evaluation

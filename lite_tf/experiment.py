@@ -1,0 +1,312 @@
+"""An experiment: gin configuration in, a trained model dir or evaluation results out.
+
+An experiment file binds:
+  EpisodicModel.learner / image_size / lite / query_batch_size   (lite_tf/model.py)
+  Training.*  (below: the data source, schedule and optimiser)
+and the source's own configurables (e.g. EpisodeSampler.*, make_episode_dataset.* for
+``sources.metadataset``). The image size is bound once, on ``EpisodicModel.image_size``; the
+experiment hands it to the source. ``train`` and ``evaluate`` are what the launchers call; they
+check every argument and input before writing anything (see lite_tf/model_dir.py for the contract).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pathlib
+from typing import Optional, Sequence
+
+import gin
+import keras
+
+from lite_tf import callbacks as lite_callbacks
+from lite_tf import registry
+from lite_tf.errors import DataError, LiteTfError
+from lite_tf.model import EpisodicModel
+from lite_tf.model_dir import (BEST_WEIGHTS, CHECKPOINTS, EXPERIMENT_FILE, LOGS, ExperimentError, ModelDir)
+from lite_tf.source import Source
+
+REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
+CHECKPOINT_CHOICES = ("best", "latest", "init")
+log = logging.getLogger(__name__)
+
+
+class DivergedError(LiteTfError, FloatingPointError):
+    """Training met a NaN/Inf; the message names the episode and the resume point."""
+
+
+@gin.configurable
+class Training:
+    """Data source, schedule and optimiser of a meta-training run.
+
+    An "epoch" is ``episodes_per_epoch`` training episodes; the run saves a resumable checkpoint
+    after each, so that is also the most work a crash can lose. ``validate_every = 0`` turns
+    validation off (the last weights are kept); ``valid_datasets`` validates on other sub-datasets
+    of the source than it trains on.
+    """
+
+    def __init__(self, source: Optional[Source] = None, train_split: str = "train", valid_split: str = "valid",
+                 test_split: str = "test", epochs: int = 10, episodes_per_epoch: int = 100,
+                 validation_episodes: int = 50, validate_every: int = 1, optimizer: str = "adam",
+                 learning_rate: float = 1e-3, tasks_per_update: int = 1, seed: int = 0, image_log_every: int = 5,
+                 statistics_every: int = 10, valid_datasets: Optional[Sequence[str]] = None,
+                 eval_datasets: Optional[Sequence[str]] = None):
+        if not isinstance(source, Source):
+            raise ExperimentError("Training.source must be a data source, e.g. Training.source = "
+                                  f"@sources.metadataset() (known: {', '.join(registry.list_sources())}); "
+                                  f"got {source!r}.")
+        for name, value, low in (("epochs", epochs, 1), ("episodes_per_epoch", episodes_per_epoch, 1),
+                                 ("validation_episodes", validation_episodes, 1),
+                                 ("validate_every", validate_every, 0), ("tasks_per_update", tasks_per_update, 1),
+                                 ("image_log_every", image_log_every, 1), ("statistics_every", statistics_every, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a positive integer" if low else "an integer >= 0"
+                raise ExperimentError(f"Training.{name} must be {what}; got {value!r}.")
+        if optimizer not in ("adam", "sgd"):
+            raise ExperimentError(f"Training.optimizer must be 'adam' or 'sgd'; got {optimizer!r}.")
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+            raise ExperimentError(f"Training.learning_rate must be a positive number; got {learning_rate!r}.")
+        self.source, self.train_split, self.valid_split, self.test_split = source, train_split, valid_split, test_split
+        self.epochs, self.episodes_per_epoch = epochs, episodes_per_epoch
+        self.validation_episodes, self.validate_every = validation_episodes, validate_every
+        self.optimizer_name, self.learning_rate, self.tasks_per_update = optimizer, learning_rate, tasks_per_update
+        self.seed, self.image_log_every, self.statistics_every = seed, image_log_every, statistics_every
+        self.valid_datasets = list(valid_datasets) if valid_datasets is not None else None
+        self.eval_datasets = list(eval_datasets) if eval_datasets is not None else None
+
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        """The Keras optimizer; several tasks per update use its own gradient accumulation."""
+        accumulation = self.tasks_per_update if self.tasks_per_update > 1 else None
+        if self.optimizer_name == "sgd":
+            return keras.optimizers.SGD(self.learning_rate, gradient_accumulation_steps=accumulation)
+        return keras.optimizers.Adam(self.learning_rate, gradient_accumulation_steps=accumulation)
+
+
+@contextlib.contextmanager
+def data_errors(data_root: Optional[str]):
+    """Reports a data module's ValueError/OSError (not yet on the LiteTfError base) as a DataError."""
+    try:
+        yield
+    except LiteTfError:
+        raise
+    except (ValueError, OSError) as error:
+        raise DataError(f"{error} (--data_root={data_root!r})") from error
+
+
+def episodes(training: Training, model: EpisodicModel, split: str, seed: int, data_root: Optional[str],
+             datasets: Optional[Sequence[str]] = None):
+    """The source's episodes at the model's image size; data problems become one-line DataErrors."""
+    with data_errors(data_root):
+        dataset = training.source.episodes(split, image_size=model.image_size, seed=seed, data_root=data_root,
+                                           datasets=datasets)
+    shape = dataset.element_spec["support_images"].shape
+    if shape.rank != 4 or tuple(shape[1:3]) != (model.image_size, model.image_size):
+        raise DataError(f"The source's {split!r} episodes have images of shape {shape}, not "
+                        f"{model.image_size} px as EpisodicModel.image_size says.")
+    return dataset
+
+
+# ----------------------------------------------------------------------------------------- gin
+def resolve_config_path(path: str) -> str:
+    """A gin file as given, or relative to the repository (so gin/... works from any folder)."""
+    if os.path.isfile(path):
+        return path
+    candidate = REPOSITORY_ROOT / path
+    if candidate.is_file():
+        return str(candidate)
+    raise ExperimentError(f"Gin config file {path!r} not found (looked in the current folder and {REPOSITORY_ROOT}).")
+
+
+def parse_gin(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
+    """Registers every plugin (learners, backbones, sources and the configurables their modules
+    define), parses configs then bindings; returns the config text.
+
+    Unknown configurables, misspelt parameters and syntax errors raise ExperimentError with gin's
+    message (which names the file, line and binding).
+    """
+    registry.load_plugins()
+    gin.add_config_file_search_path(str(REPOSITORY_ROOT))
+    paths = [resolve_config_path(c) for c in configs]
+    try:
+        with gin.unlock_config():
+            gin.clear_config()
+            gin.parse_config_files_and_bindings(paths, list(bindings), finalize_config=False)
+    except (ValueError, KeyError, SyntaxError, TypeError, ImportError, IOError) as error:
+        raise ExperimentError(f"Bad gin configuration: {error}") from error
+    return gin.config_str()
+
+
+def build(compile: bool = True) -> tuple:
+    """(model, training) from the parsed gin config, seeded by Training.seed; errors are explained.
+
+    ``compile=False`` (evaluation) leaves out the optimizer, whose saved state evaluation ignores.
+    """
+    try:
+        training = Training()
+        keras.utils.set_random_seed(training.seed)  # before any weight is initialised
+        model = EpisodicModel()
+    except LiteTfError:
+        raise
+    except (TypeError, ValueError, KeyError) as error:
+        raise ExperimentError(f"Could not build the experiment from gin: {error}") from error
+    if compile:
+        model.compile(training.optimizer())
+    return model, training
+
+
+def load_run_config(model_dir: str, bindings: Sequence[str] = ()) -> str:
+    """Parses a run's experiment.gin plus ``bindings`` (what every evaluation tool starts from)."""
+    path = ModelDir(model_dir).experiment_file
+    if not os.path.isfile(path):
+        raise ExperimentError(f"{model_dir!r} has no {EXPERIMENT_FILE}: not a training run.")
+    return parse_gin([path], bindings)
+
+
+def load_run(model_dir: str, bindings: Sequence[str] = ()) -> tuple:
+    """(model, training) rebuilt from a run's experiment.gin (plus ``bindings``), weights not loaded."""
+    load_run_config(model_dir, bindings)
+    return build(compile=False)
+
+
+# ------------------------------------------------------------------------------------ weights
+def check_checkpoint(model_dir: Optional[str], which: str) -> None:
+    """Fails early (before building anything) on a --checkpoint that cannot be loaded."""
+    if which in ("best", "latest"):
+        if not model_dir:
+            raise ExperimentError(f"--checkpoint={which} needs --model_dir.")
+        if which == "best" and not os.path.isfile(os.path.join(model_dir, BEST_WEIGHTS)):
+            raise ExperimentError(f"No {BEST_WEIGHTS} in {model_dir!r} (no epoch finished yet); "
+                                  "use --checkpoint=latest or --checkpoint=init.")
+    elif which != "init" and not os.path.isfile(which):
+        raise ExperimentError(f"--checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)} or a weights "
+                              f"file; {which!r} is none of these.")
+
+
+def load_weights(model: EpisodicModel, model_dir: Optional[str], which: str) -> str:
+    """Loads 'best', 'latest', 'init' (the seeded untrained weights) or a file; refuses NaN/Inf weights."""
+    import tensorflow as tf
+
+    check_checkpoint(model_dir, which)
+    if which == "init":
+        return "init (untrained)"
+    if which == "latest":
+        path = tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINTS))
+        if path is None:
+            raise ExperimentError(f"No checkpoint in {os.path.join(model_dir, CHECKPOINTS)}.")
+        tf.train.Checkpoint(model=model).restore(path).expect_partial()
+    else:
+        path = os.path.join(model_dir, BEST_WEIGHTS) if which == "best" else which
+        try:
+            model.load_weights(path)
+        except (ValueError, OSError) as error:
+            raise ExperimentError(f"Could not load weights {path!r}: {error}") from error
+    if not lite_callbacks.all_finite(model.variables):
+        raise ExperimentError(f"{path} holds NaN/Inf weights; evaluate another checkpoint.")
+    return path
+
+
+# ------------------------------------------------------------------------------------ training
+def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), data_root: Optional[str] = None,
+          verbose: int = 1, resume_with_changes: bool = False) -> dict:
+    """Runs (or resumes) one experiment; returns the last epoch's logs ({} if it had finished).
+
+    verbose: 0 silent, 1 Keras progress bar and a line per epoch, 2 a line per epoch.
+    """
+    import tensorflow as tf
+
+    if verbose not in (0, 1, 2):
+        raise ExperimentError(f"--verbose must be 0, 1 or 2; got {verbose!r}.")
+    run_dir = ModelDir(model_dir)
+    if not configs:
+        raise ExperimentError("At least one --gin_config is required (e.g. gin/quickstart.gin).")
+    # Everything that can be wrong is checked before the model dir is written to.
+    config_text = parse_gin(configs, bindings)
+    run_dir.check(config_text, resume_with_changes)
+    model, training = build()
+    checkpoint = lite_callbacks.ResumableCheckpoint(run_dir.join(CHECKPOINTS), model)
+    saved_epoch = checkpoint.saved_epoch()
+    # A resumed run draws new episodes rather than replaying the ones already trained on.
+    train_data = episodes(training, model, training.train_split, training.seed + 1000 * saved_epoch, data_root)
+    valid_data = None
+    if training.validate_every:
+        valid_data = episodes(training, model, training.valid_split, training.seed + 1, data_root,
+                              training.valid_datasets).take(training.validation_episodes).cache()
+    # The first episode of the images log also checks that the data decodes.
+    sample = next(iter(valid_data if valid_data is not None else train_data))
+
+    with run_dir.lock():
+        changed = run_dir.check(config_text, resume_with_changes)  # again, now that no one else writes
+        if changed:
+            log.warning("Resuming %s with changed settings: %s.", model_dir, ", ".join(changed))
+        run_dir.record(config_text)
+        initial_epoch = checkpoint.restore()
+        model.optimizer.learning_rate = training.learning_rate  # the checkpoint holds the old one
+        if initial_epoch != saved_epoch:  # another trainer advanced it in between
+            train_data = episodes(training, model, training.train_split, training.seed + 1000 * initial_epoch,
+                                  data_root)
+        if initial_epoch >= training.epochs:
+            if verbose:
+                print(f"Training already finished ({initial_epoch} epochs) in {model_dir}.")
+            return {}
+        if initial_epoch and verbose:
+            print(f"Resuming from the end of epoch {initial_epoch}.")
+        log_dir = run_dir.join(LOGS)
+        stop_on_nan = lite_callbacks.StopOnNaN()
+        callbacks = [
+            stop_on_nan,
+            checkpoint,  # before anything logs the epoch: an unsaved epoch is redone and logged then
+            lite_callbacks.BestWeights(run_dir.join(BEST_WEIGHTS),
+                                       monitor="val_accuracy" if valid_data is not None else None),
+            lite_callbacks.EpochTensorBoard(log_dir, stop_on_nan),
+            lite_callbacks.EpisodeStatistics(log_dir, every=training.statistics_every),
+            lite_callbacks.EpisodeImages(log_dir, sample, every=training.image_log_every),
+        ]
+        if verbose:
+            callbacks.append(lite_callbacks.EpochSummary(training.epochs))
+        history = model.fit(train_data, epochs=training.epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=training.episodes_per_epoch, validation_data=valid_data,
+                            validation_steps=training.validation_episodes if valid_data is not None else None,
+                            validation_freq=max(training.validate_every, 1), callbacks=callbacks,
+                            verbose=1 if verbose == 1 else 0, shuffle=False)
+        run_dir.write_operative_config(gin.operative_config_str())
+    if stop_on_nan.failed_at is not None or checkpoint.refused_epoch is not None:
+        resume = tf.train.latest_checkpoint(run_dir.join(CHECKPOINTS))
+        where = (f"the loss became {stop_on_nan.failed_at[1]} at episode {stop_on_nan.failed_at[0] + 1} of epoch "
+                 f"{initial_epoch + len(history.epoch)}" if stop_on_nan.failed_at is not None
+                 else f"the weights became NaN/Inf in epoch {checkpoint.refused_epoch}")
+        raise DivergedError(
+            f"Training stopped: {where}. Nothing of that epoch was saved; the resume point is "
+            f"{resume or 'the start (no epoch finished)'}. Lower Training.learning_rate (or check the data), "
+            "then rerun with --resume_with_changes.")
+    return {key: values[-1] for key, values in history.history.items()}
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def evaluate(model_dir: str, data_root: Optional[str] = None, bindings: Sequence[str] = (),
+             datasets: Optional[Sequence[str]] = None, episodes: int = 600, split: Optional[str] = None,
+             checkpoint: str = "best", seed: int = 12345, output: Optional[str] = None,
+             progress: bool = True) -> dict:
+    """Scores a run's weights on each dataset's test episodes; writes <output>.json and .md.
+
+    ``datasets`` defaults to the run's own evaluation datasets (Training.eval_datasets, else the
+    datasets it trained on); a dataset whose evaluated classes training could have drawn is
+    reported with a warning.
+    """
+    from lite_tf.eval.episodes import EpisodeEvaluator
+
+    evaluator = EpisodeEvaluator(episodes=episodes, seed=seed, progress=progress)  # checks the numbers
+    if not model_dir or not os.path.isdir(model_dir):
+        raise ExperimentError(f"--model_dir {model_dir!r} is not a folder.")
+    check_checkpoint(model_dir, checkpoint)
+    model, training = load_run(model_dir, bindings)
+    split = split or training.test_split
+    output = output or os.path.join(model_dir, f"eval_{split}")
+    if not os.access(os.path.dirname(os.path.abspath(output)), os.W_OK):
+        raise ExperimentError(f"Cannot write the results to {output}.json: the folder is missing or read-only.")
+    with data_errors(data_root):
+        names = evaluator.datasets_to_evaluate(training, split, data_root, datasets)
+        weights = load_weights(model, model_dir, checkpoint)
+        results = evaluator.evaluate(model, training.source, split, data_root=data_root, datasets=names)
+    results.update(model_dir=model_dir, weights=weights)
+    evaluator.write(results, output, f"Evaluation of {weights} on the {split} split ({episodes} episodes per dataset)")
+    return results

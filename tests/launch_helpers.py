@@ -1,0 +1,69 @@
+"""A tiny experiment (conv4 on 32 px generated data) and a launcher runner, shared by launcher tests."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY_CONFIG = """
+EpisodicModel.learner = @learners.protonets()
+EpisodicModel.image_size = 32
+EpisodicModel.lite = @LiteConfig()
+EpisodicModel.seed = 0
+learners.protonets.backbone = 'conv4'
+backbones.conv4.filters = 8
+backbones.conv4.blocks = 2
+LiteConfig.h = 3
+LiteConfig.chunk_size = 4
+Training.source = @sources.metadataset()
+EpisodeSampler.num_ways = 3
+EpisodeSampler.num_support = 2
+EpisodeSampler.num_query = 2
+Training.epochs = 2
+Training.episodes_per_epoch = 3
+Training.validation_episodes = 2
+Training.image_log_every = 1
+Training.statistics_every = 1
+"""
+
+
+def make_tiny_data(root: str, sources=("glyphs", "shapes"), classes_per_split=(4, 3, 3), images_per_class=6) -> str:
+    from tools.make_demo_data import make_demo_data
+
+    make_demo_data(root, list(sources), image_size=32, classes_per_split=list(classes_per_split),
+                   images_per_class=images_per_class, seed=0, workers=1, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Two tiny generated record sets (glyphs, shapes: 4/3/3 classes of 6 images at 32 px)."""
+    return make_tiny_data(str(tmp_path_factory.mktemp("demo")))
+
+
+@pytest.fixture
+def config(tmp_path):
+    """TINY_CONFIG as a gin file."""
+    path = tmp_path / "tiny.gin"
+    path.write_text(TINY_CONFIG)
+    return str(path)
+
+
+def launcher_env(quiet: bool = True) -> dict:
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the launchers quiet TensorFlow themselves
+    if not quiet:
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def launch(*args, timeout=600, **kwargs):
+    """Runs ``python -m <args>`` from the repository (a failure case must end within ``timeout``)."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPOSITORY, env=launcher_env(), capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def start(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=REPOSITORY, env=launcher_env(), **kwargs)
