@@ -18,8 +18,10 @@ from typing import Optional, Sequence
 
 import gin
 import keras
+import tensorflow as tf
 
 from lite_tf import callbacks as lite_callbacks
+from lite_tf import distribute
 from lite_tf import registry
 from lite_tf.errors import DataError, LiteTfError
 from lite_tf.model import EpisodicModel
@@ -50,7 +52,7 @@ class Training:
                  validation_episodes: int = 50, validate_every: int = 1, optimizer: str = "adam",
                  learning_rate: float = 1e-3, tasks_per_update: int = 1, seed: int = 0, image_log_every: int = 5,
                  statistics_every: int = 10, valid_datasets: Optional[Sequence[str]] = None,
-                 eval_datasets: Optional[Sequence[str]] = None):
+                 eval_datasets: Optional[Sequence[str]] = None, strategy: Optional[str] = None):
         if not isinstance(source, Source):
             raise ExperimentError("Training.source must be a data source, e.g. Training.source = "
                                   f"@sources.metadataset() (known: {', '.join(registry.list_sources())}); "
@@ -64,6 +66,8 @@ class Training:
                 raise ExperimentError(f"Training.{name} must be {what}; got {value!r}.")
         if optimizer not in ("adam", "sgd"):
             raise ExperimentError(f"Training.optimizer must be 'adam' or 'sgd'; got {optimizer!r}.")
+        if strategy not in distribute.STRATEGIES:
+            raise ExperimentError(f"Training.strategy must be one of {distribute.STRATEGIES}; got {strategy!r}.")
         if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
             raise ExperimentError(f"Training.learning_rate must be a positive number; got {learning_rate!r}.")
         self.source, self.train_split, self.valid_split, self.test_split = source, train_split, valid_split, test_split
@@ -73,10 +77,16 @@ class Training:
         self.seed, self.image_log_every, self.statistics_every = seed, image_log_every, statistics_every
         self.valid_datasets = list(valid_datasets) if valid_datasets is not None else None
         self.eval_datasets = list(eval_datasets) if eval_datasets is not None else None
+        self.strategy = strategy
 
-    def optimizer(self) -> keras.optimizers.Optimizer:
-        """The Keras optimizer; several tasks per update use its own gradient accumulation."""
-        accumulation = self.tasks_per_update if self.tasks_per_update > 1 else None
+    def optimizer(self, strategy: Optional[tf.distribute.Strategy] = None) -> keras.optimizers.Optimizer:
+        """The Keras optimizer; several tasks per update use its own gradient accumulation.
+
+        Under a ``strategy`` each replica trains on its own task, so ``tasks_per_update`` counts
+        tasks across replicas (lite_tf/distribute.py).
+        """
+        steps = distribute.accumulation_steps(self.tasks_per_update, strategy or tf.distribute.get_strategy())
+        accumulation = steps if steps > 1 else None
         if self.optimizer_name == "sgd":
             return keras.optimizers.SGD(self.learning_rate, gradient_accumulation_steps=accumulation)
         return keras.optimizers.Adam(self.learning_rate, gradient_accumulation_steps=accumulation)
@@ -144,13 +154,15 @@ def build(compile: bool = True) -> tuple:
     try:
         training = Training()
         keras.utils.set_random_seed(training.seed)  # before any weight is initialised
-        model = EpisodicModel()
+        strategy = distribute.make_strategy(training.strategy)
+        with strategy.scope():  # variables made here are mirrored across the replicas
+            model = EpisodicModel()
+            if compile:
+                model.compile(training.optimizer(strategy))
     except LiteTfError:
         raise
     except (TypeError, ValueError, KeyError) as error:
         raise ExperimentError(f"Could not build the experiment from gin: {error}") from error
-    if compile:
-        model.compile(training.optimizer())
     return model, training
 
 
@@ -184,8 +196,6 @@ def check_checkpoint(model_dir: Optional[str], which: str) -> None:
 
 def load_weights(model: EpisodicModel, model_dir: Optional[str], which: str) -> str:
     """Loads 'best', 'latest', 'init' (the seeded untrained weights) or a file; refuses NaN/Inf weights."""
-    import tensorflow as tf
-
     check_checkpoint(model_dir, which)
     if which == "init":
         return "init (untrained)"
@@ -212,8 +222,6 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
 
     verbose: 0 silent, 1 Keras progress bar and a line per epoch, 2 a line per epoch.
     """
-    import tensorflow as tf
-
     if verbose not in (0, 1, 2):
         raise ExperimentError(f"--verbose must be 0, 1 or 2; got {verbose!r}.")
     run_dir = ModelDir(model_dir)
@@ -223,27 +231,43 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
     config_text = parse_gin(configs, bindings)
     run_dir.check(config_text, resume_with_changes)
     model, training = build()
-    checkpoint = lite_callbacks.ResumableCheckpoint(run_dir.join(CHECKPOINTS), model)
+    strategy = model.distribute_strategy
+    chief, replicas = distribute.is_chief(strategy), strategy.num_replicas_in_sync
+    checkpoint = lite_callbacks.ResumableCheckpoint(distribute.checkpoint_dir(run_dir.join(CHECKPOINTS), strategy),
+                                                    model)
     saved_epoch = checkpoint.saved_epoch()
-    # A resumed run draws new episodes rather than replaying the ones already trained on.
-    train_data = episodes(training, model, training.train_split, training.seed + 1000 * saved_epoch, data_root)
-    valid_data = None
-    if training.validate_every:
-        valid_data = episodes(training, model, training.valid_split, training.seed + 1, data_root,
-                              training.valid_datasets).take(training.validation_episodes).cache()
-    # The first episode of the images log also checks that the data decodes.
-    sample = next(iter(valid_data if valid_data is not None else train_data))
 
-    with run_dir.lock():
+    def training_episodes(epoch: int):
+        # A resumed run draws new episodes rather than replaying the ones already trained on; under a
+        # strategy each replica reads its own pipeline (distinct seeds, lite_tf/distribute.py).
+        return distribute.distribute_episodes(
+            strategy, lambda seed: episodes(training, model, training.train_split, seed, data_root),
+            seed=training.seed + 1000 * epoch)
+
+    valid_data, validation_steps = None, None
+    if training.validate_every:
+        validation_steps = max(training.validation_episodes // replicas, 1)  # episodes per replica
+        valid_data = distribute.distribute_episodes(
+            strategy, lambda seed: episodes(training, model, training.valid_split, seed, data_root,
+                                            training.valid_datasets).take(validation_steps).cache(),
+            seed=training.seed + 1)
+    # The first episode of the images log also checks that the data decodes.
+    sample = next(iter(episodes(training, model, training.valid_split if valid_data is not None else
+                                training.train_split, training.seed + 1, data_root,
+                                training.valid_datasets if valid_data is not None else None)))
+    train_data = training_episodes(saved_epoch)
+
+    # Under multi-worker every worker trains, but only the chief owns the model dir and its logs.
+    with run_dir.lock() if chief else contextlib.nullcontext():
         changed = run_dir.check(config_text, resume_with_changes)  # again, now that no one else writes
         if changed:
             log.warning("Resuming %s with changed settings: %s.", model_dir, ", ".join(changed))
-        run_dir.record(config_text)
+        if chief:
+            run_dir.record(config_text)
         initial_epoch = checkpoint.restore()
         model.optimizer.learning_rate = training.learning_rate  # the checkpoint holds the old one
         if initial_epoch != saved_epoch:  # another trainer advanced it in between
-            train_data = episodes(training, model, training.train_split, training.seed + 1000 * initial_epoch,
-                                  data_root)
+            train_data = training_episodes(initial_epoch)
         if initial_epoch >= training.epochs:
             if verbose:
                 print(f"Training already finished ({initial_epoch} epochs) in {model_dir}.")
@@ -255,20 +279,24 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
         callbacks = [
             stop_on_nan,
             checkpoint,  # before anything logs the epoch: an unsaved epoch is redone and logged then
-            lite_callbacks.BestWeights(run_dir.join(BEST_WEIGHTS),
-                                       monitor="val_accuracy" if valid_data is not None else None),
-            lite_callbacks.EpochTensorBoard(log_dir, stop_on_nan),
-            lite_callbacks.EpisodeStatistics(log_dir, every=training.statistics_every),
-            lite_callbacks.EpisodeImages(log_dir, sample, every=training.image_log_every),
         ]
-        if verbose:
+        if chief:  # one writer of best weights and TensorBoard
+            callbacks += [
+                lite_callbacks.BestWeights(run_dir.join(BEST_WEIGHTS),
+                                           monitor="val_accuracy" if valid_data is not None else None),
+                lite_callbacks.EpochTensorBoard(log_dir, stop_on_nan),
+                lite_callbacks.EpisodeStatistics(log_dir, every=training.statistics_every),
+                lite_callbacks.EpisodeImages(log_dir, sample, every=training.image_log_every),
+            ]
+        if verbose and chief:
             callbacks.append(lite_callbacks.EpochSummary(training.epochs))
         history = model.fit(train_data, epochs=training.epochs, initial_epoch=initial_epoch,
                             steps_per_epoch=training.episodes_per_epoch, validation_data=valid_data,
-                            validation_steps=training.validation_episodes if valid_data is not None else None,
+                            validation_steps=validation_steps,
                             validation_freq=max(training.validate_every, 1), callbacks=callbacks,
                             verbose=1 if verbose == 1 else 0, shuffle=False)
-        run_dir.write_operative_config(gin.operative_config_str())
+        if chief:
+            run_dir.write_operative_config(gin.operative_config_str())
     if stop_on_nan.failed_at is not None or checkpoint.refused_epoch is not None:
         resume = tf.train.latest_checkpoint(run_dir.join(CHECKPOINTS))
         where = (f"the loss became {stop_on_nan.failed_at[1]} at episode {stop_on_nan.failed_at[0] + 1} of epoch "

@@ -32,6 +32,12 @@ mapper's mode decides what that costs:
 - ``full``: every support image back-propagated in one pass (exact gradient, memory grows with N).
 - ``inference``: no gradients, chunked.
 
+``jit_compile=True`` compiles the chunked no-gradient passes (lite's rest of the set, exact's pass
+1, inference) with XLA: every chunk is padded to ``chunk_size`` images so the compiled function has
+one shape and is traced once, while the episode-level step stays dynamic (support size, way, query
+size vary). The padded images are dropped after the map, so this, too, needs per-image maps (batch
+norm in inference mode). Gradient passes (H, exact pass 2, full) are not compiled.
+
 The no-gradient pass is computed once per episode and reused by every query batch; H is shared by
 every ``map`` call within a query batch. To force H (studies, tests) pass ``subset=`` to
 ``SupportMapper`` or ``EpisodicModel.episode_gradients``; to record the drawn H ask
@@ -70,7 +76,8 @@ class LiteConfig:
     """
 
     def __init__(self, mode: str = "lite", h: int = 40, chunk_size: int = 40,
-                 gradient_scaling: str = "unbiased", sampling: str = "uniform", redraw: str = "query_batch"):
+                 gradient_scaling: str = "unbiased", sampling: str = "uniform", redraw: str = "query_batch",
+                 jit_compile: bool = False):
         for name, value, allowed in (("mode", mode, MODES), ("gradient_scaling", gradient_scaling, GRADIENT_SCALINGS),
                                      ("sampling", sampling, SAMPLINGS), ("redraw", redraw, REDRAWS)):
             if value not in allowed:
@@ -83,23 +90,45 @@ class LiteConfig:
                               f"{gradient_scaling!r}.")
         self.mode, self.h, self.chunk_size, self.gradient_scaling = mode, h, chunk_size, gradient_scaling
         self.sampling, self.redraw = sampling, redraw
+        if not isinstance(jit_compile, bool):
+            raise ConfigError(f"LITE jit_compile must be True or False; got {jit_compile!r}.")
+        self.jit_compile = jit_compile
 
     def __repr__(self):
         return (f"LiteConfig(mode={self.mode!r}, h={self.h}, chunk_size={self.chunk_size}, "
                 f"gradient_scaling={self.gradient_scaling!r}, sampling={self.sampling!r}, "
-                f"redraw={self.redraw!r})")
+                f"redraw={self.redraw!r}, jit_compile={self.jit_compile})")
 
 
 def _num_chunks(count, chunk_size: int):
     return (count + chunk_size - 1) // chunk_size
 
 
-def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int) -> tf.Tensor:
+def padded_chunks(fn: Callable, chunk_size: int) -> Callable:
+    """``fn`` on a chunk zero-padded to ``chunk_size`` images, the padding's outputs dropped: every
+    call of ``fn`` then has one shape (what an XLA-compiled ``fn`` needs to be traced once)."""
+    def padded(chunk):
+        count = tf.shape(chunk)[0]
+        padding = tf.concat([[[0, chunk_size - count]], tf.zeros([chunk.shape.rank - 1, 2], tf.int32)], 0)
+        full = tf.pad(chunk, padding)
+        full.set_shape(tf.TensorShape([chunk_size]).concatenate(chunk.shape[1:]))
+        return fn(full)[:count]
+
+    return padded
+
+
+def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int, jit_compile: bool = False) -> tf.Tensor:
     """``fn`` over ``images`` in chunks (the last one may be shorter), concatenated.
 
     Runs as a ``tf.while_loop`` so that, with no gradient recorded, only one chunk's activations
     are alive at a time, and the support size may be unknown when traced. Needs at least one image.
+    ``jit_compile``: ``fn`` is compiled with XLA and fed chunks padded to ``chunk_size``
+    (``padded_chunks``); ``fn`` may also be a ``tf.function(jit_compile=True)`` already.
     """
+    if jit_compile:
+        if not isinstance(fn, tf.types.experimental.PolymorphicFunction):
+            fn = tf.function(fn, jit_compile=True)
+        fn = padded_chunks(fn, chunk_size)
     first = fn(images[:chunk_size])
     num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
     outputs = tf.TensorArray(first.dtype, size=num_chunks, infer_shape=False,
@@ -300,7 +329,7 @@ class SupportMapper:
         if self.mode == "full":
             return per_image(images)
         if self.mode == "inference":
-            return self._cached(index, lambda: chunked_map(per_image, images, self.config.chunk_size))
+            return self._cached(index, lambda: self._chunked(per_image, images))
         if self.mode == "exact":
             return self._map_exact(index, fn, images, context, per_image)
         return self._map_lite(index, images, per_image)
@@ -315,7 +344,7 @@ class SupportMapper:
             # Skipped when H covers the whole set (h >= N): nothing is left to embed.
             return tf.cond(
                 support_size > subset_size,
-                lambda: chunked_map(per_image, images, self.config.chunk_size),
+                lambda: self._chunked(per_image, images),
                 lambda: tf.zeros(tf.concat([[support_size], tf.shape(subset_values)[1:]], 0),
                                  subset_values.dtype),
             )
@@ -327,7 +356,7 @@ class SupportMapper:
         return tf.tensor_scatter_nd_update(rest, self.subset[:, None], subset_values)
 
     def _map_exact(self, index, fn, images, context, per_image):
-        values = self._cached(index, lambda: chunked_map(per_image, images, self.config.chunk_size))
+        values = self._cached(index, lambda: self._chunked(per_image, images))
         if index == len(self._records):
             self._records.append((fn, images, context))
         if self.tape is None:
@@ -336,6 +365,10 @@ class SupportMapper:
         self.tape.watch(values)
         self.watched.append(values)
         return values
+
+    def _chunked(self, per_image: Callable, images: tf.Tensor) -> tf.Tensor:
+        """The no-gradient pass: ``per_image`` over the set in chunks (XLA-compiled if configured)."""
+        return chunked_map(per_image, images, self.config.chunk_size, jit_compile=self.config.jit_compile)
 
     def _cached(self, index: int, compute: Callable) -> tf.Tensor:
         if index < len(self._cache):

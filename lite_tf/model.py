@@ -22,6 +22,7 @@ from lite_tf.errors import ConfigError
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner
 from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
+from lite_tf.precision import apply_policy, is_float16, resolve_policy
 
 
 class EpisodeResult(NamedTuple):
@@ -46,6 +47,30 @@ def _query_metric(identifier) -> keras.metrics.Metric:
     raise ConfigError(f"EpisodicModel.compile: metric {identifier!r} is neither a keras Metric nor a function.")
 
 
+class ReplicaSeedGenerator(keras.random.SeedGenerator):
+    """A SeedGenerator whose draws differ per replica: under tf.distribute the state is mirrored, so
+    plain draws would give every replica the same subset; the replica id is folded into the seed."""
+
+    REPLICA_STRIDE = 7919
+
+    def next(self, ordered=True):
+        value = super().next(ordered)
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return value
+        replica = tf.cast(context.replica_id_in_sync_group, value.dtype)
+        return value + tf.stack([replica * self.REPLICA_STRIDE, tf.zeros_like(replica)])
+
+
+def _for_reduction(logs: dict) -> dict:
+    """Logs as Keras reduces them across workers: under MultiWorkerMirroredStrategy Keras takes a
+    mean over axis 0 (scalars would fail), so each scalar becomes [1] there; it comes back a scalar."""
+    strategy = tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.num_replicas_in_sync > 1:
+        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
+    return logs
+
+
 @gin.configurable
 class EpisodicModel(keras.Model):
     """Meta-trains ``learner`` episode by episode with the LITE support mapping in ``lite``.
@@ -59,12 +84,17 @@ class EpisodicModel(keras.Model):
         re-drawn for each batch unless ``lite.redraw='episode'``; the support no-gradient pass is
         shared by all batches.
       seed: seed of the subset draws.
+      dtype_policy: 'float32', 'mixed_bfloat16' or 'mixed_float16' (None: the Keras global policy);
+        mixed runs the backbone (and set encoder) in low precision and the heads in float32
+        (lite_tf/precision.py); with 'mixed_float16' ``compile`` wraps the optimizer in a
+        ``keras.optimizers.LossScaleOptimizer``.
 
     To force or record H (studies, tests) use ``episode_gradients(data, subset=..., return_subsets=True)``.
     """
 
     def __init__(self, learner: Learner, image_size: int, lite: Optional[LiteConfig] = None,
-                 query_batch_size: Optional[int] = None, seed: Optional[int] = None, **kwargs):
+                 query_batch_size: Optional[int] = None, seed: Optional[int] = None,
+                 dtype_policy: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(learner, Learner):
             raise TypeError(f"EpisodicModel needs a lite_tf Learner; got {type(learner).__name__}.")
@@ -74,12 +104,14 @@ class EpisodicModel(keras.Model):
         self.image_size = int(image_size)
         self.lite_config = lite or LiteConfig()
         self.query_batch_size = query_batch_size
-        self.subset_seed = keras.random.SeedGenerator(seed, name="subset_seed")
+        self.subset_seed = ReplicaSeedGenerator(seed, name="subset_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="accuracy")
         self.query_metrics = []  # from compile(metrics=...)
         self.trace_count = 0  # incremented each time a step is traced (eager: each call)
         learner.build_for(self.image_size)
+        self.precision = resolve_policy(dtype_policy)
+        apply_policy(learner, self.precision)
         self.built = True
 
     @property
@@ -160,6 +192,9 @@ class EpisodicModel(keras.Model):
         query_count, num_batches, batch = self._query_batches(episode)
         mapper = self._mapper(episode, training=True, subset=subset)
         exact, lite = mapper.mode == "exact", mapper.mode == "lite"
+        # The optimizer sums the replicas' gradients (tf.distribute): R replicas x 1 task is then
+        # one update on the mean over R tasks, as with gradient_accumulation_steps=R on one replica.
+        replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)
 
         def batch_result(index, tape=None):
             images, labels = batch(index)
@@ -167,7 +202,7 @@ class EpisodicModel(keras.Model):
             with tape:
                 mapper.tape = tape
                 loss, correct, logits = self._score_batch(episode, mapper, images, labels, query_count, True)
-                scaled_loss = self._scale_loss(loss * mapper.loss_scale)
+                scaled_loss = self._scale_loss(loss * mapper.loss_scale / replicas)
             # Exact mode: also dL/de of the watched support embeddings (summed over batches).
             gradients = dense_gradients(tape, scaled_loss, variables + mapper.watched)
             mapper.tape = None
@@ -213,7 +248,7 @@ class EpisodicModel(keras.Model):
         logs.update(way=tf.cast(episode["way"], tf.float32),
                     support_size=tf.cast(tf.shape(episode["support_labels"])[0], tf.float32),
                     query_size=tf.cast(tf.shape(episode["query_labels"])[0], tf.float32))
-        return logs
+        return _for_reduction(logs)
 
     def _update_metrics(self, loss, accuracy, labels, logits):
         # The control dependency matters in graph mode: a Mean's count update does not otherwise
@@ -247,7 +282,7 @@ class EpisodicModel(keras.Model):
         return loss, accuracy
 
     def test_step(self, data):
-        return self._update_metrics(*self.evaluate_episode(data, return_logits=True))
+        return _for_reduction(self._update_metrics(*self.evaluate_episode(data, return_logits=True)))
 
     def predict_step(self, data):
         """Query logits of one episode (inference mapping)."""
@@ -260,12 +295,21 @@ class EpisodicModel(keras.Model):
     def call(self, data, training=False):
         return self.predict_step(data)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Nothing to build: the model is built in __init__ and its optimizer in compile.
+
+        Under a tf.distribute strategy Keras would otherwise pull a first episode and reduce it
+        across replicas to build symbolically, which fails for episode dicts under
+        MultiWorkerMirroredStrategy.
+        """
+
     def compile(self, optimizer="adam", metrics=None, jit_compile=False, **kwargs):
         """Like keras.Model.compile; XLA is off by default because episode shapes vary.
 
         ``metrics``: a list of keras metrics (objects, names, or functions of (labels, logits)),
         updated on every episode's query labels and logits, beside the per-episode ``loss`` and
-        ``accuracy``. The optimizer's slots are created here: created inside the first traced
+        ``accuracy``. Under ``dtype_policy='mixed_float16'`` the optimizer is wrapped in a
+        ``keras.optimizers.LossScaleOptimizer`` (unless it is one). The optimizer's slots are created here: created inside the first traced
         step instead, they would make tf.function trace the step a second time.
         """
         if metrics is not None and not isinstance(metrics, (list, tuple)):
@@ -276,6 +320,10 @@ class EpisodicModel(keras.Model):
         if clashes:
             raise ConfigError(f"EpisodicModel.compile: metric name(s) {clashes} used twice (loss and accuracy "
                               f"are always reported); give the metric another name.")
+        if is_float16(self.precision):
+            optimizer = keras.optimizers.get(optimizer)
+            if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
         self.query_metrics = query_metrics
         if not self.optimizer.built:

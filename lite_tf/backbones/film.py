@@ -102,8 +102,11 @@ def check_film(backbone, film: Sequence) -> None:
 
 
 def as_film_row(value) -> tf.Tensor:
-    """[C] -> [1, C]; [1, C] / [B, C] pass through."""
-    value = tf.convert_to_tensor(value, tf.float32)
+    """[C] -> [1, C]; [1, C] / [B, C] pass through. Floats keep their dtype (the backbone's FiLM
+    layers cast to their compute dtype under mixed precision); anything else becomes float32."""
+    value = tf.convert_to_tensor(value)
+    if not value.dtype.is_floating:
+        value = tf.cast(value, tf.float32)
     return value[None, :] if value.shape.rank == 1 else value
 
 

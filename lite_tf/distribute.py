@@ -1,0 +1,136 @@
+"""Data parallelism over tasks with ``tf.distribute``: one episode per replica, gradients all-reduced.
+
+LITE makes one large task fit on one accelerator; with several, each replica trains on its own
+episode and the optimizer all-reduces (sums) the replicas' gradients, so ``EpisodicModel`` divides
+each replica's loss by ``num_replicas_in_sync``: R replicas x 1 task is then exactly one replica
+accumulating R tasks. Keras ``fit`` runs unchanged inside ``strategy.scope()``.
+
+Strategies by name (``Training.strategy``):
+  None            the default (one device);
+  'mirrored'      ``MirroredStrategy`` over this machine's GPUs (or the given devices);
+  'multi_worker'  ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG``.
+
+Input: ``distribute_episodes`` builds one pipeline per replica (per worker under multi-worker,
+where a worker's local replicas take its episodes in turn), each seeded ``seed + 1009 * index`` so
+the replicas see different, reproducible episodes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+from lite_tf.errors import ConfigError
+
+
+STRATEGIES = (None, "mirrored", "multi_worker")
+SEED_STRIDE = 1009  # distinct, reproducible seeds per input pipeline
+
+
+def make_strategy(name: Optional[str], devices: Optional[Sequence[str]] = None) -> tf.distribute.Strategy:
+    """The ``tf.distribute`` strategy called ``name`` (see the module docstring)."""
+    if name is None or name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(list(devices) if devices else None)
+    if name == "multi_worker":
+        config = os.environ.get("TF_CONFIG")
+        if not config:
+            raise ConfigError("Training.strategy = 'multi_worker' needs TF_CONFIG (the cluster and this "
+                              "worker's task); see README 'Scaling out'.")
+        try:
+            task = json.loads(config)["task"]
+            task["type"], task["index"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(f"TF_CONFIG is not valid cluster JSON with a task type and index: {error}") from error
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"Unknown Training.strategy {name!r}; expected one of {STRATEGIES}.")
+
+
+def pipeline_seed(seed: int, index: int) -> int:
+    """The seed of input pipeline ``index`` (replica or worker)."""
+    return int(seed) + SEED_STRIDE * int(index)
+
+
+def distribute_episodes(strategy: tf.distribute.Strategy, make_dataset: Callable[[int], tf.data.Dataset],
+                        seed: int):
+    """Episodes for ``strategy``: ``make_dataset(seed)`` per replica (or worker), distinct seeds.
+
+    With one replica this is just ``make_dataset(seed)`` (nothing changes for single-device runs).
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return make_dataset(seed)
+    per_replica = isinstance(strategy, tf.distribute.MirroredStrategy)
+    mode = (tf.distribute.InputReplicationMode.PER_REPLICA if per_replica
+            else tf.distribute.InputReplicationMode.PER_WORKER)
+    options = tf.distribute.InputOptions(experimental_replication_mode=mode)
+    return strategy.distribute_datasets_from_function(
+        lambda context: make_dataset(pipeline_seed(seed, context.input_pipeline_id)), options=options)
+
+
+def accumulation_steps(tasks_per_update: Optional[int], strategy: tf.distribute.Strategy) -> int:
+    """Optimizer ``gradient_accumulation_steps`` giving ``tasks_per_update`` tasks across the replicas.
+
+    None: one task per replica per update.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if tasks_per_update is None:
+        return 1
+    if not isinstance(tasks_per_update, int) or tasks_per_update <= 0 or tasks_per_update % replicas:
+        raise ConfigError(f"Training.tasks_per_update = {tasks_per_update!r} must be a positive multiple of the "
+                          f"{replicas} replicas in sync (each replica trains on one task per step).")
+    return tasks_per_update // replicas
+
+
+def build_in_scope(strategy: tf.distribute.Strategy, build_model: Callable[[], "keras.Model"],
+                   make_optimizer: Callable[..., "keras.optimizers.Optimizer"],
+                   tasks_per_update: Optional[int] = None,
+                   **compile_kwargs):
+    """``build_model()`` compiled with ``make_optimizer(gradient_accumulation_steps=...)``, both
+    created inside ``strategy.scope()`` (variables must be made there to be mirrored).
+
+    ``tasks_per_update`` counts tasks across replicas; ``make_optimizer`` receives the per-replica
+    accumulation (omitted when 1), e.g. ``functools.partial(keras.optimizers.Adam, 1e-3)``.
+    """
+    steps = accumulation_steps(tasks_per_update, strategy)
+    with strategy.scope():
+        model = build_model()
+        optimizer = make_optimizer(gradient_accumulation_steps=steps) if steps > 1 else make_optimizer()
+        model.compile(optimizer, **compile_kwargs)
+    return model
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes checkpoints, TensorBoard and best weights (always off-cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def checkpoint_dir(directory: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this worker saves: ``directory`` on the chief, a private scratch folder elsewhere.
+
+    Under ``MultiWorkerMirroredStrategy`` every worker must take part in a save (the variables'
+    reads are collective), but only the chief's copy is kept.
+    """
+    if is_chief(strategy):
+        return directory
+    resolver = strategy.cluster_resolver
+    return os.path.join(directory, f".worker_{resolver.task_type}_{resolver.task_id}")
+
+
+def replica_count() -> int:
+    """Replicas in sync in the current context (1 outside any strategy)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def local_cpu_devices(count: int) -> list:
+    """Splits this machine's CPU into ``count`` logical devices (tests; before TF initialises)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    return [device.name for device in tf.config.list_logical_devices("CPU")]
