@@ -227,16 +227,4 @@ def plot(document: dict, path: str) -> None:
 
 def write(output: str, document: dict, plot_path: Optional[str] = None) -> list:
     """Validates the document, writes X.json and X.md (and the plot); returns the paths written."""
-    from lite_tf import atomic
-
-    if plot_path:
-        studies.pyplot()  # a missing matplotlib is said before anything is written
-    results.validate(document)
-    json_path, markdown_path = results.output_paths(output)
-    atomic.write_json(json_path, document, indent=1)
-    atomic.write_text(markdown_path, markdown(document))
-    paths = [json_path, markdown_path]
-    if plot_path:
-        plot(document, plot_path)
-        paths.append(plot_path)
-    return paths
+    return studies.write_study(output, document, markdown, plot, plot_path)

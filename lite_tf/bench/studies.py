@@ -8,7 +8,7 @@ study accepts exactly what LiteConfig accepts.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 from lite_tf.errors import ConfigError
 
@@ -91,3 +91,22 @@ def save_figure(figure, path: str) -> None:
 
     with atomic.atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+
+
+def write_study(output: str, document: dict, markdown: Callable[[dict], str], plot: Callable[[dict, str], None],
+                plot_path: Optional[str] = None) -> list:
+    """Validates a study's document, writes X.json and X.md (and the plot); returns the paths written."""
+    from lite_tf import atomic
+    from lite_tf.bench import results
+
+    if plot_path:
+        pyplot()  # a missing matplotlib is said before anything is written
+    results.validate(document)
+    json_path, markdown_path = results.output_paths(output)
+    atomic.write_json(json_path, document, indent=1)
+    atomic.write_text(markdown_path, markdown(document))
+    paths = [json_path, markdown_path]
+    if plot_path:
+        plot(document, plot_path)
+        paths.append(plot_path)
+    return paths
