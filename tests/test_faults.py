@@ -294,7 +294,7 @@ EVALUATE_CASES = [
     (["--model_dir=%(run)s", "--data_root=%(data)s", "--datasets=nope"],
      "error: No dataset 'nope' under --data_root='%(data)s'; it holds: glyphs, shapes."),
     (["--model_dir=%(run)s", "--data_root=%(data)s", "--split=bogus"],
-     "error: Unknown split 'bogus'; expected one of TRAIN, VALID, TEST. (--data_root='%(data)s')"),
+     "error: Unknown split 'bogus'; expected one of TRAIN, VALID, TEST."),
     (["--model_dir=%(run)s"], "error: No data root: pass --data_root (a folder of Meta-Dataset-format record sets)."),
 ]
 
