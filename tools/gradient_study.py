@@ -9,11 +9,10 @@ lite_tf/bench/gradient_study.py).
 """
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from lite_tf.errors import LiteTfError
+import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
+from lite_tf import cli
 
 FLAGS = flags.FLAGS
 
@@ -42,31 +41,28 @@ def define_flags():
 
 
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
     from lite_tf.bench import gradient_study, studies
 
-    try:
-        settings = gradient_study.Settings(
-            learner=FLAGS.learner, backbone=FLAGS.backbone, image_size=FLAGS.image_size,
-            support_size=FLAGS.support_size, way=FLAGS.way, query_size=FLAGS.query_size,
-            query_batch_size=FLAGS.query_batch_size or None, h=[int(h) for h in FLAGS.h], scalings=FLAGS.scalings,
-            stratified=FLAGS.stratified, redraw_episode=FLAGS.redraw_episode, configs=FLAGS.configs,
-            draws=FLAGS.draws, episodes=FLAGS.episodes, chunk_size=FLAGS.chunk_size, seed=FLAGS.seed,
-            case_timeout_s=FLAGS.case_timeout_s)
-        if FLAGS.plot:
-            studies.pyplot()  # fail before the measurements, not after
-        document = gradient_study.run(settings)
-        print("\n" + gradient_study.markdown(document))
-        if FLAGS.output:
-            print("wrote " + ", ".join(gradient_study.write(FLAGS.output, document, FLAGS.plot)))
-    except (LiteTfError, ValueError) as error:
-        sys.exit(f"gradient_study: {error}")
+    settings = gradient_study.Settings(
+        learner=FLAGS.learner, backbone=FLAGS.backbone, image_size=FLAGS.image_size,
+        support_size=FLAGS.support_size, way=FLAGS.way, query_size=FLAGS.query_size,
+        query_batch_size=FLAGS.query_batch_size or None, h=[int(h) for h in FLAGS.h], scalings=FLAGS.scalings,
+        stratified=FLAGS.stratified, redraw_episode=FLAGS.redraw_episode, configs=FLAGS.configs,
+        draws=FLAGS.draws, episodes=FLAGS.episodes, chunk_size=FLAGS.chunk_size, seed=FLAGS.seed,
+        case_timeout_s=FLAGS.case_timeout_s)
+    if FLAGS.plot:
+        studies.pyplot()  # fail before the measurements, not after
+    document = gradient_study.run(settings)
+    print("\n" + gradient_study.markdown(document))
+    if FLAGS.output:
+        print("wrote " + ", ".join(gradient_study.write(FLAGS.output, document, FLAGS.plot)))
+    return 0
 
 
 def run():
     """Console-script entry point."""
-    define_flags()
-    app.run(main)
+    cli.run(define_flags, main)
 
 
 if __name__ == "__main__":

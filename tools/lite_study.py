@@ -9,11 +9,10 @@ and wall time (logic: lite_tf/bench/training_study.py).
 """
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-from lite_tf.errors import LiteTfError
+import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
+from lite_tf import cli
 
 FLAGS = flags.FLAGS
 
@@ -43,32 +42,29 @@ def define_flags():
 
 
 def main(argv):
-    del argv
+    cli.no_arguments(argv)
     from lite_tf.bench import training_study
 
-    try:
-        settings = training_study.Settings(
-            data_dir=FLAGS.data_dir, configs=FLAGS.configs, seeds=[int(seed) for seed in FLAGS.seeds],
-            sources=FLAGS.sources, learner=FLAGS.learner, backbone=FLAGS.backbone, image_size=FLAGS.image_size,
-            way=FLAGS.way, shots=FLAGS.shots, queries=FLAGS.queries, episodes=FLAGS.episodes,
-            eval_episodes=FLAGS.eval_episodes, learning_rate=FLAGS.learning_rate, chunk_size=FLAGS.chunk_size,
-            case_timeout_s=FLAGS.case_timeout_s)
-        if FLAGS.plot:
-            from lite_tf.bench import studies
+    settings = training_study.Settings(
+        data_dir=FLAGS.data_dir, configs=FLAGS.configs, seeds=[int(seed) for seed in FLAGS.seeds],
+        sources=FLAGS.sources, learner=FLAGS.learner, backbone=FLAGS.backbone, image_size=FLAGS.image_size,
+        way=FLAGS.way, shots=FLAGS.shots, queries=FLAGS.queries, episodes=FLAGS.episodes,
+        eval_episodes=FLAGS.eval_episodes, learning_rate=FLAGS.learning_rate, chunk_size=FLAGS.chunk_size,
+        case_timeout_s=FLAGS.case_timeout_s)
+    if FLAGS.plot:
+        from lite_tf.bench import studies
 
-            studies.pyplot()  # fail before hours of training, not after
-        document = training_study.run(settings)
-        print("\n" + training_study.markdown(document))
-        if FLAGS.output:
-            print("wrote " + ", ".join(training_study.write(FLAGS.output, document, FLAGS.plot)))
-    except (LiteTfError, ValueError) as error:
-        sys.exit(f"lite_study: {error}")
+        studies.pyplot()  # fail before hours of training, not after
+    document = training_study.run(settings)
+    print("\n" + training_study.markdown(document))
+    if FLAGS.output:
+        print("wrote " + ", ".join(training_study.write(FLAGS.output, document, FLAGS.plot)))
+    return 0
 
 
 def run():
     """Console-script entry point."""
-    define_flags()
-    app.run(main)
+    cli.run(define_flags, main)
 
 
 if __name__ == "__main__":
