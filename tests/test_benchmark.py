@@ -186,3 +186,78 @@ def test_pipeline_case_reads_any_records_folder(tmp_path):
     assert row["status"] == "ok" and row["sources"] == 1 and row["images_per_s"] > 0 and "folders" not in row
     with pytest.raises(ConfigError, match="--sources asks for 3 sources but --records_dir"):
         harness.run(harness.Settings(case=["pipeline"], records_dir=str(tmp_path / "records"), sources=[3]))
+
+
+STUB_REFERENCE = {
+    "__init__.py": "",
+    "data/__init__.py": "",
+    "data/config.py": "class EpisodeDescriptionConfig:\n    def __init__(self, **kwargs):\n        self.kwargs = kwargs\n",
+    "data/dataset_spec.py": "def load_dataset_spec(folder):\n    return folder\n",
+    "data/learning_spec.py": "import enum\nclass Split(enum.Enum):\n    TRAIN = 0\n    VALID = 1\n    TEST = 2\n",
+    "data/decoder.py": ("import gin.tf\n@gin.configurable\nclass ImageDecoder:\n"
+                        "    def __init__(self, image_size=None, data_augmentation=None):\n"
+                        "        self.image_size = image_size\n"
+                        "@gin.configurable\nclass DataAugmentation:\n"
+                        "    def __init__(self, enable_jitter=False, jitter_amount=0, enable_gaussian_noise=False,\n"
+                        "                 gaussian_noise_std=0.0):\n        pass\n"),
+    "data/pipeline.py": (
+        "import gin.tf\nimport tensorflow as tf\nfrom simclr import data_util  # noqa: F401\n"
+        "@gin.configurable\ndef process_episode(support_decoder=None, query_decoder=None):\n"
+        "    return support_decoder, query_decoder\n"
+        "def make_one_source_episode_pipeline(spec, use_dag_ontology, use_bilevel_ontology, split,\n"
+        "                                     episode_descr_config, image_size=None):\n"
+        "    support, _ = process_episode()\n"
+        "    assert support.image_size == image_size\n"
+        "    images = tf.zeros([7, image_size, image_size, 3])\n"
+        "    episode = (images, tf.zeros([7]), tf.zeros([7]), images[:3], tf.zeros([3]), tf.zeros([3]))\n"
+        "    return tf.data.Dataset.from_tensors((episode, 0)).repeat()\n"),
+}
+
+
+def _stub_reference(root):
+    """Stands in for a google-research/meta-dataset checkout: the functions and gin names the
+    reference rows call, with the imports (gin.tf, simclr) that need stand-ins under TF 2.16+."""
+    for name, text in STUB_REFERENCE.items():
+        path = os.path.join(root, "meta_dataset", name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as stream:
+            stream.write(text)
+    return root
+
+
+def test_pipeline_case_rows_with_and_without_cache_beside_the_reference(tmp_path):
+    from lite_tf.bench.pipeline import generate_records
+
+    folders = generate_records(str(tmp_path / "records"), 1, classes=5, images_per_class=6, record_size=24)
+    settings = harness.Settings(case=["pipeline"], records_dir=folders[0], sources=[1], image_size=24, episodes=2,
+                                warmup=1, decoded_cache=["on", "off"],
+                                reference_dir=_stub_reference(str(tmp_path / "meta-dataset")))
+    document = harness.run(settings, log=lambda line: None)
+    results.validate(document)
+    rows = document["rows"]
+    assert [(row["pipeline"], row["status"]) for row in rows] == [
+        ("lite_tf", "ok"), ("lite_tf, no decoded cache", "ok"), ("reference (standard decoders)", "ok"),
+        ("reference (plain decoders)", "ok")], [row.get("error") for row in rows]
+    assert [row["mean_images_per_episode"] for row in rows[2:]] == [10, 10]  # the stub's 7 + 3 images
+    ratios = [line for line in document["summary"] if "/ reference" in line]
+    assert len(ratios) == 4 and all("x images/s" in line and "target >= 4x" in line for line in ratios)
+    expected = rows[0]["images_per_s"] / rows[2]["images_per_s"]
+    assert f"{expected:.2f}x" in ratios[0]
+    assert "| lite_tf, no decoded cache |" in results.markdown(document)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"decoded_cache": ["maybe"]}, "--decoded_cache must be one or more of on, off; got maybe."),
+    ({"reference_dir": "/nonexistent"}, "--reference_dir '/nonexistent' is not a google-research/meta-dataset "
+                                        "checkout: expected meta_dataset/data/pipeline.py inside it."),
+])
+def test_pipeline_comparison_settings_are_validated(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        harness.validate(harness.Settings(case=["pipeline"], **overrides))
+    assert str(error.value) == message
+
+
+def test_reference_decoders_are_validated(tmp_path):
+    stub = _stub_reference(str(tmp_path))
+    with pytest.raises(ConfigError, match="--reference_decoders must be one or more of standard, plain; got fancy"):
+        harness.validate(harness.Settings(case=["pipeline"], reference_dir=stub, reference_decoders=["fancy"]))

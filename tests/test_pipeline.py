@@ -163,15 +163,22 @@ def test_split_too_small_and_tiny_class(tmp_path):
         pipeline.make_episode_dataset(folder, "VALID", image_size=SIZE, sampler_kwargs={"min_ways": 3})
 
 
-def test_non_image_bytes_and_wrong_label(tmp_path):
+CACHE_ON_OFF = pytest.mark.parametrize("decoded_cache_bytes", [0, pipeline.DEFAULT_DECODED_CACHE_BYTES],
+                                       ids=["decoded_per_episode", "decoded_cache"])
+
+
+@CACHE_ON_OFF
+def test_non_image_bytes_and_wrong_label(tmp_path, decoded_cache_bytes):
     folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
     good = [code_image(0, 2, i) for i in range(3)]
     records.write_class_file(os.path.join(folder, "2.tfrecords"), good[:2] + [b"<html>not an image</html>"], 2)
-    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5})
+    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5},
+                                            decoded_cache_bytes=decoded_cache_bytes)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"not an encoded JPEG.*toy.*class ids:\] \[2\] \[record numbers in their class file:\] \[2\]"):
         take(dataset, 1)
     records.write_class_file(os.path.join(folder, "2.tfrecords"), good, 4)
-    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5})
+    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5},
+                                            decoded_cache_bytes=decoded_cache_bytes)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"label feature is not the id of their class.*toy.*\[labels found:\] \[4( 4)*\]"):
         take(dataset, 1)
     with pytest.raises(store.PipelineError, match=r"'toy' class 2 file .*2\.tfrecords record 0: label feature is 4"):
@@ -198,8 +205,9 @@ def test_augmentation_arguments_checked(tmp_path):
                                       query_augmentation=pipeline.Augmentation(crop_padding=SIZE))
 
 
+@CACHE_ON_OFF
 @pytest.mark.parametrize("damage", ["png", "jpeg", "all"])
-def test_damaged_image_data_is_named(tmp_path, damage):
+def test_damaged_image_data_is_named(tmp_path, damage, decoded_cache_bytes):
     from lite_tf.data.synthetic import fake
 
     folder = make_source(str(tmp_path), "toy", counts=[3] * 5, splits=(5, 0, 0))
@@ -212,7 +220,8 @@ def test_damaged_image_data_is_named(tmp_path, damage):
     else:
         images = [g[:40] for g in good]
     records.write_class_file(os.path.join(folder, "1.tfrecords"), images, 1)
-    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5})
+    dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, sampler_kwargs={"num_ways": 5},
+                                            decoded_cache_bytes=decoded_cache_bytes)
     record = {"png": "1", "jpeg": "2", "all": "[0-2]"}[damage]
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=rf"could not be decoded.*toy.*class ids:\] \[1.*record numbers in their class file:\] \[.*{record}"):
@@ -227,6 +236,52 @@ def test_large_image_sizes(tmp_path, size):
     assert episode["support_images"].shape == (5, size, size, 3) and episode["query_images"].shape == (5, size, size, 3)
     codes = {decode_code(image[size // 2, size // 2]) for image in episode["support_images"]}
     assert {code[1] for code in codes} == set(range(5))
+
+
+@pytest.mark.parametrize("dtype", [tf.uint8, tf.float32])
+@pytest.mark.parametrize("augmented", [False, True])
+def test_decoded_cache_gives_exactly_the_decoded_episodes(tmp_path, dtype, augmented):
+    """Cached or decoded per episode, episodes are bit-identical (JPEG noise, resized, augmented)."""
+    from lite_tf.data.augment import Augmentation
+    from lite_tf.data.synthetic import fake
+
+    folder = os.path.join(str(tmp_path), "noise")
+    fake.write_fake_dataset(fake.flat_toy_spec("noise", folder, classes=(8, 0, 0), images=6), folder, image_size=30)
+    augmentation = Augmentation(flip=True, brightness=0.2, contrast=0.3, crop_padding=2) if augmented else None
+    kwargs = dict(image_size=20, seed=1, image_dtype=dtype, support_augmentation=augmentation, episodes_ahead=2)
+    cached = take(pipeline.make_episode_dataset(folder, "TRAIN", **kwargs), 4)  # beyond the plan too
+    decoded = take(pipeline.make_episode_dataset(folder, "TRAIN", decoded_cache_bytes=0, **kwargs), 4)
+    for a, b in zip(cached, decoded):
+        assert a["support_images"].dtype == dtype.as_numpy_dtype
+        assert all(np.array_equal(a[key], b[key]) for key in a)
+    assert len({episode["support_images"].tobytes() for episode in cached}) == 4  # four different episodes
+
+
+def test_decoded_cache_is_used_only_when_every_record_fits(tmp_path):
+    """The cache decodes every record of the split on the first episode, so a damaged record of a
+    class the episode does not draw fails with the cache and not without; the byte budget decides."""
+    folder = make_source(str(tmp_path), "toy", counts=[4] * 8, splits=(8, 0, 0))
+    kwargs = dict(image_size=SIZE, image_dtype=tf.uint8, seed=2, num_episodes=1,
+                  sampler_kwargs={"num_ways": 5, "num_support": 1, "num_query": 1})
+    episode = take(pipeline.make_episode_dataset(folder, "TRAIN", decoded_cache_bytes=0, **kwargs), 1)[0]
+    drawn = {decode_code(image[0, 0])[1] for image in np.concatenate([episode["support_images"], episode["query_images"]])}
+    spare = min(set(range(8)) - drawn)
+    records.write_class_file(os.path.join(folder, f"{spare}.tfrecords"),
+                             [code_image(0, spare, i) for i in range(3)] + [code_image(0, spare, 3)[:40]], spare)
+    needed = 8 * 4 * SIZE * SIZE * 3  # every record of the split, uint8
+    for budget in (0, needed - 1):
+        take(pipeline.make_episode_dataset(folder, "TRAIN", decoded_cache_bytes=budget, **kwargs), 1)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"could not be decoded.*decoded-image cache.*toy.*class ids:\] \[{spare}\] "
+                             rf"\[record numbers in their class file:\] \[3\]"):
+        take(pipeline.make_episode_dataset(folder, "TRAIN", decoded_cache_bytes=needed, **kwargs), 1)
+
+
+@pytest.mark.parametrize("value", [-1, 1.5, True, "1G"])
+def test_bad_decoded_cache_bytes_raise(tmp_path, value):
+    folder = make_source(str(tmp_path), "toy")
+    with pytest.raises(ConfigError, match="make_episode_dataset.decoded_cache_bytes must be a non-negative integer"):
+        pipeline.make_episode_dataset(folder, "TRAIN", image_size=SIZE, decoded_cache_bytes=value)
 
 
 @pytest.mark.parametrize("name,value", [("num_episodes", -3), ("num_episodes", 0), ("num_episodes", 2.5),

@@ -24,7 +24,8 @@ WORKER = textwrap.dedent("""
     folder, pipelines, episodes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     for number in range(pipelines):
         dataset = pipeline.make_episode_dataset(folder, "TRAIN", image_size=16, seed=number, episodes_ahead=8,
-                                                cache_bytes=0 if number % 2 else 2**30)
+                                                cache_bytes=0 if number % 2 else 2**30,
+                                                decoded_cache_bytes=0 if number % 4 < 2 else 2**30)
         iterator = iter(dataset)
         for _ in range(episodes):
             next(iterator)
@@ -56,8 +57,9 @@ def _run_workers(folder, processes, pipelines, episodes, timeout):
 
 
 def test_graph_runs_no_python(folder):
-    for cache in (0, 2**30):
+    for cache, decoded_cache in ((0, 0), (2**30, 0), (2**30, 2**30)):
         graph = pipeline.make_episode_dataset(folder, "TRAIN", image_size=16, cache_bytes=cache,
+                                              decoded_cache_bytes=decoded_cache,
                                               episodes_ahead=4)._as_serialized_graph().numpy()
         assert b"TensorSliceDataset" in graph or b"CounterDataset" in graph or b"RangeDataset" in graph
         assert not [op for op in PYTHON_OPS if op in graph]

@@ -5,6 +5,7 @@ Every row runs in a fresh process; results go to one JSON document and a Markdow
 
   python -m tools.benchmark --case=lite --output=bench_out/lite.json
   python -m tools.benchmark --case=pipeline --records_dir=/path/to/records --sources=1
+  python -m tools.benchmark --case=pipeline --sources=1 --decoded_cache=on,off --reference_dir=/path/to/meta-dataset
   python -m tools.benchmark --case=learner,lite --image_size=32 --backbone=conv4 --support_sizes=8,16 \
       --h=4 --chunk_size=4 --query_size=4 --steps=1
 """
@@ -41,6 +42,12 @@ def define_flags():
     flags.DEFINE_string("orbit_dir", None, "orbit: an ORBIT root; default: a generated one.")
     flags.DEFINE_string("work_dir", None, "Where generated data is kept (default: a temporary folder).")
     flags.DEFINE_string("split", "TRAIN", "pipeline: the split read.")
+    flags.DEFINE_list("decoded_cache", ["on"], "pipeline: 'on' (records decoded once when they fit "
+                      "make_episode_dataset.decoded_cache_bytes), 'off' (decoded per episode); one row each.")
+    flags.DEFINE_string("reference_dir", None, "pipeline: a google-research/meta-dataset checkout; adds rows timing "
+                        "Google's reference pipeline on the same records, each in a fresh process.")
+    flags.DEFINE_list("reference_decoders", ["standard", "plain"], "pipeline: the reference's decoders: 'standard' "
+                      "(its data_config.gin: support augmentation on at amount 0) and/or 'plain' (none).")
     flags.DEFINE_list("sources", ["1", "3"], "pipeline: numbers of sources, one row each.")
     flags.DEFINE_integer("episodes", None, "pipeline / orbit: episodes (tasks) timed, after the warm-up.")
     flags.DEFINE_integer("warmup", 3, "pipeline: episodes drawn before timing.")
@@ -66,6 +73,8 @@ def main(argv) -> int:
         image_dtype=FLAGS.image_dtype, steps=FLAGS.steps, run_eagerly=FLAGS.run_eagerly,
         dtype_policy=FLAGS.dtype_policy, gin_files=FLAGS.gin_file, gin_bindings=FLAGS.gin_bindings,
         memory_limit_gb=FLAGS.memory_limit_gb, records_dir=FLAGS.records_dir, orbit_dir=FLAGS.orbit_dir,
+        decoded_cache=FLAGS.decoded_cache, reference_dir=FLAGS.reference_dir,
+        reference_decoders=FLAGS.reference_decoders,
         work_dir=FLAGS.work_dir, split=FLAGS.split, sources=cli.integers(FLAGS.sources, "sources"),
         episodes=FLAGS.episodes, warmup=FLAGS.warmup, classes=FLAGS.classes, images_per_class=FLAGS.images_per_class,
         record_size=FLAGS.record_size, frames_per_video=FLAGS.frames_per_video,

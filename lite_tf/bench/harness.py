@@ -23,6 +23,8 @@ from lite_tf.errors import ConfigError
 STEP_TARGET = "lite_tf.bench.step:measure"
 PIPELINE_TARGET = "lite_tf.bench.pipeline:measure"
 ORBIT_PIPELINE_TARGET = "lite_tf.bench.pipeline:measure_orbit"
+REFERENCE_TARGET = "lite_tf.bench.reference:measure"
+DECODED_CACHE = ("on", "off")
 DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 _STEP_COMMON = {"image_size": 224, "way": 5, "chunk_size": 40, "memory_limit_gb": None}
@@ -59,6 +61,9 @@ class Settings:
     gin_bindings: List[str] = dataclasses.field(default_factory=list)
     memory_limit_gb: Optional[float] = None
     records_dir: Optional[str] = None
+    decoded_cache: List[str] = dataclasses.field(default_factory=lambda: ["on"])
+    reference_dir: Optional[str] = None
+    reference_decoders: List[str] = dataclasses.field(default_factory=lambda: ["standard", "plain"])
     orbit_dir: Optional[str] = None
     work_dir: Optional[str] = None
     split: str = "TRAIN"
@@ -95,6 +100,18 @@ def validate(settings: Settings) -> None:
         values = getattr(settings, name) or []
         if any(int(value) < 1 for value in values):
             raise ConfigError(f"--{name} must be positive integers; got {values}.")
+    bad = [value for value in settings.decoded_cache if value not in DECODED_CACHE] or (
+        [] if settings.decoded_cache else ["(none)"])
+    if bad:
+        raise ConfigError(f"--decoded_cache must be one or more of {', '.join(DECODED_CACHE)}; got {', '.join(bad)}.")
+    if settings.reference_dir is not None:
+        from lite_tf.bench import reference
+
+        reference.check_reference_dir(settings.reference_dir)
+        bad = [value for value in settings.reference_decoders if value not in reference.DECODERS]
+        if bad or not settings.reference_decoders:
+            raise ConfigError(f"--reference_decoders must be one or more of {', '.join(reference.DECODERS)}; "
+                              f"got {', '.join(bad) or '(none)'}.")
     for path in settings.gin_files:
         if not os.path.isfile(path):
             raise ConfigError(f"--gin_file {path!r} does not exist.")
@@ -146,11 +163,24 @@ def _pipeline_specs(settings: Settings, work_dir: str, log: Callable) -> list:
         folders = pipeline.generate_records(os.path.join(work_dir, "records"), max(settings.sources),
                                             settings.classes, settings.images_per_class, settings.record_size)
         log(f"records ready in {os.path.dirname(folders[0])} ({time.perf_counter() - started:.1f} s)")
-    return [{"case": "pipeline", "part": "pipeline", "target": PIPELINE_TARGET, "sources": count,
-             "folders": folders[:count],
-             "split": settings.split, "image_size": settings.get("pipeline", "image_size"),
-             "image_dtype": settings.get("pipeline", "image_dtype"), "episodes": settings.get("pipeline", "episodes"),
-             "warmup": settings.warmup, "seed": settings.seed} for count in settings.sources]
+    common = {"case": "pipeline", "part": "pipeline", "split": settings.split,
+              "image_size": settings.get("pipeline", "image_size"), "episodes": settings.get("pipeline", "episodes"),
+              "warmup": settings.warmup, "seed": settings.seed}
+    specs = []
+    for count in settings.sources:
+        for cache in settings.decoded_cache:
+            specs.append({**common, "target": PIPELINE_TARGET, "sources": count, "folders": folders[:count],
+                          "pipeline": "lite_tf" if cache == "on" else "lite_tf, no decoded cache",
+                          "decoded_cache": cache == "on", "image_dtype": settings.get("pipeline", "image_dtype")})
+        if settings.reference_dir is not None:
+            from lite_tf.bench import reference
+
+            for decoders in settings.reference_decoders:
+                specs.append({**common, "target": REFERENCE_TARGET, "sources": count, "folders": folders[:count],
+                              "pipeline": f"reference ({decoders} decoders)", "reference_decoders": decoders,
+                              "reference_dir": reference.check_reference_dir(settings.reference_dir),
+                              "image_dtype": "float32"})
+    return specs
 
 
 def _orbit_specs(settings: Settings, work_dir: str, log: Callable) -> list:
@@ -164,7 +194,8 @@ def _orbit_specs(settings: Settings, work_dir: str, log: Callable) -> list:
         log(f"ORBIT folder ready in {root} ({time.perf_counter() - started:.1f} s)")
     elif not os.path.isdir(os.path.join(root, "train")):
         raise ConfigError(f"--orbit_dir {root!r} has no train/ folder.")
-    task_pipeline = {"case": "orbit", "part": "pipeline", "target": ORBIT_PIPELINE_TARGET, "orbit_dir": root,
+    task_pipeline = {"case": "orbit", "part": "pipeline", "pipeline": "orbit tasks", "target": ORBIT_PIPELINE_TARGET,
+                     "orbit_dir": root,
                      "image_size": size,
                      "image_dtype": settings.get("orbit", "image_dtype"), "episodes": settings.get("orbit", "episodes"),
                      "subsample_factor": settings.subsample_factor}
@@ -243,7 +274,8 @@ def describe(row: dict) -> str:
             return (f"{what}: host peak {row['host_peak_above_baseline_gib']:.2f} GiB above baseline{gpu}, "
                     f"median step {row['step_s']:.2f} s (first {row['first_step_s']:.1f} s)")
     else:
-        what = (f"pipeline ({row['sources']} source(s), {row['image_size']} px)" if row["case"] == "pipeline"
+        what = (f"{row['pipeline']} ({row['sources']} source(s), {row['image_size']} px, {row['image_dtype']})"
+                if row["case"] == "pipeline"
                 else f"orbit task pipeline ({row['image_size']} px)")
         if row["status"] == "ok":
             return (f"{what}: {row['episodes_per_s']:.2f} episodes/s, {row['images_per_s']:.0f} images/s, "

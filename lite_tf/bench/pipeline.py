@@ -75,8 +75,9 @@ def measure(spec: dict) -> dict:
 
     meter = memory.PeakMeter()  # the pipeline's own memory, TensorFlow itself excluded
     started = time.perf_counter()
+    cache = {} if spec.get("decoded_cache", True) else {"decoded_cache_bytes": 0}
     dataset = pipeline.make_episode_dataset(spec["folders"], spec["split"], image_size=spec["image_size"],
-                                            seed=spec["seed"], image_dtype=getattr(tf, spec["image_dtype"]))
+                                            seed=spec["seed"], image_dtype=getattr(tf, spec["image_dtype"]), **cache)
     iterator = iter(dataset)
     for _ in range(spec["warmup"]):
         next(iterator)

@@ -28,7 +28,8 @@ COLUMNS = {
              ("step_s", "median step (s)", "{:.2f}"), ("images_per_s", "images/s consumed", "{:.1f}"),
              ("inference_s", "inference N (s)", "{:.2f}"), ("small_step_s", "step on h + queries (s)", "{:.2f}"),
              ("overhead_ratio", "overhead ratio", "{:.3f}")],
-    "pipeline": [("sources", "sources", "{}"), ("image_size", "px", "{}"), ("image_dtype", "dtype", "{}"),
+    "pipeline": [("pipeline", "pipeline", "{}"), ("sources", "sources", "{}"), ("image_size", "px", "{}"),
+                 ("image_dtype", "dtype", "{}"),
                  ("episodes_per_s", "episodes/s", "{:.2f}"), ("images_per_s", "images/s", "{:.0f}"),
                  ("images_per_cpu_s", "images per CPU-second", "{:.0f}"), ("cpu_cores_busy", "cores busy", "{:.2f}"),
                  ("mean_images_per_episode", "images/episode", "{:.0f}"),
@@ -45,7 +46,7 @@ COLUMNS = {
                  ("host_peak_above_baseline_gib", "host peak above baseline (GiB)", "{:.2f}"),
                  ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}")],
 }
-OPTIONAL = {"gpu_peak_gib", "sources", "backbone", "h", "inference_s", "small_step_s", "overhead_ratio"}
+OPTIONAL = {"gpu_peak_gib", "sources", "pipeline", "backbone", "h", "inference_s", "small_step_s", "overhead_ratio"}
 REQUIRED = {part: tuple(key for key, _, _ in columns if key not in OPTIONAL) + ("host_baseline_gib", "device")
             for part, columns in COLUMNS.items()}
 

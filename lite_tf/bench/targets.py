@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lite_tf.bench.results import peak_gib
 
-FLAT_TARGET, FULL_TARGET, OVERHEAD_TARGET, PIPELINE_TARGET = 1.25, 3.0, 1.15, 2.0
+FLAT_TARGET, FULL_TARGET, OVERHEAD_TARGET, PIPELINE_TARGET, REFERENCE_TARGET = 1.25, 3.0, 1.15, 2.0, 4.0
 
 
 def _groups(rows: list) -> dict:
@@ -52,13 +52,34 @@ def _step_lines(rows: list) -> list:
     return lines
 
 
+def _is_reference(row: dict) -> bool:
+    return row.get("pipeline", "").startswith("reference")
+
+
+def _reference_lines(rows: list) -> list:
+    """lite_tf's images/s over Google's reference pipeline's, per number of sources and image size."""
+    lines = []
+    for row in rows:
+        if _is_reference(row):
+            continue
+        for other in rows:
+            if _is_reference(other) and (other["sources"], other["image_size"]) == (row["sources"], row["image_size"]):
+                ratio = row["images_per_s"] / max(other["images_per_s"], 1e-9)
+                lines.append(f"{row['pipeline']} ({row['image_dtype']}) / {other['pipeline']}, {row['sources']} "
+                             f"source(s) at {row['image_size']} px: {ratio:.2f}x images/s "
+                             f"({'PASS' if ratio >= REFERENCE_TARGET else 'FAIL'}: target >= {REFERENCE_TARGET:g}x)")
+    return lines
+
+
 def summary(rows: list) -> list:
     groups = _groups(rows)
     lines = []
     for key, group in groups.items():
         prefix = "" if len(groups) == 1 else f"{key[0]} {key[1]} ({key[3]}, {key[4]} queries): "
         lines += [prefix + line for line in _step_lines(group)]
-    pipelines = [row for row in rows if row["part"] == "pipeline" and row["status"] == "ok"]
+    finished = [row for row in rows if row["part"] == "pipeline" and row["status"] == "ok"]
+    pipelines = [row for row in finished if not _is_reference(row)]
+    lines += _reference_lines(finished)
     consumed = [row for row in rows if row["part"] == "step" and row["status"] == "ok"]
     for size in sorted({row["image_size"] for row in pipelines}):
         supply = min(row["images_per_s"] for row in pipelines if row["image_size"] == size)

@@ -88,22 +88,45 @@ def to_output(pixels: tf.Tensor, dtype) -> tf.Tensor:
 
 def decode_image(encoded: tf.Tensor, image_size: int, *, dtype=tf.float32, method: str = "bilinear",
                  antialias: bool = False, dct_method: str = "", augment: Optional[Augment] = None,
-                 seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+                 seed: Optional[tf.Tensor] = None, raw: bool = False) -> tf.Tensor:
     """One encoded image (scalar string) -> [image_size, image_size, 3] of ``dtype``.
 
     ``augment(pixels, seed)`` (pixels float32 [S, S, 3] in [0, 255]) runs after the resize.
+    ``raw``: stop after the resize (float32 in [0, 255]; :func:`finish_pixels` does the rest).
     """
     pixels = resize(decode_pixels(encoded, dct_method), image_size, method, antialias)
     pixels.set_shape([image_size, image_size, 3])
+    return pixels if raw else finish_pixels(pixels, dtype, augment, seed)
+
+
+def finish_pixels(pixels: tf.Tensor, dtype, augment: Optional[Augment] = None,
+                  seed: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Resized pixels (float or uint8 [S, S, 3], values in [0, 255]) -> augmented, output ``dtype``."""
+    pixels = tf.cast(pixels, tf.float32)
     if augment is not None:
         pixels = augment(pixels, seed)
     return to_output(pixels, dtype)
 
 
+def finish_batch(pixels: tf.Tensor, *, dtype=tf.float32, augment: Optional[Augment] = None,
+                 seeds: Optional[tf.Tensor] = None) -> tf.data.Dataset:
+    """A dataset of one element: raw resized pixels (float32 [N, S, S, 3] in [0, 255], e.g. from a
+    cache filled by ``decode_batch(..., raw=True)``) augmented image by image (``seeds`` [N, 2]) and
+    in output ``dtype``: exactly what :func:`decode_batch` gives, by the same parallel map."""
+    dtype = check_options(dtype=dtype)
+    count = tf.shape(pixels, out_type=tf.int64)[0]
+    if seeds is None:
+        seeds = tf.zeros([count, 2], tf.int64)
+    return (tf.data.Dataset.from_tensor_slices((pixels, seeds))
+            .map(lambda image, seed: finish_pixels(image, dtype, augment, seed),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(count))
+
+
 def decode_batch(encoded: tf.Tensor, image_size: int, *, names: Optional[Names] = None, what="the batch",
                  dtype=tf.float32, method: str = "bilinear", antialias: bool = False, dct_method: str = "",
                  augment: Optional[Augment] = None, seeds: Optional[tf.Tensor] = None,
-                 read: Optional[Callable[[tf.Tensor], tf.Tensor]] = None) -> tf.data.Dataset:
+                 read: Optional[Callable[[tf.Tensor], tf.Tensor]] = None, raw: bool = False) -> tf.data.Dataset:
     """A dataset of one element: ``encoded`` ([N] strings) decoded to [N, S, S, 3], in order.
 
     ``read`` turns each string into the encoded bytes first, in the same parallel map (e.g.
@@ -115,9 +138,12 @@ def decode_batch(encoded: tf.Tensor, image_size: int, *, names: Optional[Names] 
     the dataset) and, per ``(title, values)`` pair of ``names``, the bad images' entries of
     ``values`` ([N], e.g. ``("frames:", paths)`` or class ids and record numbers; default: their
     positions).
-    ``seeds`` ([N, 2] int64) feed ``augment``.
+    ``seeds`` ([N, 2] int64) feed ``augment``. ``raw``: resized float32 pixels in [0, 255] instead
+    (no augmentation or scaling), e.g. for a cache that :func:`finish_batch` completes per episode.
     """
     dtype = check_options(method, dtype, dct_method)
+    if raw:
+        dtype, augment = tf.float32, None
     count = tf.shape(encoded, out_type=tf.int64)[0]
     if seeds is None:
         seeds = tf.zeros([count, 2], tf.int64)
@@ -126,7 +152,7 @@ def decode_batch(encoded: tf.Tensor, image_size: int, *, names: Optional[Names] 
         if read is not None:
             data = read(data)
         return decode_image(data, image_size, dtype=dtype, method=method, antialias=antialias,
-                            dct_method=dct_method, augment=augment, seed=seed)
+                            dct_method=dct_method, augment=augment, seed=seed, raw=raw)
 
     fast = (tf.data.Dataset.from_tensor_slices((encoded, seeds))
             .map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

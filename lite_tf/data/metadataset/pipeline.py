@@ -58,6 +58,7 @@ from lite_tf.errors import ConfigError
 
 MIN_IMAGE_SIZE = 8
 MAX_IMAGE_SIZE = 1024
+DEFAULT_DECODED_CACHE_BYTES = 2**30
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
 
 
@@ -82,6 +83,12 @@ def check_image_size(image_size) -> int:
     return int(image_size)
 
 
+def _non_negative(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ConfigError(f"make_episode_dataset.{name} must be a non-negative integer (bytes); got {value!r}.")
+    return int(value)
+
+
 def _positive(name: str, value, allow_none: bool = False) -> Optional[int]:
     if value is None and allow_none:
         return None
@@ -90,33 +97,49 @@ def _positive(name: str, value, allow_none: bool = False) -> Optional[int]:
     return int(value)
 
 
-def _check_records(images, labels, class_ids, episode, name):
-    """Assertions on parsed records: encoded-image signature and label == class id."""
+def _check_records(images, labels, class_ids, record_ids, names):
+    """Assertions on parsed records: encoded-image signature and label == class id. ``names`` (the
+    dataset of each record, or one for all) are printed for the bad records only."""
+    names = tf.broadcast_to(names, tf.shape(labels))
     signature_ok = tf.zeros_like(labels, dtype=tf.bool)
     for signature in _SIGNATURES:
         prefix = tf.strings.substr(images, 0, len(signature))
         signature_ok = tf.logical_or(signature_ok, tf.equal(prefix, signature))
     not_image = tf.logical_not(signature_ok)
     wrong_label = tf.not_equal(labels, class_ids)
+
+    def where(bad):
+        return tf.unique(tf.boolean_mask(names, bad))[0]
+
     return [
         tf.debugging.Assert(
             tf.reduce_all(signature_ok),
-            ["Record(s) whose image bytes are not an encoded JPEG/PNG/GIF/BMP image, in", name,
+            ["Record(s) whose image bytes are not an encoded JPEG/PNG/GIF/BMP image, in", where(not_image),
              "class ids:", tf.boolean_mask(class_ids, not_image),
-             "record numbers in their class file:", tf.boolean_mask(episode["record_ids"], not_image)],
+             "record numbers in their class file:", tf.boolean_mask(record_ids, not_image)],
             summarize=10),
         tf.debugging.Assert(
             tf.reduce_all(tf.logical_not(wrong_label)),
-            ["Record(s) whose label feature is not the id of their class file, in", name,
+            ["Record(s) whose label feature is not the id of their class file, in", where(wrong_label),
              "class ids:", tf.boolean_mask(class_ids, wrong_label),
              "labels found:", tf.boolean_mask(labels, wrong_label),
-             "record numbers:", tf.boolean_mask(episode["record_ids"], wrong_label)],
+             "record numbers:", tf.boolean_mask(record_ids, wrong_label)],
             summarize=10),
     ]
 
 
+def _image_seeds(seed, count):
+    """Stateless seed of every image of an episode: (episode seed, episode number * 2^20 + position)."""
+    return tf.stack([tf.fill([count], seed[0]), seed[1] * 2**20 + tf.range(count, dtype=tf.int64)], axis=1)
+
+
 class _EpisodeBuilder:
-    """The tf.data stages of one pipeline, each a small function of one episode."""
+    """The tf.data stages of one pipeline, each a small function of one episode.
+
+    Two paths: records read, parsed and decoded per episode (:meth:`read`, :meth:`parse`,
+    :meth:`decode`); or, with the decoded-image cache, every record decoded and resized once
+    (:meth:`decoded_cache`) and episodes gathered from it (:meth:`gather`, :meth:`finish`).
+    """
 
     def __init__(self, specs, reader: reading.RecordReader, plan: plan_lib.EpisodePlan, seed: int,
                  image_size: int, decode_options: dict, augments: dict):
@@ -138,13 +161,11 @@ class _EpisodeBuilder:
         images, record_labels = records.parse_examples(episode["records"])
         class_ids = tf.gather(self.reader.class_ids, episode["slots"])
         name = tf.gather(self.names, episode["source"])
-        with tf.control_dependencies(_check_records(images, record_labels, class_ids, episode, name)):
+        checks = _check_records(images, record_labels, class_ids, episode["record_ids"], name)
+        with tf.control_dependencies(checks):
             images = tf.identity(images)
-        count = tf.shape(images, out_type=tf.int64)[0]
-        # Stateless seed of every image: (episode seed, episode number * 2^20 + position).
-        image_seeds = tf.stack([tf.fill([count], episode["seed"][0]),
-                                episode["seed"][1] * 2**20 + tf.range(count, dtype=tf.int64)], axis=1)
-        return {"images": images, "seeds": image_seeds, "class_ids": class_ids, "name": name,
+        return {"images": images, "seeds": _image_seeds(episode["seed"], tf.shape(images, out_type=tf.int64)[0]),
+                "class_ids": class_ids, "name": name,
                 **{key: episode[key] for key in ("labels", "record_ids", "num_support", "way")}}
 
     def _decoded(self, episode, part: str, rows: slice) -> tf.data.Dataset:
@@ -156,12 +177,72 @@ class _EpisodeBuilder:
             **self.decode_options)
 
     def decode(self, episode) -> tf.data.Dataset:
+        parts = (self._decoded(episode, "support", slice(None, episode["num_support"])),
+                 self._decoded(episode, "query", slice(episode["num_support"], None)))
+        return _with_labels(parts, episode)
+
+    @property
+    def cache_finished(self) -> bool:
+        """The decoded-image cache holds finished pixels (output dtype) when nothing is augmented,
+        else the resized float32 pixels in [0, 255] that augmentation starts from; either way an
+        episode is exactly what decoding it afresh gives."""
+        return self.augments["support"] is None and self.augments["query"] is None
+
+    @property
+    def cache_dtype(self) -> tf.DType:
+        return self.decode_options["dtype"] if self.cache_finished else tf.float32
+
+    def cache_bytes_per_image(self) -> int:
+        return self.image_size * self.image_size * 3 * self.cache_dtype.size
+
+    def decoded_cache(self) -> tf.data.Dataset:
+        """One element, forever: every record of the table decoded and resized once, [R, S, S, 3] of
+        ``cache_dtype`` in the table's flat record order. A bad record fails naming its dataset,
+        class and record number."""
+        def parse_all(slots, numbers, serialized):
+            images, record_labels = records.parse_examples(serialized)
+            class_ids = tf.gather(self.reader.class_ids, slots)
+            names = tf.gather(self.names, tf.gather(self.reader.sources, slots))
+            with tf.control_dependencies(_check_records(images, record_labels, class_ids, numbers, names)):
+                images = tf.identity(images)
+            return images, class_ids, numbers, names
+
+        def decode_all(images, class_ids, numbers, names):
+            return decode_lib.decode_batch(
+                images, self.image_size, what="the decoded-image cache", raw=not self.cache_finished,
+                names=[("datasets:", names), ("class ids:", class_ids),
+                       ("record numbers in their class file:", numbers)], **self.decode_options)
+
+        return self.reader.every_record().map(parse_all).flat_map(decode_all).cache().repeat()
+
+    def gather(self, episode, cache):
+        """An episode's pixels from the cache, with the seeds of its images."""
+        flat = tf.gather(self.reader.record_starts, episode["slots"]) + episode["record_ids"]
+        return {"pixels": tf.gather(cache, flat),
+                "seeds": _image_seeds(episode["seed"], tf.shape(flat, out_type=tf.int64)[0]),
+                **{key: episode[key] for key in ("labels", "num_support", "way")}}
+
+    def finish(self, episode) -> tf.data.Dataset:
+        """Augments and scales cached raw pixels (only when augmentation is on)."""
         n = episode["num_support"]
-        labels = episode["labels"]
-        meta = tf.data.Dataset.from_tensors({
-            "support_labels": labels[:n], "query_labels": labels[n:], "way": episode["way"]})
-        parts = (self._decoded(episode, "support", slice(None, n)), self._decoded(episode, "query", slice(n, None)))
-        return tf.data.Dataset.zip(parts + (meta,)).map(_assemble)
+        parts = tuple(decode_lib.finish_batch(episode["pixels"][rows], dtype=self.decode_options["dtype"],
+                                              augment=self.augments[part], seeds=episode["seeds"][rows])
+                      for part, rows in (("support", slice(None, n)), ("query", slice(n, None))))
+        return _with_labels(parts, episode)
+
+    def split(self, episode) -> dict:
+        """A gathered episode whose cached pixels are already finished -> the episode dict."""
+        n, labels, pixels = episode["num_support"], episode["labels"], episode["pixels"]
+        return {"support_images": pixels[:n], "query_images": pixels[n:], "support_labels": labels[:n],
+                "query_labels": labels[n:], "way": episode["way"]}
+
+
+def _with_labels(parts, episode) -> tf.data.Dataset:
+    """(support images, query images) datasets of one element -> the episode dict."""
+    n, labels = episode["num_support"], episode["labels"]
+    meta = tf.data.Dataset.from_tensors({
+        "support_labels": labels[:n], "query_labels": labels[n:], "way": episode["way"]})
+    return tf.data.Dataset.zip(tuple(parts) + (meta,)).map(_assemble)
 
 
 def _assemble(support_images, query_images, meta):
@@ -184,7 +265,8 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
                          seed: Optional[int] = 0, image_dtype=tf.float32, resize_method: str = "bilinear",
                          antialias: bool = False, dct_method: str = "", index: str = "eager",
                          num_episodes: Optional[int] = None, episodes_ahead: int = 2000,
-                         cache_bytes: int = reading.DEFAULT_CACHE_BYTES, parallel_episodes: int = 2,
+                         cache_bytes: int = reading.DEFAULT_CACHE_BYTES,
+                         decoded_cache_bytes: int = DEFAULT_DECODED_CACHE_BYTES, parallel_episodes: int = 2,
                          prefetch: int = 1, read_ahead: int = 2) -> tf.data.Dataset:
     """A dataset of episode dicts (``lite_tf.episode.episode_signature(image_size)``).
 
@@ -206,6 +288,11 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
       episodes reuse their class structures with fresh records (see plan.py).
     cache_bytes: class files totalling at most this are read into memory once; larger record
       sets are read record by record from the files.
+    decoded_cache_bytes: when every record of the table, decoded and resized, fits in this
+      (image_size^2 x 3 values each: uint8 or float32 as the output, float32 when augmenting), the
+      records are decoded once, on the first episode, and episodes are gathered from memory
+      (several times faster: episodes draw the same images again and again). Episodes are exactly
+      the uncached ones. 0 turns it off.
     parallel_episodes: episodes decoded at once; prefetch: finished episodes kept ready;
     read_ahead: episodes read (record bytes) ahead of decoding.
     """
@@ -214,6 +301,7 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
     num_episodes = _positive("num_episodes", num_episodes, allow_none=True)
     ahead = min(_positive("episodes_ahead", episodes_ahead), num_episodes or episodes_ahead)
     parallel_episodes = _positive("parallel_episodes", parallel_episodes)
+    decoded_cache_bytes = _non_negative("decoded_cache_bytes", decoded_cache_bytes)
     split = spec_lib.Split.of(split)
     specs = _as_specs(sources, datasets)
     kwargs = dict(sampler_kwargs or {})
@@ -229,16 +317,26 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
     builder = _EpisodeBuilder(specs, reader, plan_lib.EpisodePlan.build(planned, table), seed, image_size,
                               dict(dtype=image_dtype, method=resize_method, antialias=antialias,
                                    dct_method=dct_method), augments)
-    dataset = _episode_dataset(builder, num_episodes, parallel_episodes, prefetch, read_ahead)
+    cached = table.num_records * builder.cache_bytes_per_image() <= decoded_cache_bytes
+    dataset = _episode_dataset(builder, num_episodes, parallel_episodes, prefetch, read_ahead, cached)
     _check_signature(dataset, image_size, image_dtype)
     return dataset
 
 
-def _episode_dataset(builder: _EpisodeBuilder, num_episodes, parallel_episodes, prefetch, read_ahead):
+def _episode_dataset(builder: _EpisodeBuilder, num_episodes, parallel_episodes, prefetch, read_ahead,
+                     cached: bool):
     numbers = tf.data.Dataset.counter()
     if num_episodes is not None:
         numbers = numbers.take(num_episodes)
     episodes = numbers.map(builder.describe)
+    if cached:
+        episodes = tf.data.Dataset.zip((episodes, builder.decoded_cache())).map(builder.gather)
+        if builder.cache_finished:
+            episodes = episodes.map(builder.split, num_parallel_calls=parallel_episodes, deterministic=True)
+        else:
+            episodes = episodes.interleave(builder.finish, cycle_length=parallel_episodes, block_length=1,
+                                           num_parallel_calls=parallel_episodes, deterministic=True)
+        return episodes.prefetch(prefetch).with_options(_options())
     if builder.reader.in_memory:
         episodes = tf.data.Dataset.zip((episodes, builder.reader.contents())).map(builder.read)
     else:

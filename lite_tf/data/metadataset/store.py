@@ -67,14 +67,14 @@ class ClassTable:
 
     ``classes[s]`` are the class ids of source ``s`` that get a slot (all of the split, or with
     ``index="lazy"`` only those the planned episodes draw). Arrays, one entry per slot:
-    ``paths``, ``file_sizes``, ``counts``, ``class_ids``, ``record_starts`` (into the flat
-    ``offsets`` / ``lengths``, one entry per record).
+    ``paths``, ``file_sizes``, ``counts``, ``class_ids``, ``sources`` (the source of the slot),
+    ``record_starts`` (into the flat ``offsets`` / ``lengths``, one entry per record).
     """
 
     def __init__(self, specs: Sequence, classes: Sequence[Sequence[int]]):
         self.specs = list(specs)
         self._slot: Dict[tuple, int] = {}
-        paths, sizes, counts, class_ids, offsets, lengths = [], [], [], [], [], []
+        paths, sizes, counts, class_ids, sources, offsets, lengths = [], [], [], [], [], [], []
         for source, (spec, ids) in enumerate(zip(self.specs, classes)):
             check_class_files(spec, ids)
             for class_id in ids:
@@ -84,12 +84,14 @@ class ClassTable:
                 sizes.append(os.path.getsize(paths[-1]))
                 counts.append(len(class_offsets))
                 class_ids.append(int(class_id))
+                sources.append(source)
                 offsets.append(class_offsets)
                 lengths.append(class_lengths)
         self.paths = np.asarray(paths, dtype=object)
         self.file_sizes = np.asarray(sizes, np.int64)
         self.counts = np.asarray(counts, np.int64)
         self.class_ids = np.asarray(class_ids, np.int64)
+        self.sources = np.asarray(sources, np.int64)
         self.record_starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.offsets = np.concatenate(offsets).astype(np.int64) if offsets else np.zeros([0], np.int64)
         self.lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros([0], np.int64)
@@ -103,6 +105,15 @@ class ClassTable:
     @property
     def total_bytes(self) -> int:
         return int(self.file_sizes.sum())
+
+    @property
+    def num_records(self) -> int:
+        return len(self.offsets)
+
+    def every_record(self):
+        """(slots, record numbers) of every record, in flat order (the order of ``offsets``)."""
+        slots = np.repeat(np.arange(len(self), dtype=np.int64), self.counts)
+        return slots, np.arange(self.num_records, dtype=np.int64) - np.repeat(self.record_starts, self.counts)
 
 
 def build_table(specs: Sequence, split, index: str, drawn: Optional[List[set]] = None) -> ClassTable:
