@@ -164,15 +164,27 @@ class EpochSummary(keras.callbacks.Callback):
 
 class EpisodeStatistics(keras.callbacks.Callback):
     """Writes per-episode way, support and query sizes, episodes/s, images/s, learning rate and
-    peak memory to TensorBoard (train writer), every ``every`` episodes."""
+    peak memory to TensorBoard (train writer), every ``every`` episodes; the step is the episode
+    number (1, 2, ... across epochs; with several replicas, the training step).
 
-    def __init__(self, log_dir: str, every: int = 1):
+    The points of an epoch are kept until it ends and written only if it was saved (placed after
+    the checkpoint callback; not after a NaN/Inf, like :class:`EpochTensorBoard`): a resumed run
+    redoes an unsaved epoch, and its episodes are then logged once, not twice.
+    """
+
+    def __init__(self, log_dir: str, guard: "StopOnNaN", every: int = 1):
         super().__init__()
         self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
-        self.every = every
+        self.guard, self.every = guard, every
         self._started = None
         self._images = 0
         self._episodes = 0
+        self._pending: list = []  # (step, {tag: value}) of the epoch under way
+        self._first_step = 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._pending = []
+        self._first_step = epoch * int(self.params.get("steps") or 0) + 1
 
     def on_train_batch_begin(self, batch, logs=None):
         if self._started is None:
@@ -182,19 +194,28 @@ class EpisodeStatistics(keras.callbacks.Callback):
         logs = logs or {}
         self._episodes += 1
         self._images += int(logs.get("support_size", 0)) + int(logs.get("query_size", 0))
-        step = int(self.model.optimizer.iterations.numpy())
         if self._episodes % self.every:
             return
         elapsed = max(time.perf_counter() - self._started, 1e-9)
-        with self.writer.as_default(step=step):
-            for key in ("way", "support_size", "query_size"):
-                if key in logs:
-                    tf.summary.scalar(f"episode/{key}", float(logs[key]))
-            tf.summary.scalar("speed/episodes_per_second", self._episodes / elapsed)
-            tf.summary.scalar("speed/images_per_second", self._images / elapsed)
-            tf.summary.scalar("learning_rate", float(tf.convert_to_tensor(self.model.optimizer.learning_rate)))
-            tf.summary.scalar("memory/peak_resident_gib", memory.peak_resident_bytes() / 1024 ** 3)
+        values = {f"episode/{key}": float(logs[key]) for key in ("way", "support_size", "query_size") if key in logs}
+        values.update({
+            "speed/episodes_per_second": self._episodes / elapsed,
+            "speed/images_per_second": self._images / elapsed,
+            "learning_rate": float(tf.convert_to_tensor(self.model.optimizer.learning_rate)),
+            "memory/peak_resident_gib": memory.peak_resident_bytes() / 1024 ** 3,
+        })
+        self._pending.append((self._first_step + batch, values))
         self._started, self._images, self._episodes = time.perf_counter(), 0, 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        pending, self._pending = self._pending, []
+        if self.guard.failed_at is not None or not _finite_state(self.model, logs):
+            return
+        with self.writer.as_default():
+            for step, values in pending:
+                for tag, value in values.items():
+                    tf.summary.scalar(tag, value, step=step)
+        self.writer.flush()
 
 
 class EpisodeImages(keras.callbacks.Callback):

@@ -285,7 +285,7 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
                 lite_callbacks.BestWeights(run_dir.join(BEST_WEIGHTS),
                                            monitor="val_accuracy" if valid_data is not None else None),
                 lite_callbacks.EpochTensorBoard(log_dir, stop_on_nan),
-                lite_callbacks.EpisodeStatistics(log_dir, every=training.statistics_every),
+                lite_callbacks.EpisodeStatistics(log_dir, stop_on_nan, every=training.statistics_every),
                 lite_callbacks.EpisodeImages(log_dir, sample, every=training.image_log_every),
             ]
         if verbose and chief:

@@ -172,13 +172,13 @@ def kill_at_random_moments(tmp_path, config, data_root, seed, kills):
     return model_dir
 
 
-def epoch_event_steps(log_dir):
-    """(writer folder, step) of every epoch_loss event in the raw event files."""
+def epoch_event_steps(log_dir, tag="epoch_loss"):
+    """(writer folder, step) of every ``tag`` event in the raw event files."""
     steps = []
     for path in glob.glob(os.path.join(log_dir, "*", "events.out.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                if value.tag == "epoch_loss":
+                if value.tag == tag:
                     steps.append((os.path.basename(os.path.dirname(path)), event.step))
     return steps
 
@@ -190,14 +190,19 @@ def test_sigkill_at_random_moments_loses_nothing_and_logs_no_epoch_twice(tmp_pat
     # An epoch is logged once it is saved (a kill in between may drop its point, never double it).
     train_steps = {step for folder, step in steps if folder == "train"}
     assert train_steps <= set(range(6)) and 5 in train_steps
+    # Per-episode statistics too: a redone epoch's episodes are logged once (steps are episodes).
+    episodes = epoch_event_steps(str(model_dir / "logs"), tag="episode/way")
+    assert len(episodes) == len(set(episodes)), f"an episode was logged twice: {sorted(episodes)}"
+    assert {step for _, step in episodes} <= set(range(1, 13)) and 12 in {step for _, step in episodes}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_sigkill_many_times(tmp_path, config, data_root, seed):
     model_dir = kill_at_random_moments(tmp_path, config, data_root, seed=100 + seed, kills=4)
-    steps = epoch_event_steps(str(model_dir / "logs"))
-    assert len(steps) == len(set(steps))
+    for tag in ("epoch_loss", "episode/way"):
+        steps = epoch_event_steps(str(model_dir / "logs"), tag)
+        assert len(steps) == len(set(steps)), (tag, sorted(steps))
 
 
 def test_leftovers_of_a_killed_first_write_do_not_block_and_are_removed(tmp_path, config, data_root):
