@@ -18,6 +18,7 @@ from lite_tf.eval.orbit_evaluation import OrbitEvaluator, markdown_table
 from lite_tf.eval.orbit_metrics import VideoResult, summarize
 from lite_tf.lite import LiteConfig
 from lite_tf.model import EpisodicModel
+from tests.launch_helpers import launch
 
 SIZE = 16
 # every context frame of every object in every task: the corrupt frame is always drawn
@@ -86,6 +87,26 @@ def test_strict_on_the_command_line(tmp_path):
     assert lenient.returncode == 0, lenient.stderr[-2000:]
     assert os.path.exists(tmp_path / "r.json") and os.path.exists(tmp_path / "r.md")
     assert "| clean (CLE-VE) | per video |" in lenient.stdout and "| clutter (CLU-VE) | per video |" in lenient.stdout
+
+
+def test_the_evaluate_command_scores_an_orbit_run_with_the_sources_evaluator(tmp_path):
+    root = make_orbit_folder(str(tmp_path / "orbit"), users={"test": 1}, objects_per_user=2, clean_videos=2,
+                             clutter_videos=1, frames_per_video=2, frame_size=SIZE)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.gin").write_text(
+        "include 'gin/experiments/orbit_protonets.gin'\n"
+        f"ORBIT_ROOT = '{root}'\nORBIT_CACHE_DIR = '{tmp_path / 'cache'}'\nFRAME_SIZE = {SIZE}\n"
+        "learners.protonets.backbone = 'conv4'\norbit_eval_tasks.tasks_per_user = 1\n")
+    command = ["tools.evaluate", f"--model_dir={run}", "--checkpoint=init"]
+    refused = launch(*command, "--episodes=5", timeout=300)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: sources.orbit is evaluated on every task of the protocol (tasks per user), not on a number of "
+        "episodes; drop --episodes=5."), refused.stderr[-2000:]
+    done = launch(*command, "--datasets=clutter", timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| clutter (CLU-VE) | per video | 2 |" in done.stdout and "clean (CLE-VE)" not in done.stdout
+    assert sorted(os.listdir(run)) == ["experiment.gin", "orbit_test.json", "orbit_test.md"]
 
 
 def test_single_sample_intervals_are_not_available():
