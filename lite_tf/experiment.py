@@ -310,31 +310,38 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
 
 
 # ---------------------------------------------------------------------------------- evaluation
-def evaluate(model_dir: str, data_root: Optional[str] = None, bindings: Sequence[str] = (),
-             datasets: Optional[Sequence[str]] = None, episodes: int = 600, split: Optional[str] = None,
-             checkpoint: str = "best", seed: int = 12345, output: Optional[str] = None,
-             progress: bool = True) -> dict:
-    """Scores a run's weights on each dataset's test episodes; writes <output>.json and .md.
+def evaluate(model_dir: Optional[str], data_root: Optional[str] = None, bindings: Sequence[str] = (),
+             datasets: Optional[Sequence[str]] = None, episodes: Optional[int] = None, split: Optional[str] = None,
+             checkpoint: str = "best", seed: Optional[int] = None, output: Optional[str] = None,
+             progress: bool = True, evaluator=None, configs: Sequence[str] = ()) -> dict:
+    """Scores a run's weights on each dataset of its source; writes <output>.json and .md.
 
-    ``datasets`` defaults to the run's own evaluation datasets (Training.eval_datasets, else the
-    datasets it trained on); a dataset whose evaluated classes training could have drawn is
-    reported with a warning.
+    The evaluator is the run's source's (``Source.evaluator``: test episodes for Meta-Dataset,
+    CLE-VE / CLU-VE videos for ORBIT) unless ``evaluator`` is given; ``episodes`` and ``seed`` left
+    None keep its defaults. ``datasets`` defaults to the run's own evaluation datasets
+    (Training.eval_datasets, else the datasets it trained on, else all the source has); a dataset
+    whose evaluated classes training could have drawn is reported with a warning. Without a run,
+    ``configs`` (experiment files) and a weights file or 'init' as ``checkpoint`` give the model.
     """
-    from lite_tf.eval.episodes import EpisodeEvaluator
-
-    evaluator = EpisodeEvaluator(episodes=episodes, seed=seed, progress=progress)  # checks the numbers
-    if not model_dir or not os.path.isdir(model_dir):
+    if model_dir and configs:
+        raise ExperimentError("Pass --model_dir (its experiment.gin is used) or --gin_config, not both.")
+    if configs:
+        parse_gin(configs, bindings)
+    elif not model_dir or not os.path.isdir(model_dir):
         raise ExperimentError(f"--model_dir {model_dir!r} is not a folder.")
+    else:
+        load_run_config(model_dir, bindings)
     check_checkpoint(model_dir, checkpoint)
-    model, training = load_run(model_dir, bindings)
+    model, training = build(compile=False)
+    evaluator = evaluator or training.source.evaluator(episodes=episodes, seed=seed, progress=progress)
     split = split or training.test_split
-    output = output or os.path.join(model_dir, f"eval_{split}")
+    output = output or os.path.join(model_dir or ".", f"{evaluator.output_name}_{split}")
     if not os.access(os.path.dirname(os.path.abspath(output)), os.W_OK):
         raise ExperimentError(f"Cannot write the results to {output}.json: the folder is missing or read-only.")
     with data_errors(data_root):
         names = evaluator.datasets_to_evaluate(training, split, data_root, datasets)
         weights = load_weights(model, model_dir, checkpoint)
         results = evaluator.evaluate(model, training.source, split, data_root=data_root, datasets=names)
-    results.update(model_dir=model_dir, weights=weights)
-    evaluator.write(results, output, f"Evaluation of {weights} on the {split} split ({episodes} episodes per dataset)")
+    results.update(model_dir=model_dir, weights=weights, output=output)
+    evaluator.write(results, output, evaluator.title(results, weights))
     return results

@@ -26,3 +26,14 @@ class Source:
     def dataset_names(self, data_root: Optional[str] = None) -> Sequence[str]:
         """The sub-source names ``episodes(datasets=...)`` accepts (evaluation reports each)."""
         return ()
+
+    def evaluator(self, episodes: Optional[int] = None, seed: Optional[int] = None, progress: bool = True):
+        """The ``lite_tf.eval.evaluator.Evaluator`` this source's runs are scored with.
+
+        The default is Meta-Dataset-style test episodes (``EpisodeEvaluator``); ``episodes`` and
+        ``seed`` left None take its defaults. A source scored another way overrides this.
+        """
+        from lite_tf.eval.episodes import EpisodeEvaluator
+
+        options = {key: value for key, value in (("episodes", episodes), ("seed", seed)) if value is not None}
+        return EpisodeEvaluator(progress=progress, **options)

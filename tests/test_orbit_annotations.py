@@ -91,8 +91,13 @@ def test_orbit_source(tmp_path):
         gin.bind_parameter("orbit_train_dataset.cache_dir", str(tmp_path / "cache"))
     episode = next(iter(source.episodes("valid", image_size=8, seed=0, data_root=root)))
     assert episode["support_images"].shape[1:] == (8, 8, 3) and int(episode["way"]) == 2
-    with pytest.raises(ConfigError, match="sub-datasets"):
+    assert tuple(source.dataset_names()) == ("clean", "clutter")
+    with pytest.raises(ConfigError, match="unknown target type\\(s\\) 'x'; expected clean or clutter"):
         source.episodes("train", image_size=8, seed=0, data_root=root, datasets=["x"])
+    with pytest.raises(ConfigError, match="one target video type"):
+        source.episodes("train", image_size=8, seed=0, data_root=root, datasets=["clean", "clutter"])
+    clean = next(iter(source.episodes("valid", image_size=8, seed=0, data_root=root, datasets=["clean"])))
+    assert int(clean["way"]) == 2
 
 
 def test_annotations_needed_only_where_the_protocol_filters(tmp_path):

@@ -17,7 +17,7 @@ from lite_tf.data.orbit.synthetic import make_orbit_folder
 from lite_tf.episode import episode_signature
 from lite_tf.errors import ConfigError
 from lite_tf.eval.macs import PersonalizationMacs
-from lite_tf.eval.orbit_evaluation import evaluate_orbit, write_results
+from lite_tf.eval.orbit_evaluation import OrbitEvaluator
 from lite_tf.eval.orbit_metrics import summarize, VideoResult
 from lite_tf.lite import LiteConfig
 from lite_tf.model import EpisodicModel
@@ -26,6 +26,10 @@ SIZE = 32
 PROTOCOL = dataclasses.replace(NEURIPS21, clip_length=4, train_context_clips=2, train_target_clips=2,
                                test_context_clips=2)
 SAMPLING = dict(protocol=PROTOCOL)
+
+
+def evaluate_orbit(model, tasks, **options):
+    return OrbitEvaluator(progress=False, **options).evaluate_tasks(model, tasks)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +80,9 @@ def test_train_and_evaluate(data, trained, tmp_path):
     assert np.isfinite(history.history["loss"][-1])
     tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, tasks_per_user=2, cache_dir=cache, **SAMPLING)
     assert len(tasks) == len(list(tasks)) == 8
-    results = evaluate_orbit(model, tasks, SIZE, batch_size=7, progress=False)
-    assert set(results["metrics"]) == {"CLE-VE", "CLU-VE"}
+    results = evaluate_orbit(model, tasks, batch_size=7)
+    assert set(results["datasets"]) == {"clean", "clutter"}
+    assert {row["name"] for row in results["datasets"].values()} == {"CLE-VE", "CLU-VE"}
     rows = results["tasks"]
     assert len(rows) == 2 * 2 * 2  # target types x users x tasks
     assert {(r["user"], r["task"]) for r in rows} == {(u, t) for u in ("P003", "P004") for t in (0, 1)}
@@ -90,18 +95,32 @@ def test_train_and_evaluate(data, trained, tmp_path):
             assert set(video["predictions"]) <= set(range(len(row["objects"])))
         assert row["personalization_seconds"] > 0
     # the summary is the one recomputed from the per-frame predictions in the results
-    for name, kind in (("CLE-VE", "clean"), ("CLU-VE", "clutter")):
+    for kind in ("clean", "clutter"):
         videos = [VideoResult(r["user"], r["task"], v["object"], v["label"], v["video"], kind, v["predictions"])
                   for r in rows if r["target_type"] == kind for v in r["videos"]]
-        assert results["metrics"][name] == summarize(videos)
-        assert results["metrics"][name]["per_user"]["frame_accuracy"]["n"] == 2
+        row = results["datasets"][kind]
+        summary = summarize(videos)
+        assert {level: row[level] for level in summary} == summary
+        assert row["per_user"]["frame_accuracy"]["n"] == 2
+        # the headline: frame accuracy over videos, with its interval
+        assert (row["accuracy"], row["ci95"], row["videos"]) == (
+            summary["per_video"]["frame_accuracy"]["mean"], summary["per_video"]["frame_accuracy"]["ci95"],
+            len(videos))
+        assert row["personalization"]["tasks"] == 4 and row["personalization"]["macs"]["mean"] > 0
     # clean videos of distinct coloured shapes are easy; clutter is harder
-    clean = results["metrics"]["CLE-VE"]["per_video"]["frame_accuracy"]["mean"]
-    clutter = results["metrics"]["CLU-VE"]["per_video"]["frame_accuracy"]["mean"]
+    clean, clutter = results["datasets"]["clean"]["accuracy"], results["datasets"]["clutter"]["accuracy"]
     assert clean > 0.8 and clean > clutter
-    path = str(tmp_path / "results.json")
-    write_results(path, results)
-    assert json.load(open(path))["metrics"] == json.loads(json.dumps(results["metrics"]))
+    assert results["split"] == "test" and results["frame_size"] == SIZE and results["learner"] == "ProtoNets"
+    assert results["protocol"]["clip_length"] == 4 and results["personalization_macs_model"]["per_target_frame"] > 0
+    evaluator = OrbitEvaluator()
+    path = str(tmp_path / "results")
+    evaluator.write(results, path, evaluator.title(results, "w.h5"))
+    assert json.load(open(path + ".json"))["datasets"] == json.loads(json.dumps(results["datasets"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]  # no temporary left
+    markdown = open(path + ".md").read()
+    assert markdown.startswith("ORBIT evaluation of w.h5 (ProtoNets, ") and results["table"] in markdown
+    assert "| clean (CLE-VE) | per video | 12 |" in results["table"]
+    assert "| clutter (CLU-VE) | per user | 2 |" in results["table"]
 
 
 def test_personalization_macs_match_hand_count(trained):
@@ -126,39 +145,65 @@ def test_learner_without_personalize_uses_inference_path(data, trained):
     plain.learner.backbone.set_weights(model.learner.backbone.get_weights())
     tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, tasks_per_user=1, cache_dir=cache,
                              target_types=("clutter",), **SAMPLING)
-    a = evaluate_orbit(model, tasks, SIZE, count_macs=False, progress=False)
-    b = evaluate_orbit(plain, tasks, SIZE, count_macs=False, progress=False)
+    a = evaluate_orbit(model, tasks, count_macs=False)
+    b = evaluate_orbit(plain, tasks, count_macs=False)
     assert [v["predictions"] for r in a["tasks"] for v in r["videos"]] == \
            [v["predictions"] for r in b["tasks"] for v in r["videos"]]
     assert all(r["personalization_seconds"] is None for r in b["tasks"])
 
 
-def test_evaluate_tool_with_gin_experiment(data, trained, tmp_path):
-    from lite_tf.eval import orbit_evaluation
+def test_evaluate_with_gin_experiment_and_with_a_run(data, trained, tmp_path):
+    """lite_tf.experiment.evaluate (what tools/orbit_evaluate.py and tools/evaluate.py call) from an
+    experiment file, and from a run folder with the source's own evaluator."""
+    from lite_tf import experiment
 
     root, cache, _ = data
     model, _, weights = trained
+    bindings = [f"ORBIT_ROOT = '{root}'", f"ORBIT_CACHE_DIR = '{cache}'", f"FRAME_SIZE = {SIZE}",
+                "learners.protonets.backbone = 'conv4'", "OrbitProtocol.clip_length = 4",
+                "OrbitProtocol.train_context_clips = 2", "OrbitProtocol.train_target_clips = 2",
+                "OrbitProtocol.test_context_clips = 2", "orbit_eval_tasks.tasks_per_user = 1"]
     gin.clear_config()
     try:
-        orbit_evaluation.parse_experiment(configs=["gin/experiments/orbit_protonets.gin"], bindings=[
-            f"ORBIT_ROOT = '{root}'", f"ORBIT_CACHE_DIR = '{cache}'", f"FRAME_SIZE = {SIZE}",
-            "learners.protonets.backbone = 'conv4'", "OrbitProtocol.clip_length = 4",
-            "OrbitProtocol.train_context_clips = 2", "OrbitProtocol.train_target_clips = 2",
-            "OrbitProtocol.test_context_clips = 2"])
+        output = str(tmp_path / "out" / "results")
+        (tmp_path / "out").mkdir()
+        results = experiment.evaluate(None, bindings=bindings, checkpoint=weights, output=output,
+                                      configs=["gin/experiments/orbit_protonets.gin"],
+                                      evaluator=OrbitEvaluator(count_macs=False, progress=False))
         assert gin.query_parameter("LiteConfig.h") == 16
         assert gin.query_parameter("OrbitProtocol.train_object_cap") == 15
-        output = str(tmp_path / "out" / "results.json")
-        results = orbit_evaluation.build_and_evaluate(tasks_per_user=1, checkpoint=weights, output=output,
-                                                    count_macs=False, progress=False)
     finally:
         gin.clear_config()
-    saved = json.load(open(output))
+    saved = json.load(open(output + ".json"))
     assert saved["split"] == "test" and saved["frame_size"] == SIZE and saved["learner"] == "ProtoNets"
+    assert saved["weights"] == weights and set(saved["datasets"]) == {"clean", "clutter"}
+    assert "| clean (CLE-VE) | per video |" in open(output + ".md").read()
     tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, tasks_per_user=1, cache_dir=cache, **SAMPLING)
-    direct = evaluate_orbit(model, tasks, SIZE, count_macs=False, progress=False)
+    direct = evaluate_orbit(model, tasks, count_macs=False)
     assert [v["predictions"] for r in saved["tasks"] for v in r["videos"]] == \
            [v["predictions"] for r in direct["tasks"] for v in r["videos"]]
-    assert results["metrics"] == direct["metrics"]
+    metrics = lambda r: {k: {m: v for m, v in row.items() if m != "personalization"}  # noqa: E731 (timed)
+                         for k, row in r["datasets"].items()}
+    assert metrics(results) == metrics(direct)
+
+    # a run folder: the source (sources.orbit) picks OrbitEvaluator; --datasets are target types
+    run = tmp_path / "run"
+    run.mkdir()
+    gin.clear_config()
+    try:
+        config = experiment.parse_gin(["gin/experiments/orbit_protonets.gin"], bindings)
+    finally:
+        gin.clear_config()
+    (run / "experiment.gin").write_text(config)
+    try:
+        clutter = experiment.evaluate(str(run), checkpoint=weights, datasets=["clutter"], progress=False)
+        with pytest.raises(ConfigError, match="not on a number of episodes"):
+            experiment.evaluate(str(run), checkpoint=weights, episodes=5)
+    finally:
+        gin.clear_config()
+    assert clutter["output"] == str(run / "orbit_test") and (run / "orbit_test.md").is_file()
+    assert list(clutter["datasets"]) == ["clutter"]
+    assert clutter["datasets"]["clutter"]["accuracy"] == direct["datasets"]["clutter"]["accuracy"]
 
 
 def test_challenge_protocol_counts_each_distinct_task_once(trained, tmp_path):
@@ -169,13 +214,13 @@ def test_challenge_protocol_counts_each_distinct_task_once(trained, tmp_path):
                              clutter_videos=1, frames_per_video=80, frame_size=SIZE, annotations=True,
                              not_present_rate=0.1, seed=1)
     tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, protocol=CHALLENGE, cache_dir=str(tmp_path / "c"))
-    results = evaluate_orbit(model, tasks, SIZE, count_macs=False, progress=False)
+    results = evaluate_orbit(model, tasks, count_macs=False)
     # 50 test tasks per user, all identical here (deterministic context, <= 200 target frames): scored once
     assert len(results["tasks"]) == 2 * 2
     assert dict(tasks.skipped) == {"clean_identical_tasks": 2 * 49, "clutter_identical_tasks": 2 * 49}
-    for name in ("CLE-VE", "CLU-VE"):
-        assert results["metrics"][name]["per_video"]["frame_accuracy"]["n"] == 2 * 3  # not 50x that
-        assert results["metrics"][name]["per_task"]["frame_accuracy"]["n"] == 2
+    for kind in ("clean", "clutter"):
+        assert results["datasets"][kind]["per_video"]["frame_accuracy"]["n"] == 2 * 3  # not 50x that
+        assert results["datasets"][kind]["per_task"]["frame_accuracy"]["n"] == 2
     for row in results["tasks"]:
         assert row["clip_length"] == 1 and row["context_clips"] == row["context_frames"]
         for video in row["videos"]:

@@ -1,5 +1,6 @@
 """Large-task evaluation end to end on mock TFDS data (ProtoNets via the command's code path,
-FineTuner via the library call), resumability, the binomial interval and the table's averages."""
+FineTuner via VtabMdEvaluator), the evaluator shape and its files, resumability, the binomial
+interval and the table's averages."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ def _records(root):
 
 
 def _check_rows(results, test_images):
-    tasks = results["tasks"]
+    tasks = results["datasets"]
     assert set(tasks) == set(VTAB_TASKS) | {"omniglot"}
     for name in VTAB_TASKS:
         row = tasks[name]
@@ -53,8 +54,10 @@ def test_the_command_evaluates_a_trained_protonets_run_on_mock_vtab_and_md(tmp_p
     _check_rows(results, {"oxford_flowers102": 60, "dsprites_location": 106})
     output = tmp_path / "run" / "vtab_md_vtab1k"
     saved = json.loads((output / "results.json").read_text())
-    assert saved["tasks"]["oxford_flowers102"]["accuracy"] == results["tasks"]["oxford_flowers102"]["accuracy"]
+    assert saved["datasets"]["oxford_flowers102"]["accuracy"] == results["datasets"]["oxford_flowers102"]["accuracy"]
+    assert saved["fingerprint"]["weights"] == os.path.abspath(os.path.join(model_dir, "best.weights.h5"))
     table = (output / "results.md").read_text()
+    assert table.startswith("VTAB+MD: ProtoNets at 16 px") and table.endswith(results["table"] + "\n")
     assert "| VTAB natural | oxford_flowers102 |" in table and "**overall**" in table
     assert sorted(os.listdir(output / "tasks")) == sorted(f"{n}.json" for n in VTAB_TASKS + ["omniglot"])
 
@@ -68,11 +71,12 @@ def test_finetuner_is_evaluated_through_personalize_with_its_own_macs(tmp_path):
     model = EpisodicModel(learner, 16)
     data_dir = str(tmp_path / "tfds")
     with vtab_mock.mock_tiny(data_dir):
-        results = large_task.evaluate_vtab_md(model, str(tmp_path / "out"), tasks=VTAB_TASKS + ["omniglot"],
-                                              records=_records(str(tmp_path / "records")), tfds_data_dir=data_dir,
-                                              md_episodes=3, batch_size=50, count_macs=False, log=lambda _: None)
+        evaluator = large_task.VtabMdEvaluator(str(tmp_path / "out"), records=_records(str(tmp_path / "records")),
+                                               tfds_data_dir=data_dir, md_episodes=3, batch_size=50, count_macs=False,
+                                               log=lambda _: None)
+        results = evaluator.evaluate(model, datasets=VTAB_TASKS + ["omniglot"])
     _check_rows(results, {"oxford_flowers102": 60, "dsprites_location": 106})
-    assert results["tasks"]["dsprites_location"]["personalization_macs"] == learner.last_personalization_cost["macs"]
+    assert results["datasets"]["dsprites_location"]["personalization_macs"] == learner.last_personalization_cost["macs"]
 
 
 def _row(name, accuracy):
@@ -89,17 +93,18 @@ def test_a_killed_run_keeps_finished_tasks_and_a_rerun_does_only_the_rest(tmp_pa
         return _row(name, 0.5)
 
     fingerprint = {"weights": "a.h5"}
+    evaluator = large_task.VtabMdEvaluator(str(tmp_path), log=lambda _: None)
     with pytest.raises(KeyboardInterrupt):
-        large_task.run_benchmark(["cifar100", "svhn", "dmlab"], failing, str(tmp_path), fingerprint, log=lambda _: None)
+        evaluator.resume(["cifar100", "svhn", "dmlab"], failing, fingerprint, "title")
     assert os.listdir(tmp_path / "tasks") == ["cifar100.json"]
-    assert list(json.loads((tmp_path / "results.json").read_text())["tasks"]) == ["cifar100"]
+    assert list(json.loads((tmp_path / "results.json").read_text())["datasets"]) == ["cifar100"]
     calls.clear()
-    results = large_task.run_benchmark(["cifar100", "svhn", "dmlab"], lambda n: calls.append(n) or _row(n, 0.25),
-                                       str(tmp_path), fingerprint, log=lambda _: None)
+    results = evaluator.resume(["cifar100", "svhn", "dmlab"], lambda n: calls.append(n) or _row(n, 0.25),
+                               fingerprint, "title")
     assert calls == ["svhn", "dmlab"]
-    assert results["tasks"]["cifar100"]["accuracy"] == 0.5 and results["tasks"]["dmlab"]["accuracy"] == 0.25
+    assert results["datasets"]["cifar100"]["accuracy"] == 0.5 and results["datasets"]["dmlab"]["accuracy"] == 0.25
     with pytest.raises(ConfigError, match="different evaluation"):
-        large_task.run_benchmark(["cifar100"], failing, str(tmp_path), {"weights": "b.h5"}, log=lambda _: None)
+        evaluator.resume(["cifar100"], failing, {"weights": "b.h5"}, "title")
 
 
 def test_binomial_interval():
@@ -123,7 +128,7 @@ def test_table_averages_are_plain_means_per_section_and_overall():
     assert averages["VTAB structured"]["accuracy"] == pytest.approx(0.50)
     assert averages["VTAB all"]["accuracy"] == pytest.approx((0.8 + 0.5 + 0.2 + 0.95 + 0.4 + 0.6) / 6)
     assert averages["overall"]["accuracy"] == pytest.approx(5.05 / 8)
-    table = large_task.format_table(rows, averages)
+    table = large_task.markdown_table(rows, averages)
     lines = table.splitlines()
     assert lines.index("| MD-v2 | omniglot | 90.0 | 1.0 | 100 | - | - | 1.0 |") < lines.index(
         "| **MD-v2** | **average** (2 of 8 tasks) | **80.0** | | | | | |")
@@ -153,3 +158,42 @@ def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episode
             correct += float(accuracy) * int(episode["query_labels"].shape[0])
     assert row["support_classes"] == 4 and row["test_images"] == 40
     assert abs(row["correct"] - correct) < 1e-3
+
+
+def test_the_evaluator_shape_rows_with_accuracy_and_ci95_and_files_written_atomically(tmp_path, monkeypatch):
+    from lite_tf import atomic
+
+    evaluator = large_task.VtabMdEvaluator(str(tmp_path), log=lambda _: None)
+    written = []
+    real = atomic.write_text
+    monkeypatch.setattr(atomic, "write_text", lambda path, text: written.append(path) or real(path, text))
+    results = evaluator.resume(["omniglot", "svhn"], lambda n: _row(n, {"omniglot": 0.9, "svhn": 0.3}[n]),
+                               {"weights": "w"}, "VTAB+MD title")
+    assert results["split"] == "test" and list(results["datasets"]) == ["omniglot", "svhn"]
+    for row in results["datasets"].values():
+        assert set(row) >= {"accuracy", "ci95", "test_images"}
+    assert results["averages"]["overall"]["accuracy"] == pytest.approx(0.6)
+    assert "| VTAB natural | svhn | 30.0 | 1.0 |" in results["table"] and "**VTAB natural**" in results["table"]
+    assert written and all(path == str(tmp_path / "results.md") for path in written)
+    assert (tmp_path / "results.md").read_text() == "VTAB+MD title\n\n" + results["table"] + "\n"
+    assert json.loads((tmp_path / "results.json").read_text())["datasets"] == json.loads(
+        json.dumps(results["datasets"]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md", "tasks"]  # no temp files
+    # a results file that cannot be written completely leaves the previous one, and no partial file
+    before = (tmp_path / "results.json").read_text()
+    with pytest.raises(TypeError):
+        evaluator.write({**results, "datasets": {"svhn": {"accuracy": object()}}}, str(tmp_path / "results"), "t")
+    assert (tmp_path / "results.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md", "tasks"]
+
+
+def test_the_evaluator_refuses_a_source_a_data_root_and_other_splits(tmp_path):
+    evaluator = large_task.VtabMdEvaluator(str(tmp_path), tfds_data_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="pass no source"):
+        evaluator.evaluate(object(), object())
+    with pytest.raises(ConfigError, match="only a 'test' split"):
+        evaluator.evaluate(object(), split="valid")
+    with pytest.raises(ConfigError, match="Meta-Dataset source: give --records"):
+        evaluator.check_tasks(["omniglot"])
+    with pytest.raises(ConfigError, match="not both"):
+        large_task.VtabMdEvaluator(str(tmp_path), records="a", md_tfds_data_dir="b")

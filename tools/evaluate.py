@@ -2,9 +2,11 @@
 
   python -m tools.evaluate --model_dir=runs/quickstart --data_root=demo_data
 
-Rebuilds the experiment from <model_dir>/experiment.gin, loads --checkpoint and evaluates --episodes
-episodes of each dataset's test split (lite_tf/eval/episodes.py). Prints a Markdown table and writes
-<model_dir>/eval_<split>.json and .md (or --output).
+Rebuilds the experiment from <model_dir>/experiment.gin, loads --checkpoint and scores it with the
+evaluator of the run's data source: --episodes episodes of each dataset's test split for
+Meta-Dataset-style sources (lite_tf/eval/episodes.py, written to <model_dir>/eval_<split>), every
+CLE-VE / CLU-VE task for an ORBIT run (lite_tf/eval/orbit_evaluation.py, <model_dir>/orbit_<split>;
+tools/orbit_evaluate.py has its options). Prints a Markdown table and writes <output>.json and .md.
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ def define_flags():
     flags.DEFINE_multi_string("gin_bindings", [], "Extra gin bindings applied after the run's experiment.gin.")
     flags.DEFINE_list("datasets", None, "Datasets to evaluate separately (default: the run's own, "
                       "Training.eval_datasets, else the datasets it trained on).")
-    flags.DEFINE_integer("episodes", 600, "Test episodes per dataset.")
+    flags.DEFINE_integer("episodes", None, "Test episodes per dataset (default 600; not for ORBIT runs).")
     flags.DEFINE_string("split", None, "Split to evaluate (default: Training.test_split).")
     flags.DEFINE_string("checkpoint", "best", "'best' (best validation accuracy), 'latest', 'init' (untrained, "
                         "same seed) or a weights file.")
-    flags.DEFINE_integer("seed", 12345, "Seed of the test episodes.")
-    flags.DEFINE_string("output", None, "Output path without extension (default <model_dir>/eval_<split>).")
+    flags.DEFINE_integer("seed", None, "Seed of the test episodes (default 12345; ORBIT: gin's task seed).")
+    flags.DEFINE_string("output", None, "Output path without extension (default <model_dir>/eval_<split>, "
+                        "ORBIT: orbit_<split>).")
 
 
 def main(argv) -> int:

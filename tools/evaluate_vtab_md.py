@@ -5,8 +5,9 @@
 
 Rebuilds the experiment from <model_dir>/experiment.gin, loads its best weights (--checkpoint),
 and writes <output_dir>/tasks/<task>.json per finished task (a rerun skips those), results.json
-and the paper-layout results.md (default output_dir: <model_dir>/vtab_md_<protocol>).
-The work is in lite_tf/eval/large_task.py (evaluate_run).
+(the evaluator shape: one row per task, plus the section averages) and the paper-layout results.md
+(default output_dir: <model_dir>/vtab_md_<protocol>). The work is in lite_tf/eval/large_task.py
+(evaluate_run, VtabMdEvaluator).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def main(argv) -> int:
     from lite_tf.eval.large_task import evaluate_run
 
     results = evaluate_run(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.gin_bindings, FLAGS.output_dir, FLAGS.protocol,
-                           records=FLAGS.records, md_tfds_data_dir=FLAGS.md_tfds_data_dir, tasks=FLAGS.tasks,
+                           FLAGS.tasks, records=FLAGS.records, md_tfds_data_dir=FLAGS.md_tfds_data_dir,
                            tfds_data_dir=FLAGS.tfds_data_dir, download=FLAGS.download, batch_size=FLAGS.batch_size,
                            md_episodes=FLAGS.md_episodes, seed=FLAGS.seed, count_macs=FLAGS.count_macs)
     print(results["table"])

@@ -1,14 +1,15 @@
-"""Evaluates a model on ORBIT CLE-VE and CLU-VE; prints the metrics and writes the results JSON.
+"""Evaluates a model on ORBIT CLE-VE and CLU-VE; prints the metrics and writes the results files.
 
   python -m tools.orbit_evaluate --model_dir=runs/orbit_protonets --split=test
 
-Like tools/evaluate.py, the experiment is rebuilt from <model_dir>/experiment.gin (plus
---gin_bindings) and --checkpoint is loaded from it ('best', 'latest', 'init' or a weights file).
-Without a training run, --gin_config names the experiment and --checkpoint a weights file (or init).
-Tasks come from the gin-configured ``orbit_eval_tasks`` (gin/data/orbit.gin) at the model's image
-size. The results file holds the per-video and per-user metrics with 95% intervals, the
-personalisation cost and each target video's per-frame predictions. The work is in
-lite_tf/eval/orbit_evaluation.py (parse_experiment, build_and_evaluate).
+Like tools/evaluate.py (which also evaluates an ORBIT run, with the defaults below), the experiment
+is rebuilt from <model_dir>/experiment.gin (plus --gin_bindings) and --checkpoint is loaded from it
+('best', 'latest', 'init' or a weights file). Without a training run, --gin_config names the
+experiment and --checkpoint a weights file (or init). Tasks come from the gin-configured
+``orbit_eval_tasks`` (gin/data/orbit.gin) at the model's image size. <output>.json holds the
+per-video, per-user, per-task and per-object metrics with 95% intervals, the personalisation cost
+and each target video's per-frame predictions; <output>.md the tables. The work is
+lite_tf.experiment.evaluate with lite_tf/eval/orbit_evaluation.py's OrbitEvaluator.
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ def define_flags():
     flags.DEFINE_multi_string("gin_config", [], "Gin config file(s), only when there is no --model_dir.")
     flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. \"ORBIT_ROOT = '/data/orbit'\".")
     flags.DEFINE_string("checkpoint", "best", "'best', 'latest', 'init' (untrained, same seed) or a weights file.")
-    flags.DEFINE_enum("split", None, ["train", "validation", "test"], "Split to evaluate (default: gin's).")
-    flags.DEFINE_list("target_types", None, "clean (CLE-VE), clutter (CLU-VE); default: gin's (both).")
+    flags.DEFINE_enum("split", None, ["train", "validation", "test"], "Split to evaluate (default: "
+                      "Training.test_split).")
+    flags.DEFINE_list("target_types", None, "clean (CLE-VE), clutter (CLU-VE); default: both.")
     flags.DEFINE_integer("tasks_per_user", None, "Tasks per user (default: gin's).")
-    flags.DEFINE_string("output", None, "Results JSON (default: <model_dir or .>/orbit_<split>_results.json).")
+    flags.DEFINE_string("output", None, "Results path without extension (default: <model_dir or .>/orbit_<split>).")
     flags.DEFINE_integer("batch_size", 256, "Frames per forward pass.")
     flags.DEFINE_bool("count_macs", True, "Report the MACs to personalise (traces the learner 6 times).")
     flags.DEFINE_integer("max_tasks", None, "Stop after this many tasks (smoke tests).")
@@ -38,15 +40,15 @@ def define_flags():
 
 def main(argv) -> int:
     cli.no_arguments(argv)
-    from lite_tf.eval.orbit_evaluation import build_and_evaluate, format_results, parse_experiment
+    from lite_tf.eval.orbit_evaluation import OrbitEvaluator
+    from lite_tf.experiment import evaluate
 
-    parse_experiment(FLAGS.model_dir, FLAGS.gin_config, FLAGS.gin_bindings)
-    results = build_and_evaluate(split=FLAGS.split, target_types=FLAGS.target_types,
-                                 tasks_per_user=FLAGS.tasks_per_user, checkpoint=FLAGS.checkpoint,
-                                 model_dir=FLAGS.model_dir, batch_size=FLAGS.batch_size, count_macs=FLAGS.count_macs,
-                                 max_tasks=FLAGS.max_tasks, output=FLAGS.output, strict=FLAGS.strict)
-    print(format_results(results))
-    print(f"Results (metrics and per-frame predictions) written to {results['output']}")
+    evaluator = OrbitEvaluator(batch_size=FLAGS.batch_size, count_macs=FLAGS.count_macs, max_tasks=FLAGS.max_tasks,
+                               strict=FLAGS.strict, tasks_per_user=FLAGS.tasks_per_user)
+    results = evaluate(FLAGS.model_dir, bindings=FLAGS.gin_bindings, datasets=FLAGS.target_types, split=FLAGS.split,
+                       checkpoint=FLAGS.checkpoint, output=FLAGS.output, evaluator=evaluator, configs=FLAGS.gin_config)
+    print(results["table"])
+    print(f"Results (metrics and per-frame predictions) written to {results['output']}.json and .md")
     return 0
 
 

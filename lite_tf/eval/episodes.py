@@ -1,7 +1,6 @@
 """Meta-Dataset-style evaluation: N test episodes per dataset, mean accuracy with a 95% interval."""
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from typing import Optional, Sequence
@@ -9,9 +8,6 @@ from typing import Optional, Sequence
 from lite_tf.errors import ConfigError, DataError
 from lite_tf.eval.confidence import mean_confidence_interval
 from lite_tf.eval.evaluator import Evaluator
-
-log = logging.getLogger(__name__)
-
 
 def interval(values) -> tuple:
     """(mean, half width); the half width is None below two values (no interval from one sample)."""
@@ -28,12 +24,7 @@ def markdown_table(rows: dict) -> str:
 
 
 class EpisodeEvaluator(Evaluator):
-    """``episodes`` seeded test episodes of each dataset, support set mapped in inference mode.
-
-    Sources may offer two optional hooks: ``training_datasets(data_root)`` (the default datasets to
-    report) and ``seen_in_training(dataset, split, train_split, data_root)`` (how many evaluated
-    classes training could have drawn; a warning names such datasets).
-    """
+    """``episodes`` seeded test episodes of each dataset, support set mapped in inference mode."""
 
     def __init__(self, episodes: int = 600, seed: int = 12345, progress: bool = True):
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
@@ -42,27 +33,8 @@ class EpisodeEvaluator(Evaluator):
             raise ConfigError(f"--seed must be an integer; got {seed!r}.")
         self.episodes, self.seed, self.progress = episodes, seed, progress
 
-    def datasets_to_evaluate(self, training, split: str, data_root: Optional[str],
-                             datasets: Optional[Sequence[str]] = None) -> list:
-        """The names to report (checked against the source), warning about classes seen in training."""
-        source = training.source
-        known = list(source.dataset_names(data_root))
-        if datasets is None:
-            datasets = training.eval_datasets
-        if datasets is None and hasattr(source, "training_datasets"):
-            datasets = source.training_datasets(data_root)
-        names = list(datasets) if datasets is not None else known
-        unknown = [name for name in names if known and name not in known]
-        if unknown:
-            raise DataError(f"No dataset {', '.join(map(repr, unknown))} under --data_root={data_root!r}; "
-                            f"it holds: {', '.join(known)}.")
-        if hasattr(source, "seen_in_training"):
-            for name in names:
-                seen = source.seen_in_training(name, split, training.train_split, data_root)
-                if seen:
-                    log.warning("Dataset %r: %d of its %s classes are %s classes the run trained on; its score "
-                                "is not a held-out result.", name, seen, split, training.train_split)
-        return names or [None]
+    def title(self, results: dict, weights: str) -> str:
+        return f"{super().title(results, weights)} ({self.episodes} episodes per dataset)"
 
     def episode_accuracies(self, model, dataset) -> list:
         """Accuracy of each episode; the progress bar shows the running mean."""

@@ -10,9 +10,12 @@ GPU bytes when a GPU is used).
 MD-v2 sources are scored the usual Meta-Dataset way (``evaluate_episodes``: many small episodes,
 mean accuracy with the 1.96 * std / sqrt(n) interval over episodes).
 
-``run_benchmark`` evaluates a list of named tasks into an output folder, one results file per task
-written atomically as soon as the task ends, so a killed run keeps its finished tasks and a rerun
-skips them; after every task it rewrites ``results.json`` and the paper-layout ``results.md``.
+``VtabMdEvaluator`` follows the one evaluator shape (lite_tf/eval/evaluator.py): its datasets are the
+tasks (MD-v2 sources and the 18 VTAB-v2 tasks), each row with ``accuracy`` and ``ci95``; the section
+averages are the extra key ``averages`` and rows of the paper-layout table. It writes one results
+file per task into its output folder atomically as soon as the task ends, so a killed run keeps
+its finished tasks and a rerun skips them; after every task it rewrites ``results.json`` and
+``results.md`` (``Evaluator.write``).
 """
 from __future__ import annotations
 
@@ -30,13 +33,14 @@ from lite_tf.data.md_tfds import MD_V2_TEST
 from lite_tf.data.vtab import tasks as vtab_tasks
 from lite_tf.eval.confidence import Z_95, mean_confidence_interval
 from lite_tf.errors import ConfigError, DataError
+from lite_tf.eval.evaluator import Evaluator
 from lite_tf.images import to_float_images
 
 # The paper's layout: MD-v2 test sources, then VTAB-v2 natural, specialized, structured.
 VTAB_GROUPS = {group: tuple(task.name for task in vtab_tasks.tasks_in(group)) for group in vtab_tasks.GROUPS}
 SECTIONS = (("MD-v2", MD_V2_TEST),) + tuple((f"VTAB {group}", names) for group, names in VTAB_GROUPS.items())
 TASK_DIR = "tasks"
-RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+RESULTS = "results"  # <output_dir>/results.json and results.md
 
 
 def binomial_interval(correct: int, total: int, z: float = Z_95) -> tuple:
@@ -174,11 +178,11 @@ def _cell(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def format_table(rows: Mapping[str, dict], averages: Optional[dict] = None, title: str = "") -> str:
+def markdown_table(rows: Mapping[str, dict], averages: Optional[dict] = None) -> str:
     """Markdown table in the paper's layout: each section's tasks then its average, then VTAB all
     and the overall average. Accuracies in percent, +- the 95% interval."""
     averages = averages or summarize(rows)
-    lines = ([f"{title}", ""] if title else []) + [
+    lines = [
         "| section | task | accuracy (%) | 95% CI (+-) | test images | personalise (s) | GMACs | images/s |",
         "|---|---|---|---|---|---|---|---|"]
 
@@ -202,30 +206,126 @@ def format_table(rows: Mapping[str, dict], averages: Optional[dict] = None, titl
     return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------- the runner
-def run_benchmark(tasks: Sequence[str], evaluate: Callable[[str], dict], output_dir: str,
-                  fingerprint: Mapping, title: str = "", log: Callable[[str], None] = print) -> dict:
-    """Evaluates each name in ``tasks`` with ``evaluate(name) -> row`` unless already done.
+# ---------------------------------------------------------------------------- the evaluator
+def default_tasks(records: Optional[str], md_tfds_data_dir: Optional[str], tfds_data_dir: Optional[str]) -> list:
+    """Every task the given data covers, in the paper's order."""
+    tasks = list(MD_V2_TEST) if (records or md_tfds_data_dir) else []
+    if tfds_data_dir is not None:
+        tasks += [name for _, names in SECTIONS[1:] for name in names]
+    return tasks
 
-    ``fingerprint`` (weights, protocol, image size, ...) is stored with every task result; a
-    finished task with a different fingerprint is an error (use another output folder), so a
-    resumed run never mixes two models. Returns the full results (also in results.json).
+
+class VtabMdEvaluator(Evaluator):
+    """VTAB+MD (or ``datasets`` of it) into ``output_dir``, resumable task by task.
+
+    MD-v2 sources come from Meta-Dataset records (``records``, one folder per source) or from
+    Google's TFDS build (``md_tfds_data_dir``); VTAB tasks from the prepared TFDS data dir
+    ``tfds_data_dir`` (``protocol``: "vtab1k" or "lite", see lite_tf/data/vtab). ``fingerprint``
+    (e.g. the weights) is stored with every task result; a finished task with a different
+    fingerprint is an error, so a resumed run never mixes two models.
     """
-    task_dir = os.path.join(output_dir, TASK_DIR)
-    os.makedirs(task_dir, exist_ok=True)
-    fingerprint = json.loads(json.dumps(dict(fingerprint)))
-    rows = _load_finished(task_dir, fingerprint)
-    for name in tasks:
-        if name in rows:
-            log(f"{name}: done already ({100 * rows[name]['accuracy']:.2f}%), skipped")
-            continue
-        row = evaluate(name)
-        row["fingerprint"] = fingerprint
-        atomic.write_json(os.path.join(task_dir, f"{name}.json"), row, indent=1)
-        rows[name] = row
-        log(f"{name}: {100 * row['accuracy']:.2f} +- {100 * row['ci95']:.2f}% ({row['test_images']} test images)")
-        _write_summary(output_dir, rows, fingerprint, title)
-    return _write_summary(output_dir, rows, fingerprint, title)
+
+    def __init__(self, output_dir: str, records: Optional[str] = None, tfds_data_dir: Optional[str] = None,
+                 md_tfds_data_dir: Optional[str] = None, protocol: str = "vtab1k", download: bool = False,
+                 batch_size: int = 256, md_episodes: int = 600, seed: int = 12345, count_macs: bool = True,
+                 fingerprint: Optional[Mapping] = None, log: Callable[[str], None] = print):
+        if records and md_tfds_data_dir:
+            raise ConfigError("Give --records or --md_tfds_data_dir for MD-v2, not both.")
+        self.output_dir, self.records, self.tfds_data_dir = output_dir, records, tfds_data_dir
+        self.md_tfds_data_dir, self.protocol, self.download = md_tfds_data_dir, protocol, download
+        self.batch_size, self.md_episodes, self.seed, self.count_macs = batch_size, md_episodes, seed, count_macs
+        self.fingerprint, self.log = dict(fingerprint or {}), log
+
+    def check_tasks(self, datasets: Optional[Sequence[str]]) -> list:
+        """The task names to evaluate (default: all the given data covers), each with its data."""
+        from lite_tf.data import vtab
+
+        tasks = list(datasets) if datasets else default_tasks(self.records, self.md_tfds_data_dir, self.tfds_data_dir)
+        if not tasks:
+            raise ConfigError("Nothing to evaluate: give --records or --md_tfds_data_dir (MD-v2) and/or "
+                              "--tfds_data_dir (VTAB-v2), or --tasks.")
+        md_data = self.records or self.md_tfds_data_dir
+        for name in tasks:
+            if name not in vtab.TASKS and name not in MD_V2_TEST:
+                raise ConfigError(f"Unknown VTAB+MD task {name!r}. MD-v2: {', '.join(MD_V2_TEST)}; VTAB-v2: "
+                                  f"{', '.join(vtab.TASK_NAMES)}.")
+            if name in MD_V2_TEST and not md_data:
+                raise ConfigError(f"Task {name!r} is a Meta-Dataset source: give --records or --md_tfds_data_dir.")
+            if name in vtab.TASKS and self.tfds_data_dir is None:
+                raise ConfigError(f"Task {name!r} is a VTAB task: give --tfds_data_dir.")
+        return tasks
+
+    def evaluate(self, model, source=None, split: str = "test", *, data_root: Optional[str] = None,
+                 datasets: Optional[Sequence[str]] = None) -> dict:
+        """Scores ``model`` (an EpisodicModel) on the test split of each task in ``datasets``.
+
+        VTAB+MD reads its own benchmark data (the constructor's locations), so ``source`` and
+        ``data_root`` must be None, and ``split`` "test".
+        """
+        from lite_tf.data import vtab
+
+        if source is not None or data_root is not None:
+            raise ConfigError("VtabMdEvaluator reads the VTAB+MD data given to its constructor; pass no source "
+                              "or data_root.")
+        if split != "test":
+            raise ConfigError(f"VTAB+MD has only a 'test' split; got {split!r}.")
+        tasks = self.check_tasks(datasets)
+        image_size = model.image_size
+        counter = None
+        if self.count_macs:
+            from lite_tf.eval.macs import PersonalizationMacs
+
+            counter = PersonalizationMacs(model.learner, image_size)
+        large_tasks = {name: vtab.open_task(name, self.tfds_data_dir, image_size, self.protocol, self.download)
+                       for name in tasks if name in vtab.TASKS}  # every VTAB dataset checked before any work
+
+        def score(name: str) -> dict:
+            if name in large_tasks:
+                return evaluate_large_task(model.learner, large_tasks[name], image_size, self.batch_size, counter)
+            return evaluate_episodes(model, name, self.md_episodes_for(name, image_size), self.md_episodes)
+
+        fingerprint = {"image_size": image_size, "protocol": self.protocol, "md_episodes": self.md_episodes,
+                       "seed": self.seed, "md_data": "records" if self.records else "tfds", **self.fingerprint}
+        title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px, VTAB protocol {self.protocol}, "
+                 f"{self.md_episodes} MD-v2 episodes per source")
+        return self.resume(tasks, score, fingerprint, title)
+
+    def md_episodes_for(self, name: str, image_size: int) -> tf.data.Dataset:
+        if self.records:
+            from lite_tf.data.metadataset.pipeline import make_episode_dataset
+
+            return make_episode_dataset(self.records, "test", image_size=image_size, datasets=[name], seed=self.seed)
+        from lite_tf.data.md_tfds import make_tfds_episode_dataset
+
+        return make_tfds_episode_dataset(self.md_tfds_data_dir, [name], "test", image_size, "v2", self.seed)
+
+    def resume(self, tasks: Sequence[str], score: Callable[[str], dict], fingerprint: Mapping,
+               title: str) -> dict:
+        """Evaluates each name in ``tasks`` with ``score(name) -> row`` unless already done in
+        ``output_dir``; rewrites results.json / results.md after every task; returns the results."""
+        task_dir = os.path.join(self.output_dir, TASK_DIR)
+        os.makedirs(task_dir, exist_ok=True)
+        fingerprint = json.loads(json.dumps(dict(fingerprint)))
+        rows = _load_finished(task_dir, fingerprint)
+        for name in tasks:
+            if name in rows:
+                self.log(f"{name}: done already ({100 * rows[name]['accuracy']:.2f}%), skipped")
+                continue
+            row = score(name)
+            row["fingerprint"] = fingerprint
+            atomic.write_json(os.path.join(task_dir, f"{name}.json"), row, indent=1)
+            rows[name] = row
+            self.log(f"{name}: {100 * row['accuracy']:.2f} +- {100 * row['ci95']:.2f}% "
+                     f"({row['test_images']} test images)")
+            self._write_summary(rows, fingerprint, title)
+        return self._write_summary(rows, fingerprint, title)
+
+    def _write_summary(self, rows: Mapping[str, dict], fingerprint: dict, title: str) -> dict:
+        averages = summarize(rows)
+        results = {"split": "test", "datasets": dict(rows), "table": markdown_table(rows, averages),
+                   "averages": averages, "fingerprint": fingerprint, "title": title}
+        self.write(results, os.path.join(self.output_dir, RESULTS), title)
+        return results
 
 
 def _load_finished(task_dir: str, fingerprint: dict) -> Dict[str, dict]:
@@ -246,95 +346,20 @@ def _load_finished(task_dir: str, fingerprint: dict) -> Dict[str, dict]:
     return rows
 
 
-def _write_summary(output_dir: str, rows: Mapping[str, dict], fingerprint: dict, title: str) -> dict:
-    averages = summarize(rows)
-    table = format_table(rows, averages, title)
-    results = {"fingerprint": fingerprint, "tasks": dict(rows), "averages": averages, "table": table}
-    atomic.write_json(os.path.join(output_dir, RESULTS_JSON), results, indent=1)
-    atomic.write_text(os.path.join(output_dir, RESULTS_MD), table + "\n")
-    return results
-
-
-# -------------------------------------------------------------------------- VTAB+MD end to end
-def default_tasks(records: Optional[str], md_tfds_data_dir: Optional[str], tfds_data_dir: Optional[str]) -> list:
-    """Every task the given data covers, in the paper's order."""
-    tasks = list(MD_V2_TEST) if (records or md_tfds_data_dir) else []
-    if tfds_data_dir is not None:
-        tasks += [name for _, names in SECTIONS[1:] for name in names]
-    return tasks
-
-
-def evaluate_vtab_md(model, output_dir: str, tasks: Optional[Sequence[str]] = None, records: Optional[str] = None,
-                     tfds_data_dir: Optional[str] = None, md_tfds_data_dir: Optional[str] = None,
-                     protocol: str = "vtab1k", download: bool = False, batch_size: int = 256,
-                     md_episodes: int = 600, seed: int = 12345, count_macs: bool = True,
-                     fingerprint: Optional[Mapping] = None, log: Callable[[str], None] = print) -> dict:
-    """Evaluates an EpisodicModel on VTAB+MD (or ``tasks`` of it) into ``output_dir`` (resumable).
-
-    MD-v2 sources come from Meta-Dataset records (``records``, one folder per source) or from
-    Google's TFDS build (``md_tfds_data_dir``); VTAB tasks from the prepared TFDS data dir
-    ``tfds_data_dir``. Returns the results (also written as results.json / results.md).
-    """
-    from lite_tf.data import vtab
-
-    tasks = list(tasks) if tasks else default_tasks(records, md_tfds_data_dir, tfds_data_dir)
-    if not tasks:
-        raise ConfigError("Nothing to evaluate: give --records or --md_tfds_data_dir (MD-v2) and/or "
-                          "--tfds_data_dir (VTAB-v2), or --tasks.")
-    md_names = set(MD_V2_TEST)
-    for name in tasks:
-        if name not in vtab.TASKS and name not in md_names:
-            raise ConfigError(f"Unknown VTAB+MD task {name!r}. MD-v2: {', '.join(MD_V2_TEST)}; VTAB-v2: "
-                              f"{', '.join(vtab.TASK_NAMES)}.")
-        if name in md_names and not (records or md_tfds_data_dir):
-            raise ConfigError(f"Task {name!r} is a Meta-Dataset source: give --records or --md_tfds_data_dir.")
-        if name in vtab.TASKS and tfds_data_dir is None:
-            raise ConfigError(f"Task {name!r} is a VTAB task: give --tfds_data_dir.")
-    image_size = model.image_size
-    counter = None
-    if count_macs:
-        from lite_tf.eval.macs import PersonalizationMacs
-
-        counter = PersonalizationMacs(model.learner, image_size)
-    vtab_tasks = {name: vtab.open_task(name, tfds_data_dir, image_size, protocol, download)
-                  for name in tasks if name in vtab.TASKS}  # every VTAB dataset checked before any work
-
-    def evaluate(name: str) -> dict:
-        if name in vtab_tasks:
-            return evaluate_large_task(model.learner, vtab_tasks[name], image_size, batch_size, counter)
-        return evaluate_episodes(model, name, md_episodes_for(name), md_episodes)
-
-    def md_episodes_for(name: str) -> tf.data.Dataset:
-        if records:
-            from lite_tf.data.metadataset.pipeline import make_episode_dataset
-
-            return make_episode_dataset(records, "test", image_size=image_size, datasets=[name], seed=seed)
-        from lite_tf.data.md_tfds import make_tfds_episode_dataset
-
-        return make_tfds_episode_dataset(md_tfds_data_dir, [name], "test", image_size, "v2", seed)
-
-    fingerprint = {"image_size": image_size, "protocol": protocol, "md_episodes": md_episodes, "seed": seed,
-                   "md_data": "records" if records else "tfds", **(fingerprint or {})}
-    title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px, VTAB protocol {protocol}, "
-             f"{md_episodes} MD-v2 episodes per source")
-    return run_benchmark(tasks, evaluate, output_dir, fingerprint, title, log)
-
-
 def evaluate_run(model_dir: str, checkpoint: str = "best", bindings: Sequence[str] = (),
-                 output_dir: Optional[str] = None, protocol: str = "vtab1k", records: Optional[str] = None,
-                 md_tfds_data_dir: Optional[str] = None, **kwargs) -> dict:
+                 output_dir: Optional[str] = None, protocol: str = "vtab1k", tasks: Optional[Sequence[str]] = None,
+                 **options) -> dict:
     """A training run's model (rebuilt from its experiment.gin, ``checkpoint`` loaded) on VTAB+MD.
 
-    ``output_dir`` defaults to <model_dir>/vtab_md_<protocol>; the rest goes to ``evaluate_vtab_md``.
+    ``output_dir`` defaults to <model_dir>/vtab_md_<protocol>; ``options`` go to ``VtabMdEvaluator``.
     """
     from lite_tf import experiment
 
-    if records and md_tfds_data_dir:
-        raise ConfigError("Give --records or --md_tfds_data_dir for MD-v2, not both.")
     experiment.check_checkpoint(model_dir, checkpoint)
+    evaluator = VtabMdEvaluator(output_dir or os.path.join(model_dir, f"vtab_md_{protocol}"), protocol=protocol,
+                                **options)
+    evaluator.check_tasks(tasks)  # before building anything
     model, _ = experiment.load_run(model_dir, bindings)
     weights = experiment.load_weights(model, model_dir, checkpoint)
-    output_dir = output_dir or os.path.join(model_dir, f"vtab_md_{protocol}")
-    weights = os.path.abspath(weights) if os.path.isfile(weights) else weights
-    return evaluate_vtab_md(model, output_dir, records=records, md_tfds_data_dir=md_tfds_data_dir, protocol=protocol,
-                            fingerprint={"weights": weights}, **kwargs)
+    evaluator.fingerprint["weights"] = os.path.abspath(weights) if os.path.isfile(weights) else weights
+    return evaluator.evaluate(model, datasets=tasks)
