@@ -159,14 +159,24 @@ def test_the_mdv2_experiment_files_bind_the_v2_sources():
     assert md_tfds.MD_V2_TRAIN[0] == "ilsvrc_2012_v2" and "vgg_flower" not in md_tfds.MD_V2_TRAIN + md_tfds.MD_V2_TEST
 
 
-def test_reads_the_exact_examples_across_shards_in_any_order(data_dir):
-    from lite_tf.data.metadataset import records
+@pytest.mark.parametrize("cache_bytes", [0, 2**30])  # each record's byte range / the shards in memory
+def test_reads_the_exact_examples_across_shards_in_any_order(data_dir, cache_bytes):
+    from lite_tf.data.metadataset import reading, records, store as store_lib
 
     store = md_tfds.TfdsClassStore(md_tfds.source_dir(data_dir, "aircraft"), "v2")
     assert len(store._files) == 3
+    assert max(len(store.class_records(c)) for c in range(len(IMAGES))) == 2  # some class crosses a shard
+    table = store_lib.ClassTable([store], [list(range(len(IMAGES)))])
+    reader = reading.RecordReader(table, cache_bytes)
+    assert reader.in_memory == bool(cache_bytes)
     expected = np.repeat(np.arange(len(IMAGES)), IMAGES)   # all_classes is sorted by class
     positions = np.random.default_rng(0).permutation(len(expected))
-    _, labels = records.parse_examples(tf.constant(store.read(positions)))
+    starts = np.cumsum([0] + IMAGES)
+    slots = np.array([table.slot(0, c) for c in expected[positions]], np.int32)
+    numbers = positions - starts[expected[positions]]
+    contents = next(iter(reader.contents())) if reader.in_memory else None
+    _, labels = records.parse_examples(reader.read(tf.constant(slots), tf.constant(numbers), contents))
     np.testing.assert_array_equal(labels.numpy(), expected[positions])
-    with pytest.raises(DataError, match="outside the split"):
-        store.read(np.array([len(expected)]))
+    store._slices["test"]["5"] = [len(expected) - 1, len(expected) - 1 + IMAGES[12]]
+    with pytest.raises(DataError, match=rf"class 12's slice \[63, 67\) lies outside the split's {len(expected)} examples"):
+        store.class_records(12)
