@@ -91,7 +91,7 @@ class TfdsClassStore:
         self._files = [os.path.join(folder, os.path.basename(name)) for name in split.filenames]
         self._shard_starts = np.cumsum([0] + list(split.shard_lengths))
         self._index: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-        self.name = f"Meta-Dataset TFDS source {self.spec.name!r} ({folder})"
+        self.name = f"Meta-Dataset TFDS source {self.spec.name} ({folder})"
 
     def class_range(self, split, class_id: int) -> Tuple[int, int]:
         """[start, stop) of ``class_id`` (absolute id in the spec) within ``all_classes``."""

@@ -111,7 +111,7 @@ def _check_records(images, labels, class_ids, episode, name):
             summarize=10),
         tf.debugging.Assert(
             tf.reduce_all(tf.logical_not(wrong_label)),
-            ["Record(s) whose label feature is not the id of their class file, in", name,
+            ["Record(s) whose label feature is not the id of their class, in", name,
              "class ids:", tf.boolean_mask(class_ids, wrong_label),
              "labels found:", tf.boolean_mask(labels, wrong_label),
              "record numbers:", tf.boolean_mask(episode["record_ids"], wrong_label)],

@@ -73,7 +73,7 @@ class ClassFiles:
 
     def __init__(self, spec):
         self.spec = spec
-        self.name = f"dataset {spec.name!r} ({spec.path})"
+        self.name = f"dataset {spec.name} ({spec.path})"  # no quotes: TF escapes them in assertion messages
 
     def check(self, classes: Sequence[int]) -> None:
         check_class_files(self.spec, classes)
