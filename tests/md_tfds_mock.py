@@ -4,6 +4,7 @@ in three shards so that classes cross shard files; optionally with wrong stored 
 from __future__ import annotations
 
 import types
+from typing import Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -63,11 +64,12 @@ class MetaDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         for class_id, count in enumerate(IMAGES):
             for _ in range(count):
                 yield index, {"image": np.tile(colour(class_id), (12, 12, 1)), "format": "JPEG",
-                              "filename": f"{index}.jpg", "label": self.WRONG_LABELS.get(index, class_id), "class_name": f"class_{class_id}"}
+                              "filename": f"{index}.jpg", "label": self.WRONG_LABELS.get(index, class_id),
+                              "class_name": f"class_{class_id}"}
                 index += 1
 
 
-def build(root: str, wrong_labels: dict = None) -> str:
+def build(root: str, wrong_labels: Optional[dict] = None) -> str:
     """Prepares the ``aircraft`` build under ``root`` (a TFDS data dir); ``wrong_labels``: {position
     in all_classes: the label stored there instead of its class}."""
     builder = types.new_class("MetaDataset", (MetaDataset,), {"skip_registration": True},

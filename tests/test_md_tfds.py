@@ -117,7 +117,8 @@ def test_reads_the_exact_examples_across_shards_in_any_order(data_dir, cache_byt
     _, labels = records.parse_examples(reader.read(tf.constant(slots), tf.constant(numbers), contents))
     np.testing.assert_array_equal(labels.numpy(), expected[positions])
     store._slices["test"]["5"] = [len(expected) - 1, len(expected) - 1 + IMAGES[12]]
-    with pytest.raises(DataError, match=rf"class 12's slice \[63, 67\) lies outside the split's {len(expected)} examples"):
+    outside = rf"class 12's slice \[63, 67\) lies outside the split's {len(expected)} examples"
+    with pytest.raises(DataError, match=outside):
         store.class_records(12)
 
 

@@ -232,9 +232,9 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
     planned = plan_lib.sample_episodes(specs, split, kwargs, seed, ahead)  # checks every source's split
     table = build_table(record_sets, split, index, plan_lib.drawn_classes(planned, len(specs)))
     reader = reading.RecordReader(table, cache_bytes)
-    builder = _EpisodeBuilder([s.name for s in record_sets], reader, plan_lib.EpisodePlan.build(planned, table), seed, image_size,
-                              dict(dtype=image_dtype, method=resize_method, antialias=antialias,
-                                   dct_method=dct_method), augments)
+    builder = _EpisodeBuilder([s.name for s in record_sets], reader, plan_lib.EpisodePlan.build(planned, table),
+                              seed, image_size, dict(dtype=image_dtype, method=resize_method, antialias=antialias,
+                                                     dct_method=dct_method), augments)
     dataset = _episode_dataset(builder, num_episodes, parallel_episodes, prefetch, read_ahead)
     _check_signature(dataset, image_size, image_dtype)
     return dataset
