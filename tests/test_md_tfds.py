@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from lite_tf.data import md_tfds
-from lite_tf.errors import DataError
+from lite_tf.errors import ConfigError, DataError
 from lite_tf.registry import get_source
 from tests.md_tfds_mock import CLASSES, IMAGES, build, colour
 
@@ -67,6 +67,15 @@ def test_class_ranges_come_from_the_metadata_and_are_checked_against_the_spec(da
 def test_a_missing_source_names_the_build_command(data_dir):
     with pytest.raises(DataError, match="tfds build meta_dataset --config=fungi"):
         md_tfds.make_tfds_episode_dataset(data_dir, ["fungi"], "test", image_size=8)
+
+
+def test_a_wrong_version_no_sources_or_a_bad_pipeline_option_fail_at_once(data_dir):
+    with pytest.raises(ConfigError, match=r"protocol version must be one of \('v1', 'v2'\); got 'v3'"):
+        md_tfds.make_tfds_episode_dataset(data_dir, ["aircraft"], "test", image_size=8, version="v3")
+    with pytest.raises(ConfigError, match="needs at least one Meta-Dataset source name"):
+        md_tfds.make_tfds_episode_dataset(data_dir, [], "test", image_size=8)
+    with pytest.raises(ConfigError, match="num_episodes must be a positive integer; got 0"):
+        md_tfds.make_tfds_episode_dataset(data_dir, ["aircraft"], "test", image_size=8, num_episodes=0)
 
 
 def test_metadataset_v2_picks_the_protocol_sources_per_split_from_records_or_tfds(tmp_path, data_dir):
