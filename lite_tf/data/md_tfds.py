@@ -4,8 +4,9 @@ Google's ``meta_dataset`` TFDS builder (google-research/meta-dataset, meta_datas
 writes one dataset per source, ``<data_dir>/meta_dataset/<source>/<version>/``, holding a single
 ``all_classes`` split whose examples are sorted by class (``disable_shuffling``), and a
 ``metadata.json`` with, per protocol version ("v1", "v2"), the source's Meta-Dataset spec
-(``dataset_specs``) and the [start, stop) example range of every class relative to its meta-split
-(``relative_class_slices``; absolute positions in ``all_classes``, a class may cross shard files).
+(``dataset_specs``) and the [start, stop) example range of every class, keyed by its id relative
+to its meta-split (``relative_class_slices``; the ranges are positions in ``all_classes``, and a
+class may cross shard files).
 A user with that data needs no conversion: :class:`TfdsClassStore` is a record set of the episode
 pipeline (``lite_tf.data.metadataset.pipeline``, like its per-class record files): the shards'
 record headers are indexed once and every class becomes its run(s) of (shard, offsets, lengths).
@@ -13,6 +14,8 @@ The pipeline does the rest with no Python while iterating: episodes planned ahea
 the metadata, the sampled records read by TensorFlow ops (in memory when the shards fit its
 ``cache_bytes``, else each record's byte range), parsed, checked (image signature; the stored
 ``label`` must be the class the plan drew the example from) and decoded by lite_tf/data/decode.py.
+Errors name the source and its folder, the class ids and the record numbers within each class
+(record ``n`` of class ``c`` is example ``start(c) + n`` of ``all_classes``).
 """
 from __future__ import annotations
 
