@@ -1,6 +1,6 @@
 """Meta-Dataset in Google's TFDS format, read directly: a small dataset built by a TFDS builder
-that writes what meta_dataset's builder writes (one ``all_classes`` split sorted by class, specs
-and class slices in the metadata), then episodes sampled from it."""
+that writes what meta_dataset's builder writes (tests/md_tfds_mock.py), then episodes sampled from
+it by the episode pipeline: the exact examples, stored labels checked, determinism."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,74 +9,13 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from lite_tf.data import md_tfds
-from lite_tf.errors import DataError
+from lite_tf.errors import ConfigError, DataError
 from lite_tf.registry import get_source
-
-CLASSES = {"TRAIN": 5, "VALID": 2, "TEST": 6}
-IMAGES = [4 + (c % 3) for c in range(sum(CLASSES.values()))]  # 4, 5, 6 images per class
-
-
-def colour(class_id: int) -> np.ndarray:
-    return np.array([20 * class_id, 255 - 20 * class_id, 60 + 10 * class_id], np.uint8)
-
-
-def _spec(name: str) -> dict:
-    ids = range(len(IMAGES))
-    return {"name": name, "classes_per_split": CLASSES, "images_per_class": {str(c): IMAGES[c] for c in ids},
-            "class_names": {str(c): f"class_{c}" for c in ids}, "path": "unused", "file_pattern": "{}.tfrecords",
-            "__class__": "DatasetSpecification"}
-
-
-def _slices():
-    starts = np.cumsum([0] + IMAGES)
-    relative, first = {}, 0
-    for split, count in CLASSES.items():
-        relative[split.lower()] = {rel: (int(starts[first + rel]), int(starts[first + rel + 1])) for rel in range(count)}
-        first += count
-    return relative
-
-
-class MetaDataset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Stands in for meta_dataset's builder: same name, features, split and metadata layout."""
-
-    name = "meta_dataset"
-    VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="aircraft")]
-
-    def _info(self):
-        slices = _slices()
-        return tfds.core.DatasetInfo(
-            builder=self,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(encoding_format="jpeg"), "format": tfds.features.Text(),
-                "filename": tfds.features.Text(), "label": tfds.features.ClassLabel(num_classes=len(IMAGES)),
-                "class_name": tfds.features.Text()}),
-            metadata=tfds.core.MetadataDict(
-                dataset_specs={"v1": _spec("aircraft"), "v2": _spec("aircraft")},
-                relative_class_slices={"v1": slices, "v2": slices},
-                meta_split_slices={}, class_names=[f"class_{c}" for c in range(len(IMAGES))],
-                total_num_examples=sum(IMAGES)),
-            disable_shuffling=True, supervised_keys=("image", "label"))
-
-    def _split_generators(self, dl_manager):
-        return {"all_classes": self._generate_examples()}
-
-    def _generate_examples(self):
-        index = 0
-        for class_id, count in enumerate(IMAGES):
-            for _ in range(count):
-                yield index, {"image": np.tile(colour(class_id), (12, 12, 1)), "format": "JPEG",
-                              "filename": f"{index}.jpg", "label": class_id, "class_name": f"class_{class_id}"}
-                index += 1
-
+from tests.md_tfds_mock import CLASSES, IMAGES, build, colour
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("tfds"))
-    MetaDataset(config="aircraft", data_dir=root,
-                file_format="tfrecord").download_and_prepare(
-        download_config=tfds.download.DownloadConfig(num_shards=3))
-    return root
+    return build(str(tmp_path_factory.mktemp("tfds")))
 
 
 def _classes_of(images) -> list:
@@ -130,6 +69,15 @@ def test_a_missing_source_names_the_build_command(data_dir):
         md_tfds.make_tfds_episode_dataset(data_dir, ["fungi"], "test", image_size=8)
 
 
+def test_a_wrong_version_no_sources_or_a_bad_pipeline_option_fail_at_once(data_dir):
+    with pytest.raises(ConfigError, match=r"protocol version must be one of \('v1', 'v2'\); got 'v3'"):
+        md_tfds.make_tfds_episode_dataset(data_dir, ["aircraft"], "test", image_size=8, version="v3")
+    with pytest.raises(ConfigError, match="needs at least one Meta-Dataset source name"):
+        md_tfds.make_tfds_episode_dataset(data_dir, [], "test", image_size=8)
+    with pytest.raises(ConfigError, match="num_episodes must be a positive integer; got 0"):
+        md_tfds.make_tfds_episode_dataset(data_dir, ["aircraft"], "test", image_size=8, num_episodes=0)
+
+
 def test_metadataset_v2_picks_the_protocol_sources_per_split_from_records_or_tfds(tmp_path, data_dir):
     from lite_tf.data.synthetic import fake
 
@@ -159,14 +107,56 @@ def test_the_mdv2_experiment_files_bind_the_v2_sources():
     assert md_tfds.MD_V2_TRAIN[0] == "ilsvrc_2012_v2" and "vgg_flower" not in md_tfds.MD_V2_TRAIN + md_tfds.MD_V2_TEST
 
 
-def test_reads_the_exact_examples_across_shards_in_any_order(data_dir):
-    from lite_tf.data.metadataset import records
+@pytest.mark.parametrize("cache_bytes", [0, 2**30])  # each record's byte range / the shards in memory
+def test_reads_the_exact_examples_across_shards_in_any_order(data_dir, cache_bytes):
+    from lite_tf.data.metadataset import reading, records, store as store_lib
 
     store = md_tfds.TfdsClassStore(md_tfds.source_dir(data_dir, "aircraft"), "v2")
     assert len(store._files) == 3
+    assert max(len(store.class_records(c)) for c in range(len(IMAGES))) == 2  # some class crosses a shard
+    table = store_lib.ClassTable([store], [list(range(len(IMAGES)))])
+    reader = reading.RecordReader(table, cache_bytes)
+    assert reader.in_memory == bool(cache_bytes)
     expected = np.repeat(np.arange(len(IMAGES)), IMAGES)   # all_classes is sorted by class
     positions = np.random.default_rng(0).permutation(len(expected))
-    _, labels = records.parse_examples(tf.constant(store.read(positions)))
+    starts = np.cumsum([0] + IMAGES)
+    slots = np.array([table.slot(0, c) for c in expected[positions]], np.int32)
+    numbers = positions - starts[expected[positions]]
+    contents = next(iter(reader.contents())) if reader.in_memory else None
+    _, labels = records.parse_examples(reader.read(tf.constant(slots), tf.constant(numbers), contents))
     np.testing.assert_array_equal(labels.numpy(), expected[positions])
-    with pytest.raises(DataError, match="outside the split"):
-        store.read(np.array([len(expected)]))
+    store._slices["test"]["5"] = [len(expected) - 1, len(expected) - 1 + IMAGES[12]]
+    outside = rf"class 12's slice \[63, 67\) lies outside the split's {len(expected)} examples"
+    with pytest.raises(DataError, match=outside):
+        store.class_records(12)
+
+
+def test_a_stored_label_that_is_not_its_class_stops_the_episode_naming_source_class_and_record(tmp_path):
+    starts = np.cumsum([0] + IMAGES)
+    root = build(str(tmp_path), wrong_labels={int(starts[9]) + 2: 10})  # class 9's third example says 10
+    folder = md_tfds.source_dir(root, "aircraft")
+    # every test class, 3 support + 1 query each: all 4 examples of class 9 are in every episode
+    dataset = md_tfds.make_tfds_episode_dataset(root, ["aircraft"], "test", image_size=8, num_episodes=1,
+                                                sampler_kwargs=dict(num_ways=6, num_support=3, num_query=1))
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        next(iter(dataset))
+    line = error.value.message.splitlines()[0]  # TF's "{{function_node ...}} ... ParallelMapV2: " comes first
+    assert line[line.index("assertion failed:"):] == (
+        "assertion failed: [Record(s) whose label feature is not the id of their class, in] "
+        f"[Meta-Dataset TFDS source aircraft ({folder})] [class ids:] [9] [labels found:] [10] "
+        "[record numbers:] [2]")
+
+
+def test_a_seed_fixes_the_episodes_and_their_pixels(data_dir):
+    def episodes(seed, **options):
+        dataset = md_tfds.make_tfds_episode_dataset(data_dir, ["aircraft"], "train", image_size=8, seed=seed,
+                                                    num_episodes=3, episodes_ahead=2, **options)
+        return [{k: v.numpy() for k, v in e.items()} for e in dataset]
+
+    first = episodes(5)
+    for again in (episodes(5), episodes(5, cache_bytes=0)):  # also when read from the files
+        for a, b in zip(first, again, strict=True):
+            assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    other = episodes(6)
+    assert any(not np.array_equal(a["support_images"], b["support_images"]) or a["way"] != b["way"]
+               for a, b in zip(first, other))

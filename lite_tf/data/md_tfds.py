@@ -4,11 +4,18 @@ Google's ``meta_dataset`` TFDS builder (google-research/meta-dataset, meta_datas
 writes one dataset per source, ``<data_dir>/meta_dataset/<source>/<version>/``, holding a single
 ``all_classes`` split whose examples are sorted by class (``disable_shuffling``), and a
 ``metadata.json`` with, per protocol version ("v1", "v2"), the source's Meta-Dataset spec
-(``dataset_specs``) and the [start, stop) example range of every class relative to its meta-split
-(``relative_class_slices``). A user with that data needs no conversion: this module samples
-episodes with lite_tf's own sampler (``lite_tf.data.metadataset.sampling``) from the spec in the metadata and
-reads exactly the sampled examples from the TFRecord shards (record headers indexed once; one
-``pread`` per image), like ``lite_tf.data.metadataset.pipeline`` does for per-class record files.
+(``dataset_specs``) and the [start, stop) example range of every class, keyed by its id relative
+to its meta-split (``relative_class_slices``; the ranges are positions in ``all_classes``, and a
+class may cross shard files).
+A user with that data needs no conversion: :class:`TfdsClassStore` is a record set of the episode
+pipeline (``lite_tf.data.metadataset.pipeline``, like its per-class record files): the shards'
+record headers are indexed once and every class becomes its run(s) of (shard, offsets, lengths).
+The pipeline does the rest with no Python while iterating: episodes planned ahead from the spec in
+the metadata, the sampled records read by TensorFlow ops (in memory when the shards fit its
+``cache_bytes``, else each record's byte range), parsed, checked (image signature; the stored
+``label`` must be the class the plan drew the example from) and decoded by lite_tf/data/decode.py.
+Errors name the source and its folder, the class ids and the record numbers within each class
+(record ``n`` of class ``c`` is example ``start(c) + n`` of ``all_classes``).
 """
 from __future__ import annotations
 
@@ -20,9 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from lite_tf.data.metadataset import records
-from lite_tf.data.metadataset import sampling
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.episode import episode_signature
+from lite_tf.data.metadataset.pipeline import make_episode_dataset
 from lite_tf.errors import ConfigError, DataError
 
 DATASET_NAME = "meta_dataset"
@@ -57,7 +63,8 @@ def available_sources(data_dir: str) -> List[str]:
 
 
 class TfdsClassStore:
-    """Random access to the examples of one source's ``all_classes`` split, by class and index."""
+    """One source's ``all_classes`` split as a record set of the episode pipeline (the interface of
+    ``store.ClassFiles``): its spec, and each class's records as runs of (shard, offsets, lengths)."""
 
     def __init__(self, folder: str, version: str):
         import tensorflow_datasets as tfds
@@ -87,7 +94,7 @@ class TfdsClassStore:
         self._files = [os.path.join(folder, os.path.basename(name)) for name in split.filenames]
         self._shard_starts = np.cumsum([0] + list(split.shard_lengths))
         self._index: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-        self.name = f"Meta-Dataset TFDS source {self.spec.name!r} ({folder})"
+        self.name = f"Meta-Dataset TFDS source {self.spec.name} ({folder})"
 
     def class_range(self, split, class_id: int) -> Tuple[int, int]:
         """[start, stop) of ``class_id`` (absolute id in the spec) within ``all_classes``."""
@@ -101,7 +108,31 @@ class TfdsClassStore:
         if stop - start != self.spec.images_per_class[int(class_id)]:
             raise DataError(f"{self.name}: class {class_id} has {stop - start} examples in its slice but "
                             f"{self.spec.images_per_class[int(class_id)]} in the spec.")
+        if start < 0 or stop > self._shard_starts[-1]:
+            raise DataError(f"{self.name}: class {class_id}'s slice [{start}, {stop}) lies outside the split's "
+                            f"{self._shard_starts[-1]} examples.")
         return start, stop
+
+    def _split_of(self, class_id: int):
+        return next(split for split in spec_lib.SPLITS if int(class_id) in self.spec.classes(split))
+
+    def check(self, classes: Sequence[int]) -> None:
+        """Every class's slice agrees with the spec and the split (metadata only, before any indexing)."""
+        for class_id in classes:
+            self.class_range(self._split_of(class_id), class_id)
+
+    def class_records(self, class_id: int) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+        """(shard file, offsets, lengths) of the class's examples, shard by shard, in order."""
+        start, stop = self.class_range(self._split_of(class_id), class_id)
+        runs = []
+        for shard in range(int(np.searchsorted(self._shard_starts, start, side="right")) - 1, len(self._files)):
+            first = int(self._shard_starts[shard])
+            if first >= stop:
+                break
+            offsets, lengths = self._shard_offsets(shard)
+            rows = slice(max(start - first, 0), min(stop, int(self._shard_starts[shard + 1])) - first)
+            runs.append((self._files[shard], offsets[rows], lengths[rows]))
+        return runs
 
     def _shard_offsets(self, shard: int):
         if shard not in self._index:
@@ -117,89 +148,19 @@ class TfdsClassStore:
             self._index[shard] = (offsets, lengths)
         return self._index[shard]
 
-    def read(self, positions: np.ndarray) -> List[bytes]:
-        """Serialized examples at ``positions`` of the ``all_classes`` split (one open per shard)."""
-        positions = np.asarray(positions, np.int64)
-        if positions.size and (positions.min() < 0 or positions.max() >= self._shard_starts[-1]):
-            raise DataError(f"{self.name}: example positions outside the split's {self._shard_starts[-1]} examples.")
-        shards = np.searchsorted(self._shard_starts, positions, side="right") - 1
-        out: List[bytes] = [b""] * len(positions)
-        for shard in np.unique(shards):
-            rows = np.flatnonzero(shards == shard)
-            offsets, lengths = self._shard_offsets(int(shard))
-            local = positions[rows] - self._shard_starts[shard]
-            for row, data in zip(rows, records.read_records(self._files[shard], offsets[local], lengths[local])):
-                out[row] = data
-        return out
-
 
 def make_tfds_episode_dataset(data_dir: str, sources: Sequence[str], split, image_size: int, version: str = "v2",
-                              seed: int = 0, sampler_kwargs: Optional[dict] = None,
-                              image_dtype=tf.float32) -> tf.data.Dataset:
-    """Infinite episodes (``lite_tf.episode`` dicts) from Meta-Dataset TFDS ``sources``; each
-    episode from one source picked uniformly, sampled by ``EpisodeSampler`` (gin bindings apply)."""
-    image_dtype = tf.as_dtype(image_dtype)
-    if image_dtype not in (tf.float32, tf.uint8):
-        raise ConfigError(f"image_dtype must be float32 or uint8; got {image_dtype.name}.")
-    split = spec_lib.Split.of(split)
+                              seed: Optional[int] = 0, sampler_kwargs: Optional[dict] = None,
+                              image_dtype=tf.float32, **options) -> tf.data.Dataset:
+    """Episodes (``lite_tf.episode`` dicts) from Meta-Dataset TFDS ``sources`` (names of prepared
+    builds under ``data_dir``): the episode pipeline, ``pipeline.make_episode_dataset``, on their
+    shards, with its stages, checks and ``options`` (num_episodes, cache_bytes, resize_method, ...;
+    its gin bindings apply too). With several sources each episode's source is picked uniformly."""
     if not sources:
         raise ConfigError("make_tfds_episode_dataset needs at least one Meta-Dataset source name.")
     stores = [TfdsClassStore(source_dir(data_dir, source), version) for source in sources]
-    kwargs = dict(sampler_kwargs or {})
-    for store in stores:  # fail now on bad specs or slices, not inside tf.data
-        sampling.EpisodeSampler(store.spec, split, seed=0, **kwargs)
-        ranges = {c: store.class_range(split, c) for c in store.spec.classes(split)}
-        store.ranges = ranges
-
-    def generate():
-        seeds = np.random.SeedSequence(seed).spawn(len(stores) + 1)
-        samplers = [sampling.EpisodeSampler(s.spec, split, seed=q, **kwargs) for s, q in zip(stores, seeds)]
-        pick = np.random.default_rng(seeds[-1])
-        while True:
-            source = int(pick.integers(len(stores))) if len(stores) > 1 else 0
-            description = samplers[source].sample()
-            store = stores[source]
-            positions, labels = {"support": [], "query": []}, {"support": [], "query": []}
-            for label, (class_id, s_idx, q_idx) in enumerate(
-                    zip(description.class_ids, description.support, description.query)):
-                start = store.ranges[int(class_id)][0]
-                for part, idx in (("support", s_idx), ("query", q_idx)):
-                    positions[part].append(start + np.asarray(idx, np.int64))
-                    labels[part].append(np.full(len(idx), label, np.int32))
-            support = np.concatenate(positions["support"])
-            query = np.concatenate(positions["query"])
-            yield {"records": np.array(store.read(np.concatenate([support, query])), dtype=object),
-                   "labels": np.concatenate(labels["support"] + labels["query"]),
-                   "num_support": np.int32(len(support)), "way": np.int32(description.way)}
-
-    signature = {"records": tf.TensorSpec([None], tf.string), "labels": tf.TensorSpec([None], tf.int32),
-                 "num_support": tf.TensorSpec([], tf.int32), "way": tf.TensorSpec([], tf.int32)}
-
-    def decode(image_bytes):
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-        image.set_shape([None, None, 3])
-        image = tf.image.resize(image, [image_size, image_size], method="bilinear")
-        if image_dtype == tf.uint8:
-            return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
-        return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
-
-    def decode_episode(episode):
-        images, _ = records.parse_examples(episode["records"])
-        count = tf.shape(images, out_type=tf.int64)[0]
-        batch = (tf.data.Dataset.from_tensor_slices(images)
-                 .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(count))
-        n = episode["num_support"]
-        return batch.map(lambda decoded: {
-            "support_images": decoded[:n], "support_labels": episode["labels"][:n],
-            "query_images": decoded[n:], "query_labels": episode["labels"][n:], "way": episode["way"]})
-
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(2)
-    dataset = dataset.flat_map(decode_episode).prefetch(1)
-    expected = episode_signature(image_size, image_dtype)
-    for key, value in expected.items():
-        if not value.is_compatible_with(dataset.element_spec[key]):
-            raise AssertionError(f"TFDS episode {key} {dataset.element_spec[key]} does not match {value}.")
-    return dataset
+    return make_episode_dataset(stores, split, image_size=image_size, sampler_kwargs=sampler_kwargs, seed=seed,
+                                image_dtype=image_dtype, **options)
 
 
 # ------------------------------------------------------------------------- the MD-v2 protocol

@@ -3,7 +3,7 @@
 :func:`describe` turns an episode number into its images' (slot, record number, label) from an
 ``plan.EpisodePlan`` (rotating record numbers beyond the planned block, see plan.py).
 :class:`RecordReader` turns (slot, record number) into the serialized example, one of two ways:
-- in memory (the default when all class files of the pipeline total at most ``cache_bytes``): the
+- in memory (the default when all record files of the pipeline total at most ``cache_bytes``): the
   files are read once, on the first episode, into one string; a record is then one ``substr`` of
   it (offsets from the record headers). Costs nothing per episode beyond copying the records.
 - from the files: each record is read by a ``FixedLengthRecordDataset`` placed at its offset, so
@@ -14,6 +14,7 @@ decoded-image cache.
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
@@ -35,22 +36,22 @@ class RecordReader:
         self.class_ids = _constant(table.class_ids, tf.int64)
         self.sources = _constant(table.sources, tf.int64)
         self.record_starts = _constant(table.record_starts, tf.int64)
-        self.offsets = _constant(table.offsets, tf.int64)
         self.lengths = _constant(table.lengths, tf.int64)
-        starts = [0]
-        for size in table.file_sizes[:-1]:
-            starts.append(starts[-1] + int(size))
-        self.file_starts = _constant(starts, tf.int64)
+        # Each record's offset in its file, and in the concatenated files (:meth:`contents`).
+        self.offsets = _constant(table.offsets, tf.int64)
+        file_starts = np.concatenate([[0], np.cumsum(table.file_sizes)[:-1]]).astype(np.int64)
+        self.memory_offsets = _constant(file_starts[table.record_files] + table.offsets, tf.int64)
+        self.record_files = _constant(table.record_files, tf.int32)
 
     def _concatenated(self) -> tf.data.Dataset:
-        """One element: every class file, read whole and concatenated."""
+        """One element: every record file, read whole and concatenated."""
         return (tf.data.Dataset.from_tensor_slices(self.paths)
                 .map(tf.io.read_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-                .batch(len(self.table))
+                .batch(len(self.table.paths))
                 .map(lambda contents: tf.strings.reduce_join(contents)))
 
     def contents(self) -> tf.data.Dataset:
-        """One element, forever: every class file concatenated (read once, then cached)."""
+        """One element, forever: every record file concatenated (read once, then cached)."""
         return self._concatenated().cache().repeat()
 
     def every_record(self) -> tf.data.Dataset:
@@ -59,17 +60,15 @@ class RecordReader:
         slots, numbers = (_constant(values, tf.int64) for values in self.table.every_record())
         return self._concatenated().map(lambda contents: (slots, numbers, self.read(slots, numbers, contents)))
 
-    def locate(self, slots, record_numbers):
-        """(offset in its file, length) of each record."""
-        flat = tf.gather(self.record_starts, slots) + tf.cast(record_numbers, tf.int64)
-        return tf.gather(self.offsets, flat), tf.gather(self.lengths, flat)
-
     def read(self, slots, record_numbers, contents=None):
         """[K] serialized examples; ``contents`` is the element of :meth:`contents` when in memory."""
-        offsets, lengths = self.locate(slots, record_numbers)
+        flat = tf.gather(self.record_starts, slots) + tf.cast(record_numbers, tf.int64)
+        lengths = tf.gather(self.lengths, flat)
         if contents is not None:
-            return tf.strings.substr(contents, tf.gather(self.file_starts, slots) + offsets, lengths)
-        return self._read_files(tf.gather(self.paths, slots), offsets, lengths, tf.gather(self.file_sizes, slots))
+            return tf.strings.substr(contents, tf.gather(self.memory_offsets, flat), lengths)
+        files = tf.gather(self.record_files, flat)
+        return self._read_files(tf.gather(self.paths, files), tf.gather(self.offsets, flat), lengths,
+                                tf.gather(self.file_sizes, files))
 
     @staticmethod
     def _read_files(paths, offsets, lengths, sizes):

@@ -1,8 +1,8 @@
 """Where every record of a split lives: class files checked against the spec, record offsets indexed.
 
 :class:`ClassTable` numbers the classes of all sources of a pipeline with one "slot" each and holds,
-as flat NumPy arrays, each slot's class file, file size, record count and the byte offset and
-length of every record (from the 12-byte record headers only, ``records.record_index``; 16 bytes
+as flat NumPy arrays, each slot's record count and every record's file, byte offset and
+length (from the 12-byte record headers only, ``records.record_index``; 20 bytes
 per image). The tf.data side (``reading.py``) turns (slot, record number) into record bytes with
 these arrays alone, so no Python runs while a pipeline is iterated.
 
@@ -62,42 +62,66 @@ def index_class(spec, class_id: int):
     return offsets, lengths
 
 
+class ClassFiles:
+    """A record set stored as Meta-Dataset class files (one TFRecord file per class, ``spec.path``).
+
+    A record set is what a :class:`ClassTable` is built from: a ``spec`` (for the sampler), a
+    ``name`` (for messages), ``check(classes)`` (cheap checks of many classes at once) and
+    ``class_records(class_id)``: the class's records as runs of ``(file, offsets, lengths)``, in
+    record-number order. ``lite_tf.data.md_tfds.TfdsClassStore`` is the other kind (TFDS shards).
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.name = f"dataset {spec.name} ({spec.path})"  # no quotes: TF escapes them in assertion messages
+
+    def check(self, classes: Sequence[int]) -> None:
+        check_class_files(self.spec, classes)
+
+    def class_records(self, class_id: int):
+        return [(self.spec.class_file(class_id), *index_class(self.spec, class_id))]
+
+
 class ClassTable:
     """Slots for the (source, class) pairs of a pipeline, with their files and record offsets.
 
-    ``classes[s]`` are the class ids of source ``s`` that get a slot (all of the split, or with
-    ``index="lazy"`` only those the planned episodes draw). Arrays, one entry per slot:
-    ``paths``, ``file_sizes``, ``counts``, ``class_ids``, ``sources`` (the source of the slot),
-    ``record_starts`` (into the flat ``offsets`` / ``lengths``, one entry per record).
+    ``record_sets[s]`` is source ``s`` (a :class:`ClassFiles` or another record set) and
+    ``classes[s]`` its class ids that get a slot (all of the split, or with ``index="lazy"`` only
+    those the planned episodes draw). Per slot: ``counts``, ``class_ids``, ``sources`` (the
+    slot's source), ``record_starts`` (into the per-record arrays); per record: ``offsets``, ``lengths`` and ``record_files`` (into the
+    per-file ``paths`` / ``file_sizes``; a class may span several files).
     """
 
-    def __init__(self, specs: Sequence, classes: Sequence[Sequence[int]]):
-        self.specs = list(specs)
+    def __init__(self, record_sets: Sequence, classes: Sequence[Sequence[int]]):
+        self.record_sets = list(record_sets)
         self._slot: Dict[tuple, int] = {}
-        paths, sizes, counts, class_ids, sources, offsets, lengths = [], [], [], [], [], [], []
-        for source, (spec, ids) in enumerate(zip(self.specs, classes)):
-            check_class_files(spec, ids)
+        files: Dict[str, int] = {}
+        counts, class_ids, sources, record_files, offsets, lengths = [], [], [], [], [], []
+        for source, (record_set, ids) in enumerate(zip(self.record_sets, classes)):
+            record_set.check(ids)
             for class_id in ids:
-                class_offsets, class_lengths = index_class(spec, int(class_id))
-                self._slot[(source, int(class_id))] = len(paths)
-                paths.append(spec.class_file(class_id))
-                sizes.append(os.path.getsize(paths[-1]))
-                counts.append(len(class_offsets))
+                self._slot[(source, int(class_id))] = len(counts)
+                count = 0
+                for path, run_offsets, run_lengths in record_set.class_records(int(class_id)):
+                    record_files.append(np.full(len(run_offsets), files.setdefault(path, len(files)), np.int32))
+                    offsets.append(run_offsets)
+                    lengths.append(run_lengths)
+                    count += len(run_offsets)
+                counts.append(count)
                 class_ids.append(int(class_id))
                 sources.append(source)
-                offsets.append(class_offsets)
-                lengths.append(class_lengths)
-        self.paths = np.asarray(paths, dtype=object)
-        self.file_sizes = np.asarray(sizes, np.int64)
+        self.paths = np.asarray(list(files), dtype=object)
+        self.file_sizes = np.asarray([os.path.getsize(path) for path in files], np.int64)
         self.counts = np.asarray(counts, np.int64)
         self.class_ids = np.asarray(class_ids, np.int64)
         self.sources = np.asarray(sources, np.int64)
         self.record_starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
-        self.offsets = np.concatenate(offsets).astype(np.int64) if offsets else np.zeros([0], np.int64)
-        self.lengths = np.concatenate(lengths).astype(np.int64) if lengths else np.zeros([0], np.int64)
+        self.record_files = _joined(record_files, np.int32)
+        self.offsets = _joined(offsets, np.int64)
+        self.lengths = _joined(lengths, np.int64)
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.counts)
 
     def slot(self, source: int, class_id: int) -> int:
         return self._slot[(int(source), int(class_id))]
@@ -116,16 +140,20 @@ class ClassTable:
         return slots, np.arange(self.num_records, dtype=np.int64) - np.repeat(self.record_starts, self.counts)
 
 
-def build_table(specs: Sequence, split, index: str, drawn: Optional[List[set]] = None) -> ClassTable:
+def _joined(arrays: list, dtype) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros([0], dtype)
+
+
+def build_table(record_sets: Sequence, split, index: str, drawn: Optional[List[set]] = None) -> ClassTable:
     """A :class:`ClassTable` for every class of ``split`` (``index="eager"``: every problem in the
     split is found now) or only the ``drawn`` classes per source (``"lazy"``, for very large sets)."""
     if index not in INDEX_MODES:
         raise ConfigError(f"index must be one of {INDEX_MODES}; got {index!r}.")
     if index == "eager" or drawn is None:
-        classes = [spec.classes(split) for spec in specs]
+        classes = [record_set.spec.classes(split) for record_set in record_sets]
     else:
         classes = [sorted(ids) for ids in drawn]
-    return ClassTable(specs, classes)
+    return ClassTable(record_sets, classes)
 
 
 def verify_dataset(dataset_dir_or_spec, decode: bool = True, verify_checksums: bool = True) -> int:
