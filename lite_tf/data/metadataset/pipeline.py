@@ -343,7 +343,8 @@ def _episode_dataset(builder: _EpisodeBuilder, num_episodes, parallel_episodes, 
         numbers = numbers.take(num_episodes)
     episodes = numbers.map(builder.describe)
     if cached:
-        episodes = tf.data.Dataset.zip((episodes, builder.decoded_cache())).map(builder.gather)
+        episodes = tf.data.Dataset.zip((episodes, builder.decoded_cache())).map(
+            builder.gather, num_parallel_calls=parallel_episodes, deterministic=True)
         if builder.cache_finished:
             episodes = episodes.map(builder.split, num_parallel_calls=parallel_episodes, deterministic=True)
         else:
