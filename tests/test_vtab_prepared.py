@@ -44,6 +44,30 @@ def _kitti(split, index, rng):
     return {"objects": objects, "image/file_name": f"{split}-{index}"}
 
 
+CLEVR_DEPTHS = (7.0, 8.2, 8.7, 9.2, 9.7, 12.0)   # the closest object's depth: distance label 0..5
+
+
+def _clevr(split, index, rng):
+    count = 3 + index % 8   # count label index % 8
+    depths = np.full(count, 20.0, np.float32)
+    depths[index % count] = CLEVR_DEPTHS[index % 6]
+    objects = [{"3d_coords": np.zeros(3, np.float32), "color": 0, "material": 0, "rotation": 0.0, "shape": 0,
+                "size": 0, "pixel_coords": np.array([0.0, 0.0, depth], np.float32)} for depth in depths]
+    return {"objects": objects, "file_name": f"{split}-{index}"}
+
+
+def _norb(split, index, rng):
+    # image2's first pixels carry the split and index (PNG is lossless)
+    marker = np.zeros((96, 96, 1), np.uint8)
+    marker[0, :3, 0] = [split == "test", index % 256, index // 256]
+    return {"label_azimuth": index % 18, "label_elevation": index % 9, "image2": marker}
+
+
+def _norb_id(example):
+    flag, low, high = example["image2"][0, :3, 0]
+    return f"{'test' if flag else 'train'}-{int(low) + 256 * int(high)}"
+
+
 # dataset -> (split sizes: the smallest that give VTAB-1k its 1000 support images, example maker,
 #             the id a raw example carries, the label its maker meant for each VTAB task)
 DATASETS = {
@@ -57,11 +81,20 @@ DATASETS = {
         {"diabetic_retinopathy": lambda split, i: i % 5}),
     "kitti": ({"train": 800, "validation": 200, "test": 16}, _kitti, lambda e: e["image/file_name"].decode(),
               {"kitti_distance": lambda split, i: i % 4}),
+    "clevr": ({"train": 2000, "validation": 10, "test": 5}, _clevr, lambda e: e["file_name"].decode(),
+              {"clevr_count": lambda split, i: i % 8, "clevr_distance": lambda split, i: i % 6}),
+    "smallnorb": ({"train": 800, "test": 400}, _norb, _norb_id,
+                  {"smallnorb_azimuth": lambda split, i: i % 18, "smallnorb_elevation": lambda split, i: i % 9}),
 }
 TASKS = {task: dataset for dataset, (*_, labels) in DATASETS.items() for task in labels}
-# test images per task: cifar100/retina/kitti their test split, dSprites train[80% + 10%:]
+# test images per task: the test split; dSprites train[80% + 10%:]; CLEVR validation; smallNORB test[50%:]
 TEST_IMAGES = {"cifar100": 20, "dsprites_location": 100, "dsprites_orientation": 100, "diabetic_retinopathy": 20,
-               "kitti_distance": 16}
+               "kitti_distance": 16, "clevr_count": 10, "clevr_distance": 10, "smallnorb_azimuth": 200,
+               "smallnorb_elevation": 200}
+# where the 1000 support images come from (train800 + val200 of each task's cut)
+SUPPORT_SPLITS = {"diabetic_retinopathy": {"train": 800, "validation": 200},
+                  "kitti_distance": {"train": 800, "validation": 200},
+                  "smallnorb_azimuth": {"train": 800, "test": 200}, "smallnorb_elevation": {"train": 800, "test": 200}}
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +135,7 @@ def test_open_task_slices_the_splits_and_labels_the_written_fields(data_dir, nam
     ids = [example_id(example) for example in tfds.as_numpy(raw)]
     assert len(set(ids)) == 1000
     splits = [i.split("-")[0] for i in ids]
-    expected_splits = {"diabetic_retinopathy": {"train": 800, "validation": 200},
-                       "kitti_distance": {"train": 800, "validation": 200}}.get(name, {"train": 1000})
-    assert {s: splits.count(s) for s in set(splits)} == expected_splits
+    assert {s: splits.count(s) for s in set(splits)} == SUPPORT_SPLITS.get(name, {"train": 1000})
     expected = [labels[name](split, int(index)) for split, index in (i.split("-") for i in ids)]
     np.testing.assert_array_equal(support_labels.numpy(), expected)
     query_labels = np.concatenate([labels.numpy() for _, labels in task.queries(7)])
@@ -115,10 +146,10 @@ def test_open_task_slices_the_splits_and_labels_the_written_fields(data_dir, nam
 
 def test_a_dataset_absent_from_the_data_dir_names_the_tfds_build_command(data_dir):
     with pytest.raises(DataError) as error:
-        vtab.open_task("smallnorb_azimuth", data_dir, 16)
+        vtab.open_task("dmlab", data_dir, 16)
     message = str(error.value)
-    assert "\n" not in message and "'smallnorb' is not prepared" in message
-    assert f"Prepare it with: tfds build smallnorb --data_dir={data_dir}" in message
+    assert "\n" not in message and "'dmlab' is not prepared" in message
+    assert f"Prepare it with: tfds build dmlab --data_dir={data_dir}" in message
 
 
 def test_the_command_evaluates_a_run_on_the_prepared_data_dir(data_dir, tmp_path):
