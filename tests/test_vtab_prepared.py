@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -83,7 +84,7 @@ DATASETS = {
               {"kitti_distance": lambda split, i: i % 4}),
     "clevr": ({"train": 2000, "validation": 10, "test": 5}, _clevr, lambda e: e["file_name"].decode(),
               {"clevr_count": lambda split, i: i % 8, "clevr_distance": lambda split, i: i % 6}),
-    "smallnorb": ({"train": 800, "test": 400}, _norb, _norb_id,
+    "smallnorb": ({"train": 1000, "test": 400}, _norb, _norb_id,
                   {"smallnorb_azimuth": lambda split, i: i % 18, "smallnorb_elevation": lambda split, i: i % 9}),
 }
 TASKS = {task: dataset for dataset, (*_, labels) in DATASETS.items() for task in labels}
@@ -182,3 +183,32 @@ def test_the_command_evaluates_a_run_on_the_prepared_data_dir(data_dir, tmp_path
         assert f"| VTAB {section} | {name} | {100 * accuracy[name]:.1f} | " in table, name
     overall = f"| **overall** | **average** (4 of 26 tasks) | **{100 * averages['overall']['accuracy']:.1f}** |"
     assert overall in table and results["table"] in done.stdout
+
+
+@pytest.mark.parametrize("name, queries", [("cifar100", 20), ("clevr_count", 10), ("smallnorb_azimuth", 400)])
+def test_the_lite_protocol_takes_train_1000_and_the_whole_test_split(data_dir, name, queries):
+    task = vtab.open_task(name, data_dir, 16, protocol="lite")
+    assert (task.num_support, task.num_queries) == (1000, queries)
+    assert task.description["support_split"] == "train[:1000]"
+    _, support_labels = next(iter(task.support()))
+    sizes, _, example_id, labels = DATASETS[TASKS[name]]
+    raw = tfds.builder(TASKS[name], data_dir=data_dir).as_dataset(split="train[:1000]")
+    expected = [labels[name]("train", int(example_id(example).split("-")[1])) for example in tfds.as_numpy(raw)]
+    np.testing.assert_array_equal(support_labels.numpy(), expected)
+
+
+def test_the_lite_protocol_on_a_train_only_dataset_of_1000_images_has_no_queries(data_dir):
+    with pytest.raises(DataError, match=r"query split 'train\[1000:\]' of 'dsprites' is empty"):
+        vtab.open_task("dsprites_location", data_dir, 16, protocol="lite")
+
+
+def test_a_dataset_with_too_few_images_is_a_data_error_naming_the_task(tmp_path):
+    """A partly prepared dataset (e.g. ``tfds build --max_examples_per_split``): the support slice
+    runs past a split's end. TFDS's own error names neither task nor dataset."""
+    root = str(tmp_path)
+    tfds_prepared.prepare(root, "oxford_flowers102", {"train": 800, "validation": 150, "test": 3},
+                          lambda split, index, rng: {})
+    for protocol, split in (("vtab1k", "train[:800]+validation[:200]"), ("lite", "train[:1000]")):
+        expected = f"VTAB task 'oxford_flowers102': split '{split}' cannot be cut from 'oxford_flowers102'"
+        with pytest.raises(DataError, match=re.escape(expected) + r".*is the dataset fully prepared\?"):
+            vtab.open_task("oxford_flowers102", root, 16, protocol=protocol)

@@ -103,6 +103,16 @@ def _labelled(task: VtabTask, image_size: int):
     return convert
 
 
+def _split_size(task: VtabTask, builder, split: str, sizes) -> int:
+    """Images in ``split``; a slice past a split's end (a partly prepared dataset) is a ``DataError``
+    naming the task (TFDS itself raises a bare ValueError that names neither task nor dataset)."""
+    try:
+        return builder.info.splits[split].num_examples
+    except ValueError as error:
+        raise DataError(f"VTAB task {task.name!r}: split {split!r} cannot be cut from {task.dataset!r}, whose "
+                        f"splits have {sizes} images ({error}); is the dataset fully prepared?") from None
+
+
 def open_task(name_or_task, data_dir: Optional[str], image_size: int, protocol: str = "vtab1k",
               download: bool = False) -> LargeTask:
     """The VTAB task as a :class:`LargeTask` at ``image_size`` (see the module docstring)."""
@@ -114,8 +124,8 @@ def open_task(name_or_task, data_dir: Optional[str], image_size: int, protocol: 
     builder = _builder(task, data_dir, download)
     sizes = {name: info.num_examples for name, info in builder.info.splits.items()}
     support_split, query_split = task.splits(sizes, protocol)
-    num_support = builder.info.splits[support_split].num_examples
-    num_queries = builder.info.splits[query_split].num_examples
+    num_support = _split_size(task, builder, support_split, sizes)
+    num_queries = _split_size(task, builder, query_split, sizes)
     if num_support != SUPPORT_SIZE:
         raise DataError(f"VTAB task {task.name!r}: support split {support_split!r} of {task.dataset!r} has "
                         f"{num_support} images, expected {SUPPORT_SIZE} (is the dataset fully prepared?).")
