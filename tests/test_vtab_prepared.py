@@ -113,7 +113,8 @@ def test_the_data_dir_is_the_tfds_on_disk_format_and_read_unpatched(data_dir):
         assert {"dataset_info.json", "features.json"} <= set(files), dataset
         name = dataset.split("/")[0]
         assert {f"{name}-{split}.tfrecord-00000-of-00001" for split in sizes} <= set(files), dataset
-        info = json.loads(open(os.path.join(builder.data_dir, "dataset_info.json")).read())
+        with open(os.path.join(builder.data_dir, "dataset_info.json")) as handle:
+            info = json.load(handle)
         assert {s["name"]: int(s["shardLengths"][0]) for s in info["splits"]} == sizes, dataset
         assert {split: builder.info.splits[split].num_examples for split in sizes} == sizes
         for split, count in sizes.items():  # the shards themselves hold the examples

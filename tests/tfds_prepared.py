@@ -61,7 +61,7 @@ def prepare(data_dir: str, name: str, sizes: Mapping[str, int], make: Maker, see
     features = builder.info.features
 
     def generate(split):
-        rng = np.random.default_rng([seed, len(split), sizes[split]])
+        rng = np.random.default_rng([seed, list(sizes).index(split)])
         for index in range(sizes[split]):
             yield f"{split}-{index}", _merge(filler(features, rng), make(split, index, rng))
 
