@@ -37,6 +37,7 @@ def _fresh_state():
     with gin.unlock_config():
         gin.clear_config()
     keras.backend.clear_session()
+    keras.config.set_dtype_policy("float32")
     keras.utils.set_random_seed(1234)
     yield
     with gin.unlock_config():

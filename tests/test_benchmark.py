@@ -39,6 +39,7 @@ def test_lite_case_in_fresh_processes_writes_a_schema_valid_file(tmp_path):
     assert "| protonets | conv4 | 8 | 4 | lite | 4 | float32 |" in table and "overhead ratio" in table
 
 
+@pytest.mark.slow  # ~90 s of fresh processes; the harness cases it runs are each tested above and below
 def test_gpu_script_dry_run(tmp_path):
     """tools/benchmark_gpu.sh's plan at tiny sizes on the CPU: every row present, one JSON + table."""
     stem = str(tmp_path / "gpu")

@@ -67,7 +67,8 @@ def test_finetuner_is_evaluated_through_personalize_with_its_own_macs(tmp_path):
     from lite_tf.model import EpisodicModel
     from learners.finetuner import FineTuner
 
-    learner = FineTuner(conv4(16, filters=8, blocks=2), steps=5, learning_rate=0.1)
+    # 20 head steps: with 5, one hand-coded class was sometimes not yet separated (order-dependent init)
+    learner = FineTuner(conv4(16, filters=8, blocks=2), steps=20, learning_rate=0.1)
     model = EpisodicModel(learner, 16)
     data_dir = str(tmp_path / "tfds")
     with vtab_mock.mock_tiny(data_dir):
