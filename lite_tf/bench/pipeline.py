@@ -51,7 +51,8 @@ def generate_orbit(root: str, frame_size: int, frames_per_video: int) -> str:
     return root
 
 
-def _time(iterator, count: int) -> dict:
+def time_episodes(iterator, count: int) -> dict:
+    """Rates over ``count`` episodes of ``iterator`` (dicts with support_images / query_images)."""
     images = support = 0
     cpu_start, start = sum(os.times()[:2]), time.perf_counter()
     for _ in range(count):
@@ -82,7 +83,7 @@ def measure(spec: dict) -> dict:
     for _ in range(spec["warmup"]):
         next(iterator)
     warmup = time.perf_counter() - started
-    return {**_time(iterator, spec["episodes"]), "warmup_s": warmup, **meter.read()}
+    return {**time_episodes(iterator, spec["episodes"]), "warmup_s": warmup, **meter.read()}
 
 
 def measure_orbit(spec: dict) -> dict:
@@ -102,4 +103,4 @@ def measure_orbit(spec: dict) -> dict:
     iterator = iter(dataset)
     next(iterator)  # warm-up: index, tracing, thread pools
     warmup = time.perf_counter() - started
-    return {**_time(iterator, spec["episodes"]), "warmup_s": warmup, **meter.read()}
+    return {**time_episodes(iterator, spec["episodes"]), "warmup_s": warmup, **meter.read()}

@@ -64,7 +64,7 @@ def _import_reference(root: str):
 
 
 def _episodes(iterator):
-    """The reference's (episode tuple, source id) elements as dicts of what ``_time`` counts."""
+    """The reference's (episode tuple, source id) elements as dicts of what ``time_episodes`` counts."""
     for episode, _ in iterator:
         yield {"support_images": episode[0], "query_images": episode[3]}
 
@@ -74,7 +74,7 @@ def measure(spec: dict) -> dict:
     import gin
 
     from lite_tf import memory
-    from lite_tf.bench.pipeline import _time
+    from lite_tf.bench.pipeline import time_episodes
 
     meter = memory.PeakMeter()
     started = time.perf_counter()
@@ -103,4 +103,4 @@ def measure(spec: dict) -> dict:
     for _ in range(spec["warmup"]):
         next(iterator)
     warmup = time.perf_counter() - started
-    return {**_time(iterator, spec["episodes"]), "warmup_s": warmup, **meter.read()}
+    return {**time_episodes(iterator, spec["episodes"]), "warmup_s": warmup, **meter.read()}

@@ -168,13 +168,16 @@ class _EpisodeBuilder:
         episode["records"] = self.reader.read(episode["slots"], episode["record_ids"], contents)
         return episode
 
+    def checked(self, serialized, slots, record_ids, names):
+        """Parses records (one op) and checks them (``_check_records``): (image bytes, class ids)."""
+        images, record_labels = records.parse_examples(serialized)
+        class_ids = tf.gather(self.reader.class_ids, slots)
+        with tf.control_dependencies(_check_records(images, record_labels, class_ids, record_ids, names)):
+            return tf.identity(images), class_ids
+
     def parse(self, episode):
-        images, record_labels = records.parse_examples(episode["records"])
-        class_ids = tf.gather(self.reader.class_ids, episode["slots"])
         name = tf.gather(self.names, episode["source"])
-        checks = _check_records(images, record_labels, class_ids, episode["record_ids"], name)
-        with tf.control_dependencies(checks):
-            images = tf.identity(images)
+        images, class_ids = self.checked(episode["records"], episode["slots"], episode["record_ids"], name)
         return {"images": images, "seeds": _image_seeds(episode["seed"], tf.shape(images, out_type=tf.int64)[0]),
                 "class_ids": class_ids, "name": name,
                 **{key: episode[key] for key in ("labels", "record_ids", "num_support", "way")}}
@@ -211,12 +214,8 @@ class _EpisodeBuilder:
         ``cache_dtype`` in the table's flat record order. A bad record fails naming its dataset,
         class and record number."""
         def parse_all(slots, numbers, serialized):
-            images, record_labels = records.parse_examples(serialized)
-            class_ids = tf.gather(self.reader.class_ids, slots)
             names = tf.gather(self.names, tf.gather(self.reader.sources, slots))
-            with tf.control_dependencies(_check_records(images, record_labels, class_ids, numbers, names)):
-                images = tf.identity(images)
-            return images, class_ids, numbers, names
+            return (*self.checked(serialized, slots, numbers, names), numbers, names)
 
         def decode_all(images, class_ids, numbers, names):
             return decode_lib.decode_batch(
@@ -227,37 +226,35 @@ class _EpisodeBuilder:
         return self.reader.every_record().map(parse_all).flat_map(decode_all).cache().repeat()
 
     def gather(self, episode, cache):
-        """An episode's pixels from the cache, with the seeds of its images."""
+        """An episode's pixels from the cache."""
         flat = tf.gather(self.reader.record_starts, episode["slots"]) + episode["record_ids"]
-        return {"pixels": tf.gather(cache, flat),
-                "seeds": _image_seeds(episode["seed"], tf.shape(flat, out_type=tf.int64)[0]),
-                **{key: episode[key] for key in ("labels", "num_support", "way")}}
+        return {"pixels": tf.gather(cache, flat), **{key: episode[key] for key in ("labels", "num_support", "way",
+                                                                                     "seed")}}
 
     def finish(self, episode) -> tf.data.Dataset:
         """Augments and scales cached raw pixels (only when augmentation is on)."""
         n = episode["num_support"]
+        seeds = _image_seeds(episode["seed"], tf.shape(episode["pixels"], out_type=tf.int64)[0])
         parts = tuple(decode_lib.finish_batch(episode["pixels"][rows], dtype=self.decode_options["dtype"],
-                                              augment=self.augments[part], seeds=episode["seeds"][rows])
+                                              augment=self.augments[part], seeds=seeds[rows])
                       for part, rows in (("support", slice(None, n)), ("query", slice(n, None))))
         return _with_labels(parts, episode)
 
     def split(self, episode) -> dict:
         """A gathered episode whose cached pixels are already finished -> the episode dict."""
-        n, labels, pixels = episode["num_support"], episode["labels"], episode["pixels"]
-        return {"support_images": pixels[:n], "query_images": pixels[n:], "support_labels": labels[:n],
-                "query_labels": labels[n:], "way": episode["way"]}
+        n = episode["num_support"]
+        return _episode_dict(episode["pixels"][:n], episode["pixels"][n:], episode)
+
+
+def _episode_dict(support_images, query_images, episode) -> dict:
+    n, labels = episode["num_support"], episode["labels"]
+    return {"support_images": support_images, "query_images": query_images, "support_labels": labels[:n],
+            "query_labels": labels[n:], "way": episode["way"]}
 
 
 def _with_labels(parts, episode) -> tf.data.Dataset:
     """(support images, query images) datasets of one element -> the episode dict."""
-    n, labels = episode["num_support"], episode["labels"]
-    meta = tf.data.Dataset.from_tensors({
-        "support_labels": labels[:n], "query_labels": labels[n:], "way": episode["way"]})
-    return tf.data.Dataset.zip(tuple(parts) + (meta,)).map(_assemble)
-
-
-def _assemble(support_images, query_images, meta):
-    return {"support_images": support_images, "query_images": query_images, **meta}
+    return tf.data.Dataset.zip(tuple(parts)).map(lambda support, query: _episode_dict(support, query, episode))
 
 
 def _options() -> tf.data.Options:
