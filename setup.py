@@ -1,4 +1,6 @@
-"""Installs lite_tf (library), learners (built-in learner plugins) and the launchers in tools/."""
+"""Installs lite_tf: the library, its built-in learners (source folder learners/, installed as
+lite_tf.learners) and its launchers (source folder tools/, installed as lite_tf.tools), so nothing with a
+generic name lands at the top of site-packages."""
 from setuptools import find_packages, setup
 
 setup(
@@ -8,7 +10,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["lite_tf", "lite_tf.*", "learners", "learners.*", "tools", "tools.*"]),
+    packages=find_packages(include=["lite_tf", "lite_tf.*"]) + ["lite_tf.learners", "lite_tf.tools"],
+    package_dir={"lite_tf.learners": "learners", "lite_tf.tools": "tools"},
     include_package_data=True,
     package_data={"": ["*.gin"]},
     install_requires=[
@@ -36,12 +39,13 @@ setup(
         # Third-party packages add learners, backbones or data sources by declaring modules in these groups;
         # importing the module registers its plugins (see lite_tf/registry.py).
         "lite_tf.learners": [
-            "protonets = learners.protonets",
-            "simple_cnaps = learners.simple_cnaps",
-            "cnaps = learners.cnaps",
-            "finetuner = learners.finetuner",
+            "protonets = lite_tf.learners.protonets",
+            "simple_cnaps = lite_tf.learners.simple_cnaps",
+            "cnaps = lite_tf.learners.cnaps",
+            "finetuner = lite_tf.learners.finetuner",
         ],
         "lite_tf.backbones": [],
+        "lite_tf.evaluators": [],
         "lite_tf.sources": [
             "metadataset = lite_tf.sources.metadataset",
             "orbit = lite_tf.sources.orbit",
@@ -50,18 +54,18 @@ setup(
             "metadataset_v2 = lite_tf.sources.metadataset_tfds",
         ],
         "console_scripts": [
-            "lite_tf_train = tools.train:run",
-            "lite_tf_evaluate = tools.evaluate:run",
-            "lite_tf_quickstart = tools.quickstart:run",
-            "lite_tf_make_demo_data = tools.make_demo_data:run",
-            "lite_tf_convert = tools.convert:run",
-            "lite_tf_orbit_evaluate = tools.orbit_evaluate:run",
-            "lite_tf_make_orbit_demo = tools.make_orbit_demo:run",
-            "lite_tf_benchmark = tools.benchmark:run",
-            "lite_tf_evaluate_vtab_md = tools.evaluate_vtab_md:run",
-            "lite_tf_import_weights = tools.import_weights:run",
-            "lite_tf_gradient_study = tools.gradient_study:run",
-            "lite_tf_lite_study = tools.lite_study:run",
+            "lite_tf_train = lite_tf.tools.train:run",
+            "lite_tf_evaluate = lite_tf.tools.evaluate:run",
+            "lite_tf_quickstart = lite_tf.tools.quickstart:run",
+            "lite_tf_make_demo_data = lite_tf.tools.make_demo_data:run",
+            "lite_tf_convert = lite_tf.tools.convert:run",
+            "lite_tf_orbit_evaluate = lite_tf.tools.orbit_evaluate:run",
+            "lite_tf_make_orbit_demo = lite_tf.tools.make_orbit_demo:run",
+            "lite_tf_benchmark = lite_tf.tools.benchmark:run",
+            "lite_tf_evaluate_vtab_md = lite_tf.tools.evaluate_vtab_md:run",
+            "lite_tf_import_weights = lite_tf.tools.import_weights:run",
+            "lite_tf_gradient_study = lite_tf.tools.gradient_study:run",
+            "lite_tf_lite_study = lite_tf.tools.lite_study:run",
         ],
     },
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from lite_tf.film_learner import FilmAdaptedLearner
+from lite_tf.learners.film_learner import FilmAdaptedLearner
 from lite_tf.heads import LinearHead, class_means, linear_logits
 from lite_tf.registry import register_learner
 

@@ -17,7 +17,7 @@ support size may be dynamic inside tf.function.
 """
 from __future__ import annotations
 
-from lite_tf.film_learner import FilmAdaptedLearner
+from lite_tf.learners.film_learner import FilmAdaptedLearner
 from lite_tf.heads import ONE_SHOT_COVARIANCES, MahalanobisHead, simple_cnaps_logits
 from lite_tf.errors import ConfigError
 from lite_tf.registry import register_learner
@@ -25,7 +25,7 @@ from lite_tf.registry import register_learner
 
 @register_learner("simple_cnaps")
 class SimpleCnaps(FilmAdaptedLearner):
-    """Simple CNAPs over a FiLM backbone (frozen by default); see lite_tf/film_learner.py for args.
+    """Simple CNAPs over a FiLM backbone (frozen by default); see learners/film_learner.py for args.
 
     ``one_shot_covariance``: 'official' (default) or 'zero', see the module doc.
     """

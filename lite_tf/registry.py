@@ -1,11 +1,11 @@
-"""Plugin registry: learners, backbones and data sources by name, each made gin-configurable.
+"""Plugin registry: learners, backbones, data sources and evaluators by name, each gin-configurable.
 
-Plugins register themselves when their module is imported. Learners (the built-in ones in the
-top-level ``learners`` package included) and any third-party plugin are found through the
-entry-point groups ``lite_tf.learners``, ``lite_tf.backbones`` and ``lite_tf.sources`` (setup.py
+Plugins register themselves when their module is imported. Learners (the built-in ones in
+``lite_tf.learners`` included) and any third-party plugin are found through the entry-point groups
+``lite_tf.learners``, ``lite_tf.backbones``, ``lite_tf.sources`` and ``lite_tf.evaluators`` (setup.py
 declares the built-in learners; ``pip install -e .`` installs them); those modules are imported on
-the first lookup. The library's own backbones are imported directly. Gin names are
-``learners.<name>``, ``backbones.<name>`` and ``sources.<name>``.
+the first lookup. The library's own backbones, sources and evaluators are imported directly. Gin
+names are ``learners.<name>``, ``backbones.<name>``, ``sources.<name>`` and ``evaluators.<name>``.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import gin
 
 from lite_tf.errors import ConfigError, LiteTfError
 
-_KINDS = ("learner", "backbone", "source")
+_KINDS = ("learner", "backbone", "source", "evaluator")
 _REGISTRIES: Dict[str, Dict[str, Callable]] = {kind: {} for kind in _KINDS}
 _PLUGINS_LOADED = {kind: False for kind in _KINDS}
 # Library modules imported on first lookup (plugins outside lite_tf come through entry points).
@@ -27,6 +27,7 @@ _BUILTIN_MODULES = {
     "learner": (),
     "backbone": ("lite_tf.backbones",),
     "source": ("lite_tf.sources",),
+    "evaluator": ("lite_tf.eval",),
 }
 
 
@@ -82,6 +83,11 @@ def register_source(name: str, gin_configurable: bool = True):
     return lambda cls: _register("source", name, cls, gin_configurable)
 
 
+def register_evaluator(name: str, gin_configurable: bool = True):
+    """Class decorator: registers a lite_tf.eval.evaluator.Evaluator (gin ``evaluators.<name>``)."""
+    return lambda cls: _register("evaluator", name, cls, gin_configurable)
+
+
 def load_plugins() -> None:
     """Imports every built-in and entry-point plugin so gin files can bind them by name."""
     for kind in _KINDS:
@@ -131,6 +137,11 @@ def get_source(name: str) -> Callable:
     return _lookup("source", name)
 
 
+def get_evaluator(name: str) -> Callable:
+    """The (gin-configurable) constructor of evaluator ``name``; unknown names list the known ones."""
+    return _lookup("evaluator", name)
+
+
 def list_learners() -> list:
     _load_plugins("learner")
     return sorted(_REGISTRIES["learner"])
@@ -144,3 +155,8 @@ def list_backbones() -> list:
 def list_sources() -> list:
     _load_plugins("source")
     return sorted(_REGISTRIES["source"])
+
+
+def list_evaluators() -> list:
+    _load_plugins("evaluator")
+    return sorted(_REGISTRIES["evaluator"])

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from helpers import IMAGE_SIZE, make_episode  # noqa: E402
 from lite_tf import EpisodicModel, LiteConfig, episode_signature  # noqa: E402
 from lite_tf.backbones.conv import conv4  # noqa: E402
-from learners.protonets import ProtoNets  # noqa: E402
+from lite_tf.learners.protonets import ProtoNets  # noqa: E402
 
 H = 3
 

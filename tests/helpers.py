@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from lite_tf import EpisodicModel, LiteConfig, episode_signature
 from lite_tf.bench.episodes import synthetic_episode
-from learners.protonets import ProtoNets
+from lite_tf.learners.protonets import ProtoNets
 
 IMAGE_SIZE = 16
 

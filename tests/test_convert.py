@@ -346,7 +346,7 @@ def test_tfds_not_prepared_needs_download_flag(tmp_path, tfds_dir):
 def run_tool():
     """tools/convert.py's main in this process; returns the exit status (errors: 2, a bad set: 1)."""
     from tests.launch_helpers import run_tool as run_launcher
-    from tools import convert as tool
+    from lite_tf.tools import convert as tool
 
     return lambda *argv: run_launcher(tool, *argv)
 

@@ -148,7 +148,7 @@ def test_damaged_spec_is_rewritten(converted):
 def run_tool():
     """tools/convert.py's main in this process; returns the exit status (errors: 2, a bad set: 1)."""
     from tests.launch_helpers import run_tool as run_launcher
-    from tools import convert as tool
+    from lite_tf.tools import convert as tool
 
     return lambda *argv: run_launcher(tool, *argv)
 

@@ -5,7 +5,7 @@ import numpy as np
 from lite_tf.data.metadataset import pipeline
 from lite_tf.data.synthetic import fake
 from lite_tf.model import EpisodicModel
-from learners.protonets import ProtoNets
+from lite_tf.learners.protonets import ProtoNets
 
 
 def test_fit_on_pipeline_episodes(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from learners.finetuner import fit_linear_head
+from lite_tf.learners.finetuner import fit_linear_head
 from lite_tf import EpisodicModel
 from lite_tf.registry import UnknownPluginError, get_backbone, get_learner
 

@@ -17,7 +17,7 @@ SMALL = dict(image_size=16, classes_per_split=[2, 1, 1], images_per_class=3, see
 @pytest.fixture
 def run_tool():
     """Runs the absl main with the given flags in this process; returns its exit status."""
-    from tools import make_demo_data as tool
+    from lite_tf.tools import make_demo_data as tool
 
     return lambda *argv: run_launcher(tool, *argv)
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from learner_helpers import IMAGE_SIZE, make_episode, tiny_learner
 from lite_tf import EpisodicModel, LiteConfig, episode_signature
 from lite_tf.backbones.conv import conv4
-from learners.protonets import ProtoNets
+from lite_tf.learners.protonets import ProtoNets
 from lite_tf.errors import ConfigError
 
 # bfloat16 keeps 8 bits of mantissa (relative rounding 2**-9 per op). The heads subtract close

@@ -9,7 +9,7 @@ import keras
 import pytest
 import tensorflow as tf
 
-from learners.protonets import ProtoNets
+from lite_tf.learners.protonets import ProtoNets
 from lite_tf.data.orbit.index import OrbitDataError
 from lite_tf.data.orbit.pipeline import orbit_eval_tasks, orbit_train_dataset
 from lite_tf.data.orbit.protocol import NEURIPS21

@@ -162,7 +162,7 @@ def test_protonets_learns_glyphs(tmp_path):
     import keras
     import tensorflow as tf
 
-    from learners.protonets import ProtoNets
+    from lite_tf.learners.protonets import ProtoNets
     from lite_tf import EpisodicModel, LiteConfig
     from lite_tf.data.metadataset.pipeline import make_episode_dataset
 

@@ -65,7 +65,7 @@ def test_the_command_evaluates_a_trained_protonets_run_on_mock_vtab_and_md(tmp_p
 def test_finetuner_is_evaluated_through_personalize_with_its_own_macs(tmp_path):
     from lite_tf.backbones.conv import conv4
     from lite_tf.model import EpisodicModel
-    from learners.finetuner import FineTuner
+    from lite_tf.learners.finetuner import FineTuner
 
     # 20 head steps: with 5, one hand-coded class was sometimes not yet separated (order-dependent init)
     learner = FineTuner(conv4(16, filters=8, blocks=2), steps=20, learning_rate=0.1)
@@ -144,7 +144,7 @@ def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episode
     from lite_tf.data import vtab
     from lite_tf.model import EpisodicModel
     from lite_tf.sources.vtab import VtabSource
-    from learners.protonets import ProtoNets
+    from lite_tf.learners.protonets import ProtoNets
 
     model = EpisodicModel(ProtoNets(conv4(16, filters=8, blocks=2)), 16)
     data_dir = str(tmp_path / "tfds")

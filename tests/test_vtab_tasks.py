@@ -166,7 +166,7 @@ def test_the_registered_source_gives_each_task_as_episodes_sharing_its_support(t
 
 def test_the_command_reports_missing_data_in_one_line(tmp_path, capsys):
     from tests.launch_helpers import run_tool
-    from tools import evaluate_vtab_md
+    from lite_tf.tools import evaluate_vtab_md
 
     model_dir = vtab_mock.make_run(tmp_path / "run")
     assert run_tool(evaluate_vtab_md, f"--model_dir={model_dir}", f"--tfds_data_dir={tmp_path}", "--tasks=svhn") == 2

@@ -31,7 +31,6 @@ import sys
 
 from absl import flags, logging
 
-import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
 from lite_tf import cli
 from lite_tf.data.writing import convert
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from absl import flags
 
-import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
 from lite_tf import cli
 from lite_tf.weights.runs import BACKBONES, DEFAULT_EXPERIMENT, RUN_SOURCES
 

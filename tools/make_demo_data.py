@@ -16,7 +16,6 @@ import time
 
 from absl import flags
 
-import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
 from lite_tf import cli
 from lite_tf.data.synthetic import procedural as synthetic
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from absl import flags
 
-import tools  # noqa: F401  (quiet TensorFlow start-up, before TensorFlow is imported)
 from lite_tf import cli
 
 FLAGS = flags.FLAGS
