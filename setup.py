@@ -64,6 +64,7 @@ setup(
             "lite_tf_benchmark = lite_tf.tools.benchmark:run",
             "lite_tf_evaluate_vtab_md = lite_tf.tools.evaluate_vtab_md:run",
             "lite_tf_import_weights = lite_tf.tools.import_weights:run",
+            "lite_tf_prepare_lite_data = lite_tf.tools.prepare_lite_data:run",
             "lite_tf_gradient_study = lite_tf.tools.gradient_study:run",
             "lite_tf_lite_study = lite_tf.tools.lite_study:run",
         ],

@@ -25,7 +25,10 @@ def define_flags():
     flags.DEFINE_string("tfds_data_dir", None, "TFDS data dir with the VTAB datasets prepared.")
     flags.DEFINE_list("tasks", None, "Subset of tasks (MD-v2 source names and/or VTAB task names).")
     flags.DEFINE_enum("protocol", "vtab1k", ["vtab1k", "lite"],
-                      "vtab1k: train800val200 support (VTAB-1k); lite: the official LITE code's train[:1000].")
+                      "vtab1k: train800val200 support, TF bilinear (VTAB-1k); lite: the official LITE code's "
+                      "(train[:1000] support, PIL Lanczos, DR 'original', SUN397 from --sun397_dir).")
+    flags.DEFINE_string("sun397_dir", None, "--protocol=lite: the SUN397 image folder (lite_tf_prepare_lite_data "
+                        "--dataset=sun397 writes one from TFDS).")
     flags.DEFINE_bool("download", False, "Let TFDS download and prepare missing VTAB datasets.")
     flags.DEFINE_string("output_dir", None, "Results folder (default <model_dir>/vtab_md_<protocol>).")
     flags.DEFINE_string("checkpoint", "best", "'best', 'latest', or a weights file.")
@@ -42,7 +45,8 @@ def main(argv) -> int:
 
     results = evaluate_run(FLAGS.model_dir, FLAGS.checkpoint, FLAGS.gin_bindings, FLAGS.output_dir, FLAGS.protocol,
                            FLAGS.tasks, records=FLAGS.records, md_tfds_data_dir=FLAGS.md_tfds_data_dir,
-                           tfds_data_dir=FLAGS.tfds_data_dir, download=FLAGS.download, batch_size=FLAGS.batch_size,
+                           tfds_data_dir=FLAGS.tfds_data_dir, download=FLAGS.download, sun397_dir=FLAGS.sun397_dir,
+                           batch_size=FLAGS.batch_size,
                            md_episodes=FLAGS.md_episodes, seed=FLAGS.seed, count_macs=FLAGS.count_macs)
     print(results["table"])
     return 0

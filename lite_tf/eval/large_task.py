@@ -220,19 +220,22 @@ class VtabMdEvaluator(Evaluator):
 
     MD-v2 sources come from Meta-Dataset records (``records``, one folder per source) or from
     Google's TFDS build (``md_tfds_data_dir``); VTAB tasks from the prepared TFDS data dir
-    ``tfds_data_dir`` (``protocol``: "vtab1k" or "lite", see lite_tf/data/vtab). ``fingerprint``
-    (e.g. the weights) is stored with every task result; a finished task with a different
-    fingerprint is an error, so a resumed run never mixes two models.
+    ``tfds_data_dir`` (``protocol``: "vtab1k" or "lite", see lite_tf/data/vtab; "lite" reads SUN397
+    from the image folder ``sun397_dir``). ``fingerprint`` (e.g. the weights' digest) is stored with
+    every task result; a finished task with a different fingerprint is an error, so a resumed run
+    never mixes two models.
     """
 
     def __init__(self, output_dir: str, records: Optional[str] = None, tfds_data_dir: Optional[str] = None,
                  md_tfds_data_dir: Optional[str] = None, protocol: str = "vtab1k", download: bool = False,
+                 sun397_dir: Optional[str] = None,
                  batch_size: int = 256, md_episodes: int = 600, seed: int = 12345, count_macs: bool = True,
                  fingerprint: Optional[Mapping] = None, log: Callable[[str], None] = print):
         if records and md_tfds_data_dir:
             raise ConfigError("Give --records or --md_tfds_data_dir for MD-v2, not both.")
         self.output_dir, self.records, self.tfds_data_dir = output_dir, records, tfds_data_dir
         self.md_tfds_data_dir, self.protocol, self.download = md_tfds_data_dir, protocol, download
+        self.sun397_dir = sun397_dir
         self.batch_size, self.md_episodes, self.seed, self.count_macs = batch_size, md_episodes, seed, count_macs
         self.fingerprint, self.log = dict(fingerprint or {}), log
 
@@ -276,7 +279,8 @@ class VtabMdEvaluator(Evaluator):
             from lite_tf.eval.macs import PersonalizationMacs
 
             counter = PersonalizationMacs(model.learner, image_size)
-        large_tasks = {name: vtab.open_task(name, self.tfds_data_dir, image_size, self.protocol, self.download)
+        large_tasks = {name: vtab.open_task(name, self.tfds_data_dir, image_size, self.protocol, self.download,
+                                            self.sun397_dir)
                        for name in tasks if name in vtab.TASKS}  # every VTAB dataset checked before any work
 
         def score(name: str) -> dict:
@@ -340,10 +344,38 @@ def _load_finished(task_dir: str, fingerprint: dict) -> Dict[str, dict]:
         except json.JSONDecodeError as error:
             raise DataError(f"{path} is not valid JSON ({error}); delete it to re-run that task.") from None
         if row.get("fingerprint") != fingerprint:
-            raise ConfigError(f"{path} was written by a different evaluation ({row.get('fingerprint')} vs "
-                              f"{fingerprint}); use a new --output_dir, or delete it to re-run.")
+            old = row.get("fingerprint") or {}
+            changed = sorted(key for key in set(old) | set(fingerprint) if old.get(key) != fingerprint.get(key))
+            what = "; ".join(f"{key}: {old.get(key)!r} then, {fingerprint.get(key)!r} now" for key in changed)
+            raise ConfigError(f"{path} was written by a different evaluation ({what}); use a new --output_dir, "
+                              f"or delete it to re-run.")
         rows[row["task"]] = row
     return rows
+
+
+def weights_digest(path: str) -> str:
+    """SHA-256 of the weights' content: a file, a checkpoint prefix's files or a folder's files (names
+    and bytes, sorted). The resume guard keys on it, so weights overwritten in place are another
+    evaluation; a name that is no file (``init``: the seeded untrained weights) is its own key."""
+    import glob
+    import hashlib
+
+    if os.path.isfile(path):
+        files = [path]
+    elif os.path.isdir(path):
+        files = sorted(os.path.join(folder, name) for folder, _, names in os.walk(path) for name in names)
+    else:
+        files = sorted(file for file in glob.glob(glob.escape(path) + "*") if os.path.isfile(file))
+    if not files:
+        return path
+    digest = hashlib.sha256()
+    for file in files:
+        if len(files) > 1:
+            digest.update(os.path.basename(file).encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def evaluate_run(model_dir: str, checkpoint: str = "best", bindings: Sequence[str] = (),
@@ -361,5 +393,5 @@ def evaluate_run(model_dir: str, checkpoint: str = "best", bindings: Sequence[st
     evaluator.check_tasks(tasks)  # before building anything
     model, _ = experiment.load_run(model_dir, bindings)
     weights = experiment.load_weights(model, model_dir, checkpoint)
-    evaluator.fingerprint["weights"] = os.path.abspath(weights) if os.path.isfile(weights) else weights
+    evaluator.fingerprint["weights_sha256"] = weights_digest(weights)
     return evaluator.evaluate(model, datasets=tasks)

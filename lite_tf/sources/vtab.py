@@ -28,19 +28,20 @@ class VtabSource(Source):
     Args:
       tfds_data_dir: the TFDS data dir (the experiment's ``data_root`` overrides it when given).
       protocol: "vtab1k" (train800val200 support, VTAB test split) or "lite" (the official LITE
-        code's variant: train[:1000] support).
+        code's variant: train[:1000] support, PIL Lanczos, DR "original", SUN397 from ``sun397_dir``).
+      sun397_dir: the SUN397 image folder the "lite" protocol reads (lite_tf/data/vtab/image_folder.py).
       query_batch_size: test images per episode.
       download: let TFDS download and prepare a missing dataset (off: a missing one is an error).
     """
 
     def __init__(self, tfds_data_dir: Optional[str] = None, protocol: str = "vtab1k",
-                 query_batch_size: int = 500, download: bool = False):
+                 query_batch_size: int = 500, download: bool = False, sun397_dir: Optional[str] = None):
         if protocol not in PROTOCOLS:
             raise ConfigError(f"sources.vtab.protocol must be one of {PROTOCOLS}; got {protocol!r}.")
         if not isinstance(query_batch_size, int) or query_batch_size <= 0:
             raise ConfigError(f"sources.vtab.query_batch_size must be a positive integer; got {query_batch_size!r}.")
         self.tfds_data_dir, self.protocol = tfds_data_dir, protocol
-        self.query_batch_size, self.download = query_batch_size, download
+        self.query_batch_size, self.download, self.sun397_dir = query_batch_size, download, sun397_dir
 
     def dataset_names(self, data_root: Optional[str] = None) -> Sequence[str]:
         return TASK_NAMES
@@ -61,7 +62,7 @@ class VtabSource(Source):
         data_dir = data_root or self.tfds_data_dir
         episodes = None
         for name in names:  # opened now (fails fast if unprepared); images read only when iterated
-            task = open_task(name, data_dir, image_size, self.protocol, self.download)
+            task = open_task(name, data_dir, image_size, self.protocol, self.download, self.sun397_dir)
             task_episodes = task.support().flat_map(
                 lambda support_images, support_labels, q=task.queries(self.query_batch_size), way=task.way:
                 q.map(lambda images, labels: {
