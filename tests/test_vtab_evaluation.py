@@ -55,11 +55,52 @@ def test_the_command_evaluates_a_trained_protonets_run_on_mock_vtab_and_md(tmp_p
     output = tmp_path / "run" / "vtab_md_vtab1k"
     saved = json.loads((output / "results.json").read_text())
     assert saved["datasets"]["oxford_flowers102"]["accuracy"] == results["datasets"]["oxford_flowers102"]["accuracy"]
-    assert saved["fingerprint"]["weights"] == os.path.abspath(os.path.join(model_dir, "best.weights.h5"))
+    weights = os.path.join(model_dir, "best.weights.h5")
+    assert saved["fingerprint"]["weights_sha256"] == large_task.weights_digest(weights)
     table = (output / "results.md").read_text()
     assert table.startswith("VTAB+MD: ProtoNets at 16 px") and table.endswith(results["table"] + "\n")
     assert "| VTAB natural | oxford_flowers102 |" in table and "**overall**" in table
     assert sorted(os.listdir(output / "tasks")) == sorted(f"{n}.json" for n in VTAB_TASKS + ["omniglot"])
+
+
+def test_weights_overwritten_in_place_are_refused_on_resume(tmp_path, monkeypatch):
+    """The resume guard keys on the weights' content: a run whose best.weights.h5 was overwritten in
+    place must not add new-model rows to old-model ones. (Scoring itself is stubbed: tested above.)"""
+    import keras
+
+    from lite_tf import experiment
+
+    monkeypatch.setattr(large_task, "evaluate_large_task", lambda learner, task, *args: _row(task.name, 0.5))
+    model_dir = vtab_mock.make_run(tmp_path / "run")
+    data_dir = str(tmp_path / "tfds")
+    with vtab_mock.mock_tiny(data_dir, datasets=("oxford_flowers102",)):
+        large_task.evaluate_run(model_dir, tasks=["oxford_flowers102"], tfds_data_dir=data_dir, batch_size=64,
+                                count_macs=False, log=lambda _: None)
+        model, _ = experiment.load_run(model_dir, [])
+        weights = os.path.join(model_dir, "best.weights.h5")
+        model.load_weights(weights)
+        for variable in model.trainable_variables[:1]:
+            variable.assign(variable + 0.5)
+        model.save_weights(weights)   # the same path, other content
+        keras.backend.clear_session()
+        with pytest.raises(ConfigError) as error:
+            large_task.evaluate_run(model_dir, tasks=["oxford_flowers102"], tfds_data_dir=data_dir, batch_size=64,
+                                    count_macs=False, log=lambda _: None)
+    message = str(error.value)
+    assert "\n" not in message and "weights_sha256" in message and "oxford_flowers102.json" in message
+
+
+def test_weights_digest_is_the_content_of_a_file_or_a_checkpoints_files(tmp_path):
+    import hashlib
+
+    (tmp_path / "a.h5").write_bytes(b"abc")
+    assert large_task.weights_digest(str(tmp_path / "a.h5")) == hashlib.sha256(b"abc").hexdigest()
+    (tmp_path / "ckpt-1.index").write_bytes(b"1")
+    (tmp_path / "ckpt-1.data-00000-of-00001").write_bytes(b"2")
+    first = large_task.weights_digest(str(tmp_path / "ckpt-1"))
+    (tmp_path / "ckpt-1.data-00000-of-00001").write_bytes(b"3")
+    assert large_task.weights_digest(str(tmp_path / "ckpt-1")) != first
+    assert large_task.weights_digest("init (untrained)") == "init (untrained)"
 
 
 def test_finetuner_is_evaluated_through_personalize_with_its_own_macs(tmp_path):
