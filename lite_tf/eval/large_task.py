@@ -290,6 +290,8 @@ class VtabMdEvaluator(Evaluator):
 
         fingerprint = {"image_size": image_size, "protocol": self.protocol, "md_episodes": self.md_episodes,
                        "seed": self.seed, "md_data": "records" if self.records else "tfds", **self.fingerprint}
+        if self.protocol == "lite" and "sun397" in large_tasks:
+            fingerprint["sun397_dir"] = os.path.abspath(self.sun397_dir)
         title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px, VTAB protocol {self.protocol}, "
                  f"{self.md_episodes} MD-v2 episodes per source")
         return self.resume(tasks, score, fingerprint, title)
