@@ -5,8 +5,7 @@ import pytest
 import tensorflow as tf
 
 from lite_tf import LiteConfig
-from tests.helpers import episode_dataset, make_episode, protonets_model
-from tests.test_lite import assert_gradients_close
+from tests.helpers import assert_gradients_close, episode_dataset, make_episode, protonets_model
 
 
 def test_fit_lowers_loss_and_beats_chance():
