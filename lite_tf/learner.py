@@ -7,10 +7,8 @@ import keras
 import tensorflow as tf
 
 from lite_tf.images import to_float_images
-from lite_tf.lite import chunked_map
+from lite_tf.lite import LiteConfig, chunked_map
 from lite_tf.registry import get_backbone
-
-PERSONALIZE_CHUNK = 64  # support images embedded at a time by ``embed_support``
 
 
 class Learner(keras.layers.Layer):
@@ -22,6 +20,10 @@ class Learner(keras.layers.Layer):
     set-level tensors takes them as ``context`` (``mapper.map(fn, images, context=c)`` calls
     ``fn(images, c)``). Query images are float32 in [-1, 1]. Shared heads live in lite_tf/heads.py.
     """
+
+    #: support images embedded at a time when personalising (``embed_support``). EpisodicModel sets
+    #: it from its LiteConfig.chunk_size; None takes the gin-bound LiteConfig's. One binding for both.
+    support_chunk_size = None
 
     def build_for(self, image_size: int) -> None:
         """Creates every weight for images of ``image_size`` pixels (called once, eagerly)."""
@@ -51,8 +53,9 @@ class Learner(keras.layers.Layer):
             return get_backbone(spec)(image_size=image_size, **kwargs)
         return spec
 
-    @staticmethod
-    def embed_support(fn: Callable, images) -> tf.Tensor:
-        """``fn`` over a support set (uint8 or float images) in chunks, without gradients (personalisation)."""
+    def embed_support(self, fn: Callable, images) -> tf.Tensor:
+        """``fn`` over a support set (uint8 or float images) in chunks of the LITE chunk size, without
+        gradients (personalisation)."""
         images = tf.convert_to_tensor(images)
-        return tf.stop_gradient(chunked_map(lambda x: fn(to_float_images(x)), images, PERSONALIZE_CHUNK))
+        chunk_size = self.support_chunk_size or LiteConfig().chunk_size
+        return tf.stop_gradient(chunked_map(lambda x: fn(to_float_images(x)), images, chunk_size))
