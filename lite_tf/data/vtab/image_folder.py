@@ -173,7 +173,7 @@ def folder_name(label_name: str) -> str:
 def export_tfds_sun397(tfds_data_dir: Optional[str], output_dir: str, config: str = "tfds",
                        splits: Optional[Sequence[str]] = None, log=print) -> dict:
     """Writes TFDS ``sun397/<config>`` (every split, or ``splits``) as an image folder:
-    ``<output_dir>/<class>/<file_name>`` with each image's stored JPEG bytes (no re-encoding).
+    ``<output_dir>/<class>/<file_name>`` with each image's bytes as TFDS stores them (no re-encoding).
 
     Refuses a non-empty ``output_dir`` (a folder's content and file order decide LITE's split).
     """
