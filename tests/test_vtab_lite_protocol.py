@@ -38,6 +38,9 @@ def test_randperm_is_torchs_cpu_randperm_stored():
     assert test[:6].tolist() == TORCH_TEST_HEAD and test[-3:].tolist() == TORCH_TEST_TAIL
     assert int(np.sum((np.arange(len(test)) + 1) * test) % 1000003) == TORCH_TEST_CHECKSUM
     assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(SUN397_SIZE))
+    # train_size = int(round(0.7 * N)), val_size = int(round(0.1 * N)), test the rest
+    assert image_folder.split_sizes(5) == (4, 0, 1)       # round(3.5) = 4, round(0.5) = 0 (ties to even)
+    assert image_folder.split_sizes(15) == (10, 2, 3)     # 0.7 * 15 = 10.499999999999998
 
 
 def test_randperm_equals_torch_itself_when_installed():
@@ -50,13 +53,6 @@ def test_randperm_equals_torch_itself_when_installed():
         parts = torch.utils.data.random_split(range(n), list(sizes), generator=torch.Generator().manual_seed(15))
         for ours, theirs in zip(image_folder.random_split_indices(n), parts):
             assert ours.tolist() == list(theirs.indices)
-
-
-def test_split_sizes_round_as_python_does():
-    """``train_size = int(round(0.7 * N))``, ``val_size = int(round(0.1 * N))``, test the rest."""
-    assert image_folder.split_sizes(SUN397_SIZE) == (76128, 10875, 21751)
-    assert image_folder.split_sizes(5) == (4, 0, 1)       # round(3.5) = 4, round(0.5) = 0 (ties to even)
-    assert image_folder.split_sizes(15) == (10, 2, 3)     # 0.7 * 15 = 10.499999999999998
 
 
 # ------------------------------------------------------- torchvision ImageFolder (ImageFolderReader's dataset)
@@ -74,12 +70,8 @@ def test_image_folder_lists_files_as_torchvision_does(tmp_path):
     assert classes == ["a", "b"]
     assert [(os.path.relpath(path, tmp_path), label) for path, label in samples] == [
         ("a/x.jpeg", 0), ("a/a_sub/z.webp", 0), ("b/10.JPG", 1), ("b/2.jpg", 1), ("b/sub/1.png", 1)]
-
-
-def test_a_class_folder_without_images_is_refused(tmp_path):
-    _touch(tmp_path / "a" / "x.jpg")
-    _touch(tmp_path / "b" / "readme.txt")
-    with pytest.raises(DataError, match=r"no image files in class folder\(s\) \['b'\]"):
+    _touch(tmp_path / "c" / "readme.txt")   # a class folder without images: refused, as torchvision does
+    with pytest.raises(DataError, match=r"no image files in class folder\(s\) \['c'\]"):
         image_folder.list_image_folder(str(tmp_path))
 
 
@@ -91,9 +83,7 @@ def test_support_rule_fills_every_class_then_takes_the_next_images():
     # 0 kept, 0 kept, 0 skipped (2 kept), 1 kept, 0 skipped, 2 kept -> all 3 present after 6 looked at
     np.testing.assert_array_equal(image_folder.lite_support_order(labels, num_classes=3, size=7),
                                   [0, 1, 3, 5, 6, 7, 8])
-
-
-def test_support_rule_stops_looking_after_10000_images():
+    # ... or after 10,000 images were looked at (``count == 10000``)
     labels = np.zeros(11000, np.int64)     # class 1 never appears
     order = image_folder.lite_support_order(labels, num_classes=2, size=1000)
     np.testing.assert_array_equal(order, [0, 1] + list(range(10000, 10998)))
@@ -252,39 +242,36 @@ def test_pil_lanczos_resize_equals_lites_prepare_image_within_one_grey_level():
 
 # ------------------------------------------ LITE src/meta_dataset_reader.py _init_multi_source_dataset
 def test_per_source_hierarchy_imagenet_flat_omniglot_two_level():
+    import gin
+
+    from lite_tf import experiment
     from lite_tf.data.metadataset import sampling, spec as spec_lib
     from tests.helpers import meta_dataset_spec_dir
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    lite = {"ilsvrc_2012": False, "ilsvrc_2012_v2": False}
+    experiment.parse_gin([os.path.join(root, "gin", "experiments", "mdv2_protonets.gin")], [])
+    assert gin.query_parameter("EpisodeSampler.use_hierarchy") == lite   # every mdv2 experiment binds it
 
     spec_dir = meta_dataset_spec_dir()
     if not os.path.isdir(spec_dir):
         pytest.skip("real Meta-Dataset specs not available")
     omniglot = spec_lib.load_spec(os.path.join(spec_dir, "omniglot_dataset_spec.json"))
     imagenet = spec_lib.load_spec(os.path.join(spec_dir, "ilsvrc_2012_v2_dataset_spec.json"))
-    lite = {"ilsvrc_2012": False, "ilsvrc_2012_v2": False}
     assert sampling.EpisodeSampler(omniglot, "train", use_hierarchy=lite).hierarchy[0] == "bilevel"
     flat = sampling.EpisodeSampler(imagenet, "train", use_hierarchy=lite, seed=1)
-    assert flat.hierarchy is None
-    assert sampling.EpisodeSampler(imagenet, "train", use_hierarchy=True).hierarchy[0] == "dag"
-    # flat: ways drawn in [5, 50] from all 1000 classes (the DAG's nodes give other way counts)
-    ways = [flat.sample().way for _ in range(200)]
-    assert min(ways) >= 5 and max(ways) <= 50 and len(set(ways)) > 30
+    dag = sampling.EpisodeSampler(imagenet, "train", use_hierarchy=True, seed=1)
+    assert flat.hierarchy is None and dag.hierarchy[0] == "dag"
+    # DAG episodes take their classes under one node; flat ones from all 1000 classes at once
+    nodes = [set(leaves.tolist()) for leaves in dag.hierarchy[1]]
+
+    def under_one_node(sampler):
+        episodes = [set(sampler.sample().class_ids.tolist()) for _ in range(100)]
+        return np.mean([any(classes <= node for node in nodes) for classes in episodes])
+
+    assert under_one_node(dag) == 1.0 and under_one_node(flat) < 0.3
     with pytest.raises(ConfigError, match="use_hierarchy must be a bool or a dict"):
         sampling.EpisodeSampler(omniglot, "train", use_hierarchy={"omniglot": "no"})
-
-
-def test_mdv2_experiments_bind_lites_per_source_hierarchy():
-    import gin
-
-    from lite_tf import experiment
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        experiment.parse_gin([os.path.join(root, "gin", "experiments", "mdv2_protonets.gin")], [])
-        assert gin.query_parameter("EpisodeSampler.use_hierarchy") == {"ilsvrc_2012": False,
-                                                                       "ilsvrc_2012_v2": False}
-    finally:
-        with gin.unlock_config():
-            gin.clear_config()
 
 
 # --------------------------------------------------------- LITE extras/prepare_extra_dataset.py process_mnist
