@@ -223,3 +223,23 @@ def test_the_resume_guard_refuses_weights_overwritten_in_place(tmp_path):
     assert after != before
     with pytest.raises(ConfigError, match="changed: weights_sha256"):
         evaluator.resume(["svhn"], lambda n: _row(n, 0.5), {"weights_sha256": after}, "t", output)
+
+
+def test_a_vtab_source_run_is_scored_as_large_tasks_by_the_one_evaluate(tmp_path):
+    """Issue 18: a run whose source is ``sources.vtab`` goes through ``experiment.evaluate`` (what
+    lite_tf_evaluate calls) to the source's ``large_task`` evaluator, one row per task over its whole
+    test split, instead of asking the episode evaluator for 600 episodes of a 1-episode task."""
+    from lite_tf import experiment
+
+    model_dir = vtab_mock.make_run(tmp_path / "run")
+    data_dir = str(tmp_path / "tfds")
+    with vtab_mock.mock_tiny(data_dir, ["oxford_flowers102"]):
+        results = experiment.evaluate(model_dir, data_root=data_dir, bindings=["Training.source = @sources.vtab()"],
+                                      datasets=["oxford_flowers102"], progress=False, options={"count_macs": False})
+    row = results["datasets"]["oxford_flowers102"]
+    assert row["test_images"] == 60 and row["support_images"] == 1000 and row["accuracy"] > 0.9
+    assert results["output"] == os.path.join(model_dir, "vtab_md_vtab1k", "results")
+    assert os.path.isfile(os.path.join(model_dir, "vtab_md_vtab1k", "tasks", "oxford_flowers102.json"))
+    with pytest.raises(ConfigError, match="--tasks_per_user does not apply to the 'large_task' evaluator"):
+        experiment.evaluate(model_dir, data_root=data_dir, bindings=["Training.source = @sources.vtab()"],
+                            options={"tasks_per_user": 2}, progress=False)
