@@ -43,7 +43,11 @@ def class_file_path(dataset_dir: str, class_id: int) -> str:
 
 
 def serialize_example(image_bytes: bytes, label: int) -> bytes:
-    """A serialized ``tf.train.Example`` with features ``image`` (bytes) and ``label`` (int64)."""
+    """A serialized ``tf.train.Example`` with features ``image`` (bytes) and ``label`` (int64).
+
+    Serialized deterministically: protobuf writes a map's entries in a per-process hash order
+    otherwise, so the same image and label would give different bytes from run to run.
+    """
     import tensorflow as tf
 
     if not isinstance(image_bytes, (bytes, bytearray)):
@@ -52,7 +56,7 @@ def serialize_example(image_bytes: bytes, label: int) -> bytes:
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(image_bytes)])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
     }))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def write_class_file(path: str, encoded_images: Iterable[bytes], label: int) -> int:
