@@ -11,6 +11,7 @@ check every argument and input before writing anything (see lite_tf/model_dir.py
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pathlib
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from lite_tf import callbacks as lite_callbacks
 from lite_tf import distribute
+from lite_tf import faults
 from lite_tf import registry
 from lite_tf.errors import DataError, LiteTfError
 from lite_tf.model import EpisodicModel
@@ -222,6 +224,34 @@ def load_weights(model: EpisodicModel, model_dir: Optional[str], which: str) -> 
 
 
 # ------------------------------------------------------------------------------------ training
+def _faults_as_one_line(train_function):
+    """A full disk (lock, events writer, checkpoint, weights) or a record the pipeline rejects inside
+    ``model.fit`` (damaged image data, a wrong label: its check names dataset, class and record)
+    becomes one line saying what to do and where a rerun resumes. Nothing of an unfinished epoch is
+    saved (checkpoints and best weights are written whole or not at all), so a rerun trusts only
+    complete files. (libjpeg prints its own lines for a damaged JPEG: they are dropped.)"""
+    @functools.wraps(train_function)
+    def wrapped(model_dir, *args, **kwargs):
+        try:
+            with faults.without_libjpeg_lines():
+                return train_function(model_dir, *args, **kwargs)
+        except LiteTfError:
+            raise
+        except Exception as error:  # noqa: BLE001 - only the two kinds below are translated
+            checkpoints = os.path.join(model_dir or ".", CHECKPOINTS)
+            resume = (tf.train.latest_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None) or \
+                "the start, as no epoch had finished"
+            faults.raise_if_disk_full(error, model_dir, f"rerun the same command; it resumes from {resume}")
+            record = faults.pipeline_assertion(error)
+            if record is None:
+                raise
+            raise DataError(f"Training stopped: {record}. Delete that class file and rerun lite_tf_convert with "
+                            f"the same flags to rewrite it from the source images (or replace the data), then "
+                            f"rerun the same command; it resumes from {resume}.") from None
+    return wrapped
+
+
+@_faults_as_one_line
 def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), data_root: Optional[str] = None,
           verbose: int = 1, resume_with_changes: bool = False) -> dict:
     """Runs (or resumes) one experiment; returns the last epoch's logs ({} if it had finished).
