@@ -37,7 +37,7 @@ def clean_tf_message(text: str) -> str:
     text = re.sub(r"\s*\[Op:[^\]]*\](\s*name:\s*\S*)?", "", text)
     text = re.sub(r"Detected at node .*?(?=assertion failed|$)", "", text, flags=re.S)
     text = re.sub(r"<stack traces unavailable>", "", text)
-    text = re.sub(r"<_io\.\w+ object at 0x[0-9a-f]+>", "the image data", text)
+    text = re.sub(r"<_io\.\w+ object at 0x[0-9a-f]+>", "(not a format PIL knows)", text)
     text = re.sub(r"<([\w.]+) object at 0x[0-9a-f]+>", r"a \1", text)
     text = " ".join(text.split())
     return text.strip(" ;:")

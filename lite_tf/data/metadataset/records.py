@@ -27,6 +27,7 @@ import numpy as np
 
 from lite_tf import atomic
 from lite_tf.errors import DataError, WrongTypeError
+from lite_tf.faults import clean_tf_message
 
 FILE_SUFFIX = ".tfrecords"
 _HEADER_BYTES = 12  # uint64 length + uint32 masked crc of the length
@@ -188,7 +189,7 @@ def count_records(path: str, verify_checksums: bool = False) -> int:
             for _ in tf.data.TFRecordDataset(path):
                 pass
         except tf.errors.DataLossError as error:
-            raise RecordFileError(f"Record file {path} is corrupt: {error.message}") from None
+            raise RecordFileError(f"Record file {path} is corrupt: {clean_tf_message(error.message)}") from None
     return int(len(offsets))
 
 
