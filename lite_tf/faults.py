@@ -44,9 +44,13 @@ def clean_tf_message(text: str) -> str:
 
 
 def user_path(path: str) -> str:
-    """The file a user knows for a temporary one: ``.tmp-<name>-xyz`` -> ``<name>``,
+    """The file a user knows for a temporary one: ``.tmp-<name>-xyz`` and ``.tmp-<pid>-<name>.weights.h5``
+    -> ``<name>``,
     ``ckpt-2_temp/part-...`` -> ``ckpt-2``, ``checkpoint.tmp<hex>`` -> ``checkpoint``."""
     folder, name = os.path.split(path)
+    match = re.match(r"^\.tmp-\d+-(.+\.weights\.h5)$", name)  # callbacks.BestWeights' temporary
+    if match:
+        return os.path.join(folder, match.group(1))
     match = re.match(r"^\.tmp-(.+)-[A-Za-z0-9_]+$", name)
     if match:
         return os.path.join(folder, match.group(1))
@@ -56,11 +60,14 @@ def user_path(path: str) -> str:
     match = re.match(r"^(checkpoint)\.tmp[0-9a-f]+$", name)
     if match:
         return os.path.join(folder, match.group(1))
+    match = re.match(r"^(.+)\.tmp(\.weights\.h5)$", name)  # lite_tf.weights.runs.save_weights' temporary
+    if match:
+        return os.path.join(folder, match.group(1) + match.group(2))
     return path
 
 
 def _file_in(message: str) -> Optional[str]:
-    match = re.search(r"filename = '([^']+)'", message)  # HDF5's error stack (Keras weights files)
+    match = re.search(r"\b(?:file)?name = '([^']+)'", message)  # HDF5's error stack (Keras weights files)
     if match:
         return match.group(1)
     for marker in _NO_SPACE_TEXTS:
@@ -74,7 +81,7 @@ def disk_full(error: BaseException, fallback: Optional[str] = None) -> Optional[
     """The file (``fallback`` if the error names none; '' if neither) ``error`` could not write
     because the disk is full, or None if ``error`` is something else."""
     if isinstance(error, OSError) and error.errno in _NO_SPACE_ERRNOS:
-        name = error.filename
+        name = error.filename or _file_in(str(error))
         return user_path(os.fspath(name)) if name else (fallback or "")
     message = getattr(error, "message", None) or str(error)
     if not any(text in message for text in _NO_SPACE_TEXTS):
