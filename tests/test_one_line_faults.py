@@ -145,6 +145,7 @@ def test_a_full_disk_in_any_launcher_is_one_line(capsys):
                                        "complete is kept.\n")
 
 
+@pytest.mark.slow  # a training start-up: ~8 s on an idle 2-core VM (the decorator's path is also run below)
 def test_a_full_disk_at_the_events_writer_stops_with_one_line_before_any_step(tmp_path, config, data_root,
                                                                               monkeypatch):
     from lite_tf.experiment import parse_gin
@@ -257,8 +258,12 @@ def test_real_full_disks_give_one_line(tmp_path, config, data_root, size, where)
 
 
 # --------------------------------------------------------------------- damaged images
+@pytest.mark.parametrize("inside_fit", [
+    False,  # validation off: the first (logged) episode comes from the damaged split, before anything is written
+    pytest.param(True, marks=pytest.mark.slow),  # validation on: model.fit meets it (~12 s on an idle VM)
+])
 def test_a_damaged_image_body_stops_training_with_one_line_and_a_clean_model_dir(tmp_path, config, data_root,
-                                                                                 capfd):
+                                                                                 capfd, inside_fit):
     from lite_tf.data.metadataset import records
     from lite_tf.experiment import parse_gin
     from lite_tf.model_dir import ModelDir
@@ -271,17 +276,20 @@ def test_a_damaged_image_body_stops_training_with_one_line_and_a_clean_model_dir
     images[2] = images[2][:20] + b"garbage" * 30  # a JPEG header, then rubbish
     records.write_class_file(path, images, 0)
     model_dir = tmp_path / "run"
+    bindings = ["Training.epochs = 1", "Training.episodes_per_epoch = 1", "Training.validation_episodes = 1",
+                f"Training.validate_every = {int(inside_fit)}"]
     capfd.readouterr()
     with pytest.raises(DataError) as error:
-        train(model_dir, config, ONE_EPOCH, str(root))
+        train(model_dir, config, bindings, str(root))
     assert str(error.value) == (
         f"Training stopped: Image(s) that could not be decoded (damaged image data) in the decoded-image cache; "
         f"datasets: dataset glyphs ({root / 'glyphs'}); class ids: 0; record numbers in their class file: 2. Delete "
         "that class file and rerun lite_tf_convert with the same flags to rewrite it from the source images (or "
         "replace the data), then rerun the same command; it resumes from the start, as no epoch had finished.")
     assert "Input file read error" not in capfd.readouterr().err  # libjpeg's own line is dropped
+    assert os.path.exists(model_dir / "experiment.gin") == inside_fit  # fit runs after the model dir is written
     assert not os.path.exists(model_dir / "checkpoints") and not os.path.exists(model_dir / "best.weights.h5")
-    ModelDir(str(model_dir)).check(parse_gin([config], ONE_EPOCH))  # a rerun with the same command is accepted
+    ModelDir(str(model_dir)).check(parse_gin([config], bindings))  # a rerun with the same command is accepted
 
 
 # ------------------------------------------------------------------ converter messages
