@@ -240,12 +240,15 @@ def test_real_full_disks_give_one_line(tmp_path, config, data_root, size, where)
     if not _tmpfs(disk, size):
         pytest.skip("cannot mount a tmpfs here")
     try:
-        if size == "4k":
-            with open(disk / "fill", "wb") as handle:  # 0 bytes left
-                try:
-                    handle.write(b"\0" * 8192)
-                except OSError:
-                    pass
+        if size == "4k":  # 0 bytes left
+            descriptor = os.open(disk / "fill", os.O_WRONLY | os.O_CREAT)
+            try:
+                while True:
+                    os.write(descriptor, b"\0" * 1024)
+            except OSError:
+                pass
+            finally:
+                os.close(descriptor)
         result = subprocess.run([sys.executable, "-m", "lite_tf.tools.train", f"--gin_config={config}",
                                  f"--data_root={data_root}", f"--model_dir={disk / 'run'}", "--verbose=0"],
                                 cwd=REPOSITORY, env=launcher_env(), capture_output=True, text=True, timeout=600)
