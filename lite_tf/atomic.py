@@ -32,9 +32,11 @@ def atomic_path(path):
             os.fsync(stream.fileno())
         os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.remove(temporary)
+        if isinstance(error, OSError) and not error.filename:  # e.g. a full disk: say which file
+            error.filename = path
         raise
 
 

@@ -6,21 +6,35 @@ from typing import Callable, List, Optional, Sequence
 
 from absl import app, flags, logging
 
+from lite_tf import faults
 from lite_tf.errors import ConfigError, LiteTfError
 
 
+def one_line(error: BaseException) -> str:
+    """``error: <message>`` on one line (gin's "In call to configurable ..." lines left out)."""
+    lines = [line.strip() for line in str(error).splitlines()
+             if line.strip() and not line.strip().startswith("In call to configurable")]
+    return "error: " + " ".join(lines)
+
+
 def main_or_error(main: Callable[[list], int]) -> Callable[[list], None]:
-    """Wraps ``main(argv) -> status``: a LiteTfError prints ``error: <message>`` and exits 2."""
+    """Wraps ``main(argv) -> status``: a LiteTfError prints ``error: <message>`` and exits 2.
+
+    A full disk anywhere (a launcher that did not say more itself) is one line naming the file too.
+    """
     def wrapped(argv):
         if not flags.FLAGS["verbosity"].present:  # absl INFO lines (e.g. TF's per-checkpoint notes) off
             logging.set_verbosity(logging.WARNING)
         try:
             status = main(argv)
         except LiteTfError as error:
-            # gin appends "In call to configurable ..." lines to errors raised inside configurables.
-            lines = [line.strip() for line in str(error).splitlines()
-                     if line.strip() and not line.strip().startswith("In call to configurable")]
-            print("error: " + " ".join(lines), file=sys.stderr)
+            print(one_line(error), file=sys.stderr)
+            status = 2
+        except Exception as error:  # noqa: BLE001 - only a full disk is reported here; the rest re-raises
+            replacement = faults.disk_full_error(error)
+            if replacement is None:
+                raise
+            print(one_line(replacement), file=sys.stderr)
             status = 2
         sys.exit(status or 0)
 

@@ -11,9 +11,12 @@ check every argument and input before writing anything (see lite_tf/model_dir.py
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import pathlib
+import re
+import tokenize
 from typing import Optional, Sequence
 
 import gin
@@ -22,6 +25,8 @@ import tensorflow as tf
 
 from lite_tf import callbacks as lite_callbacks
 from lite_tf import distribute
+from lite_tf import faults
+from lite_tf import gin_errors
 from lite_tf import registry
 from lite_tf.errors import DataError, LiteTfError
 from lite_tf.model import EpisodicModel
@@ -133,23 +138,72 @@ def resolve_config_path(path: str) -> str:
     raise ExperimentError(f"Gin config file {path!r} not found (looked in the current folder and {REPOSITORY_ROOT}).")
 
 
+class _NoGinPathProbes(logging.Filter):
+    """Gin logs "Path not found" (at ERROR) for each search location it tries before the one that
+    holds an included file; those are probes, not errors (a file found nowhere raises)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Path not found")
+
+
+def _search_package_first() -> None:
+    """Included gin files ('gin/...') resolve against lite_tf's own folder first, whatever the cwd."""
+    prefixes = getattr(gin.config, "_LOCATION_PREFIXES", None)
+    if isinstance(prefixes, list):
+        if str(REPOSITORY_ROOT) in prefixes:
+            prefixes.remove(str(REPOSITORY_ROOT))
+        prefixes.insert(0, str(REPOSITORY_ROOT))
+    else:  # another gin version: append (files are still found, after the cwd)
+        gin.add_config_file_search_path(str(REPOSITORY_ROOT))
+
+
+def _included(path: str, seen: set) -> list:
+    """(name, text) of a gin file and, recursively, the files it includes (to locate a syntax error)."""
+    if path in seen or not os.path.isfile(path):
+        return []
+    seen.add(path)
+    with open(path, errors="replace") as handle:
+        text = handle.read()
+    found = [(path, text)]
+    for name in re.findall(r"^\s*include\s+['\"]([^'\"]+)['\"]", text, flags=re.M):
+        candidates = [name] if os.path.isabs(name) else [str(REPOSITORY_ROOT / name), name]
+        for candidate in candidates:
+            if os.path.isfile(candidate):
+                found += _included(candidate, seen)
+                break
+    return found
+
+
 def parse_gin(configs: Sequence[str], bindings: Sequence[str] = ()) -> str:
     """Registers every plugin (learners, backbones, sources and the configurables their modules
     define), parses configs then bindings; returns the config text.
 
-    Unknown configurables, misspelt parameters and syntax errors raise ExperimentError with gin's
-    message (which names the file, line and binding).
+    Unknown configurables, misspelt parameters and syntax errors (an unclosed bracket included)
+    raise ExperimentError naming the file (or binding) and line; an unknown plugin lists the
+    registered ones (lite_tf/gin_errors.py).
     """
     registry.load_plugins()
-    gin.add_config_file_search_path(str(REPOSITORY_ROOT))
+    _search_package_first()
     paths = [resolve_config_path(c) for c in configs]
+    root_logger, probes = logging.getLogger(), _NoGinPathProbes()
+    root_logger.addFilter(probes)
     try:
         with gin.unlock_config():
             gin.clear_config()
-            gin.parse_config_files_and_bindings(paths, list(bindings), finalize_config=False)
-    except (ValueError, KeyError, SyntaxError, TypeError, ImportError, IOError) as error:
-        raise ExperimentError(f"Bad gin configuration: {error}") from error
+            for path in paths:
+                _parse_or_explain(lambda: gin.parse_config_file(path), lambda: _included(path, set()))
+            _parse_or_explain(lambda: gin.parse_config(list(bindings)),
+                              lambda: [(f"--gin_bindings={binding!r}", binding) for binding in bindings])
+    finally:
+        root_logger.removeFilter(probes)
     return gin.config_str()
+
+
+def _parse_or_explain(parse, sources) -> None:
+    try:
+        parse()
+    except (ValueError, KeyError, SyntaxError, TypeError, ImportError, IOError, tokenize.TokenError) as error:
+        raise ExperimentError(f"Bad gin configuration: {gin_errors.explain(error, tuple(sources()))}") from error
 
 
 def build(compile: bool = True) -> tuple:
@@ -222,6 +276,34 @@ def load_weights(model: EpisodicModel, model_dir: Optional[str], which: str) -> 
 
 
 # ------------------------------------------------------------------------------------ training
+def _faults_as_one_line(train_function):
+    """A full disk (lock, events writer, checkpoint, weights) or a record the pipeline rejects inside
+    ``model.fit`` (damaged image data, a wrong label: its check names dataset, class and record)
+    becomes one line saying what to do and where a rerun resumes. Nothing of an unfinished epoch is
+    saved (checkpoints and best weights are written whole or not at all), so a rerun trusts only
+    complete files. (libjpeg prints its own lines for a damaged JPEG: they are dropped.)"""
+    @functools.wraps(train_function)
+    def wrapped(model_dir, *args, **kwargs):
+        try:
+            with faults.without_libjpeg_lines():
+                return train_function(model_dir, *args, **kwargs)
+        except LiteTfError:
+            raise
+        except Exception as error:  # noqa: BLE001 - only the two kinds below are translated
+            checkpoints = os.path.join(model_dir or ".", CHECKPOINTS)
+            resume = (tf.train.latest_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None) or \
+                "the start, as no epoch had finished"
+            faults.raise_if_disk_full(error, model_dir, f"rerun the same command; it resumes from {resume}")
+            record = faults.pipeline_assertion(error)
+            if record is None:
+                raise
+            raise DataError(f"Training stopped: {record}. Delete that class file and rerun lite_tf_convert with "
+                            f"the same flags to rewrite it from the source images (or replace the data), then "
+                            f"rerun the same command; it resumes from {resume}.") from None
+    return wrapped
+
+
+@_faults_as_one_line
 def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), data_root: Optional[str] = None,
           verbose: int = 1, resume_with_changes: bool = False) -> dict:
     """Runs (or resumes) one experiment; returns the last epoch's logs ({} if it had finished).

@@ -4,7 +4,8 @@ A model dir holds one experiment. ``experiment.gin`` is its parsed configuration
 different one is refused, except for the settings in ``RESUMABLE_KEYS`` (with
 ``resume_with_changes``). A running trainer holds an OS lock (``fcntl.flock`` on ``.lock``), which
 the kernel releases on any exit, SIGKILL included. Temporary files a killed writer left behind
-(``.tmp-*``, ``checkpoints/ckpt-N_temp/``) are removed by the next trainer, under the lock.
+(``.tmp-*``, ``checkpoints/ckpt-N_temp/``, ``checkpoints/checkpoint.tmp*``) are removed by the next
+trainer, under the lock.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import re
 import shutil
 from typing import Dict, Optional
 
-from lite_tf import atomic
+from lite_tf import atomic, faults
 from lite_tf.errors import ConfigError
 
 EXPERIMENT_FILE = "experiment.gin"
@@ -26,6 +27,7 @@ CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 BEST_WEIGHTS = "best.weights.h5"
 TEMPORARY_PREFIX = ".tmp-"
+RERUN = "rerun the same command (it resumes from the last complete checkpoint)"
 # Optimisation and logging settings a resumed run may change: none of them changes the model or
 # the saved optimizer state (so the checkpoint still restores).
 RESUMABLE_KEYS = ("Training.learning_rate", "Training.epochs", "Training.validate_every",
@@ -123,6 +125,7 @@ class ModelDir:
             os.makedirs(self.path, exist_ok=True)
             descriptor = os.open(self.join(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
+            faults.raise_if_disk_full(error, self.join(LOCK_FILE), RERUN)
             raise ExperimentError(f"Cannot write to model dir {self.path!r}: "
                                   f"{error.strerror or error}.") from None
         try:
@@ -134,15 +137,20 @@ class ModelDir:
                 owner = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "unknown"
                 raise ExperimentError(f"Model dir {self.path!r} is in use by another trainer (PID {owner}); "
                                       "wait for it to finish, or use another --model_dir.") from None
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            try:
+                os.ftruncate(descriptor, 0)
+                os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            except OSError as error:
+                faults.raise_if_disk_full(error, self.join(LOCK_FILE), RERUN)
+                raise
             self.remove_temporaries()
             yield self
         finally:
             os.close(descriptor)  # releases the lock
 
     def remove_temporaries(self) -> None:
-        """Deletes what killed writers left: .tmp-* files, checkpoints/*_temp folders."""
+        """Deletes what killed (or disk-full) writers left: .tmp-* files, checkpoints/*_temp folders and
+        checkpoints/checkpoint.tmp* files."""
         for folder in (self.path, self.join(CHECKPOINTS)):
             if not os.path.isdir(folder):
                 continue
@@ -152,6 +160,8 @@ class ModelDir:
                     os.remove(path)
                 elif folder != self.path and name.endswith("_temp") and os.path.isdir(path):
                     shutil.rmtree(path)
+                elif folder != self.path and re.fullmatch(r"checkpoint\.tmp[0-9a-f]+", name) and os.path.isfile(path):
+                    os.remove(path)  # TF's temporary for the checkpoint index (a full disk leaves it)
 
     def record(self, config_text: str) -> None:
         atomic.write_text(self.experiment_file, config_text)

@@ -26,7 +26,8 @@ LAYERS = [
     ("models", {"model", "lite", "learner", "heads", "macs", "backbones", "callbacks", "model_dir", "distribute",
                 "precision"}),
     ("data", {"data"}),
-    ("base", {"errors", "registry", "atomic", "images", "memory", "episode", "source", "cli", "lite_tf"}),
+    ("base", {"errors", "faults", "gin_errors", "registry", "atomic", "images", "memory", "episode", "source", "cli",
+              "lite_tf"}),
 ]
 LEVEL = {unit: level for level, (_, units) in enumerate(LAYERS) for unit in units}
 

@@ -6,7 +6,7 @@
 
 ``checkpoint`` is a PyTorch file (needs the optional torch extra) or an ``.npz`` of
 ``param/<state-dict name>`` arrays, or an already loaded ``{name: array}`` dict. Every parameter is
-accounted for: a missing, unused or mis-shaped one raises :class:`WeightsError` naming it, and then
+accounted for: a missing, unused, mis-shaped or non-finite one raises :class:`WeightsError` naming it, and then
 nothing is copied. The command-line tool is ``lite_tf_import_weights`` (tools/import_weights.py).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from lite_tf.weights.efficientnet import map_efficientnet_pytorch_b0, map_torchv
 from lite_tf.weights.official import map_official_lite
 from lite_tf.weights.orbit import map_orbit
 from lite_tf.weights.resnet import map_torchvision_resnet18
-from lite_tf.weights.state_dict import StateDict, WeightsError, load_state_dict
+from lite_tf.weights.state_dict import StateDict, WeightsError, check_finite, load_state_dict
 
 __all__ = ["SOURCES", "WeightsError", "import_weights", "load_state_dict"]
 
@@ -51,6 +51,7 @@ def import_weights(target, source: str, checkpoint: Union[str, os.PathLike, Mapp
         raise WeightsError(f"Unknown weights source {source!r}; known: {', '.join(sorted(SOURCES))}.")
     if isinstance(checkpoint, Mapping):
         state, where = dict(checkpoint), where or f"{source} state dict"
+        check_finite(state, where)
     else:
         state, where = load_state_dict(checkpoint), os.fspath(checkpoint)
     mapper = WeightMapper(state, where)

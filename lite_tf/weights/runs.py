@@ -61,12 +61,13 @@ def import_run(source: str, checkpoint: str, output: str, configs: Sequence[str]
 def import_backbone(source: str, checkpoint: str, output: str, image_size: int = 224, **options) -> str:
     """Writes the ``source`` backbone's weights as a Keras weights file ``output``; returns it."""
     from lite_tf.registry import get_backbone, load_plugins
-    from lite_tf.weights import import_weights
+    from lite_tf.weights import import_weights, load_state_dict
 
     if source not in BACKBONES:
         raise ConfigError(f"Unknown backbone weights source {source!r}; known: {', '.join(BACKBONES)}.")
     if not output.endswith(WEIGHTS_SUFFIX):
         raise ConfigError(f"--output for a backbone must end in {WEIGHTS_SUFFIX}; got {output!r}.")
+    state = load_state_dict(checkpoint)  # a bad file (truncated, NaN) fails before the model is built
     load_plugins()
     name = BACKBONES[source]
     if source == "torchvision_efficientnet_b0":  # loads as efficientnet_b0_film(..., padding='symmetric', ...)
@@ -78,7 +79,7 @@ def import_backbone(source: str, checkpoint: str, output: str, image_size: int =
                                                   input_shape=(image_size, image_size, 3))
     else:
         model = get_backbone(name)(image_size=image_size)
-    import_weights(model, source, checkpoint, **options)
+    import_weights(model, source, state, where=checkpoint, **options)
     save_weights(model, output)
     return output
 

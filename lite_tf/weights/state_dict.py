@@ -7,6 +7,8 @@ optional extra (``pip install -e ".[torch]"``) and is imported only to read a to
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from typing import Dict
 
 import numpy as np
@@ -45,8 +47,11 @@ def _from_npz(path: str) -> StateDict:
     try:
         with np.load(path) as data:
             state = {key[len(NPZ_PREFIX):]: data[key] for key in data.files if key.startswith(NPZ_PREFIX)}
-    except (OSError, ValueError) as error:
-        raise WeightsError(f"Could not read {path!r} as an .npz file: {error}") from error
+    except (zipfile.BadZipFile, EOFError, zlib.error) as error:  # a cut-off download, typically
+        raise WeightsError(f"Could not read {path!r} as an .npz file: it is truncated or damaged ({error}); "
+                           "download or copy it again.") from None
+    except (OSError, ValueError, KeyError) as error:
+        raise WeightsError(f"Could not read {path!r} as an .npz file: {error}") from None
     if not state:
         raise WeightsError(f"{path!r} holds no '{NPZ_PREFIX}<name>' arrays: not a state dict saved as .npz.")
     return _floating(state, path)
@@ -84,4 +89,15 @@ def _floating(state: StateDict, path: str) -> StateDict:
            if np.issubdtype(np.asarray(value).dtype, np.floating)}
     if not out:
         raise WeightsError(f"{path!r} holds no floating-point parameters.")
+    check_finite(out, path)
     return out
+
+
+def check_finite(state: StateDict, where: str) -> None:
+    """Refuses a state dict with a NaN/Inf parameter (a diverged or damaged checkpoint), naming it."""
+    for name, value in state.items():
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            raise WeightsError(f"{where!r}: parameter {name!r} holds {bad} NaN/Inf value(s) of {np.size(value)}; "
+                               "the checkpoint is diverged or damaged, so nothing was written. Use another one.")

@@ -27,6 +27,7 @@ import numpy as np
 
 from lite_tf import atomic
 from lite_tf.errors import DataError, WrongTypeError
+from lite_tf.faults import clean_tf_message
 
 FILE_SUFFIX = ".tfrecords"
 _HEADER_BYTES = 12  # uint64 length + uint32 masked crc of the length
@@ -43,7 +44,11 @@ def class_file_path(dataset_dir: str, class_id: int) -> str:
 
 
 def serialize_example(image_bytes: bytes, label: int) -> bytes:
-    """A serialized ``tf.train.Example`` with features ``image`` (bytes) and ``label`` (int64)."""
+    """A serialized ``tf.train.Example`` with features ``image`` (bytes) and ``label`` (int64).
+
+    Serialized deterministically: protobuf writes a map's entries in a per-process hash order
+    otherwise, so the same image and label would give different bytes from run to run.
+    """
     import tensorflow as tf
 
     if not isinstance(image_bytes, (bytes, bytearray)):
@@ -52,7 +57,7 @@ def serialize_example(image_bytes: bytes, label: int) -> bytes:
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(image_bytes)])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
     }))
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)
 
 
 def write_class_file(path: str, encoded_images: Iterable[bytes], label: int) -> int:
@@ -184,7 +189,7 @@ def count_records(path: str, verify_checksums: bool = False) -> int:
             for _ in tf.data.TFRecordDataset(path):
                 pass
         except tf.errors.DataLossError as error:
-            raise RecordFileError(f"Record file {path} is corrupt: {error.message}") from None
+            raise RecordFileError(f"Record file {path} is corrupt: {clean_tf_message(error.message)}") from None
     return int(len(offsets))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from lite_tf.data.metadataset import records
 from lite_tf.data.metadataset import spec as spec_lib
 from lite_tf.errors import ConfigError, DataError
+from lite_tf.faults import clean_tf_message
 
 INDEX_MODES = ("eager", "lazy")
 
@@ -188,6 +189,6 @@ def verify_dataset(dataset_dir_or_spec, decode: bool = True, verify_checksums: b
                     try:
                         tf.io.decode_image(image, channels=3, expand_animations=False)
                     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-                        raise PipelineError(f"{where}: image does not decode: {error.message}") from None
+                        raise PipelineError(f"{where}: image does not decode: {clean_tf_message(error.message)}") from None
             total += len(offsets)
     return total

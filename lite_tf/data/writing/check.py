@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 from lite_tf.data.metadataset import records
 from lite_tf.data.metadataset import spec as spec_lib
 from lite_tf.data.writing.errors import DatasetWriteError
+from lite_tf.faults import clean_tf_message
 
 Size = Tuple[int, int]  # (width, height)
 
@@ -63,9 +64,9 @@ def scan_class_file(path: str, class_id: int, measure_sizes: bool = False) -> Cl
                 sizes.extend(image_size(data) for data in image.numpy())
             count += int(label.shape[0])
     except tf.errors.DataLossError as error:
-        raise ClassFileProblem(f"is corrupt (a record checksum does not match): {error.message}") from None
+        raise ClassFileProblem(f"is corrupt (a record checksum does not match): {clean_tf_message(error.message)}") from None
     except tf.errors.InvalidArgumentError as error:
-        raise ClassFileProblem(f"holds a record that is not an image Example: {error.message}") from None
+        raise ClassFileProblem(f"holds a record that is not an image Example: {clean_tf_message(error.message)}") from None
     if count != len(offsets):
         raise ClassFileProblem(f"has {len(offsets)} record headers but {count} readable records")
     return ClassScan(count, sizes)

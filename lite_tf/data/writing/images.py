@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lite_tf.data.writing.errors import BadImageError, ConvertError
+from lite_tf.faults import clean_tf_message
 
 DEFAULT_JPEG_QUALITY = 95
 IMAGE_FORMATS = ("jpeg", "png")
@@ -95,7 +96,7 @@ def prepare(data: bytes, origin: str, options: ImageOptions = ImageOptions()) ->
                 return PreparedImage(bytes(data), image.size)
             converted = _to_mode(image, options.mode)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise BadImageError(f"{origin} is not a readable image: {error}") from None
+        raise BadImageError(f"{origin} is not a readable image: {clean_tf_message(str(error))}") from None
     if too_large:
         converted.thumbnail((options.max_side, options.max_side), Image.BICUBIC)
     buffer = io.BytesIO()

@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence
 
 from lite_tf.data.metadataset import spec as spec_lib
 from lite_tf.data.writing import check, convert, images
+from lite_tf import faults
 from lite_tf.errors import ConfigError
 
 
@@ -88,8 +89,13 @@ class ConvertRequest:
                                   target_size=self.target_size)
             return plan.write(workers=1, progress=self.progress, before_load=before_load,
                               target_size=self.target_size)
-        except OSError as error:  # e.g. a read-only or full output folder; the message names the file
-            raise ConfigError(f"cannot write the output: {error}") from error
+        except Exception as error:  # noqa: BLE001 - a full disk (any error type) or an unwritable folder
+            faults.raise_if_disk_full(error, os.path.join(self.output_dir, self.name or ""),
+                                      "rerun the same command; the class files already written are verified "
+                                      "and kept")
+            if isinstance(error, OSError):  # e.g. a read-only output folder; the message names the file
+                raise ConfigError(f"cannot write the output: {error}") from error
+            raise
 
     def verify(self) -> List[check.VerifyReport]:
         """With an input: what a rerun would find; without: each set's records against its spec."""

@@ -12,6 +12,10 @@ Shared by the synthetic-data generator and the converters. Guarantees:
   damaged or stale; only when all are good and the spec matches is the set "already complete";
 - no mixing: a folder whose manifest has another identity, or that holds records or a spec this
   writer did not produce, is refused with an error naming the folder and what differs.
+- deterministic: the same input and options give byte-identical class files and spec (records in
+  input order, examples serialized deterministically, no time or absolute path stored); only the
+  manifest records where the input was and its files' sizes and modification times (for the
+  staleness check), so checksums of a set leave it out (README, "What a rerun does").
 Class ids follow Meta-Dataset: contiguous, ordered TRAIN, VALID, TEST, in the order jobs are given.
 """
 from __future__ import annotations
@@ -34,6 +38,10 @@ from lite_tf.data.writing.manifest import MANIFEST_FILE
 from lite_tf.errors import ConfigError
 
 MIN_IMAGES_PER_CLASS = 2  # one support and one query image at least
+# The ``path`` stored in dataset_spec.json. Both readers (lite_tf's spec.load_spec and Meta-Dataset's
+# load_dataset_spec) replace it with the folder the spec was found in; storing the absolute output
+# folder would only make two identical sets differ (and leak a machine's layout into the data).
+STORED_SPEC_PATH = "."
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +319,7 @@ def write_dataset(dataset_dir: str, name: str, jobs: Iterable[ClassJob], provena
     spec_path = os.path.join(dataset_dir, spec_lib.SPEC_FILE)
 
     def build_spec(counts):
-        path = os.path.abspath(dataset_dir)
+        path = STORED_SPEC_PATH
         if make_spec is None:
             return _flat_spec(name, path, class_names, counts, classes_per_split)
         return make_spec(name, path, class_names, counts)
@@ -425,7 +433,7 @@ def verify_dataset(dataset_dir: str, name: str, jobs: Iterable[ClassJob], proven
     elif not assessment.pending:
         class_names = {i: job.name for i, job in enumerate(jobs)}
         classes_per_split = {split: sum(job.split == split for job in jobs) for split in spec_lib.SPLITS}
-        path = os.path.abspath(dataset_dir)
+        path = STORED_SPEC_PATH
         expected = (make_spec(name, path, class_names, assessment.kept) if make_spec is not None
                     else _flat_spec(name, path, class_names, assessment.kept, classes_per_split))
         if _spec_json_without_path(spec) != _spec_json_without_path(expected):
