@@ -6,6 +6,7 @@ from typing import Callable, Union
 import keras
 import tensorflow as tf
 
+from lite_tf.clips import chunk_in_clips, pool_clips
 from lite_tf.images import to_float_images
 from lite_tf.lite import chunked_map
 from lite_tf.registry import get_backbone
@@ -21,6 +22,8 @@ class Learner(keras.layers.Layer):
     with LITE, exact, full back-propagation or inference; a mapped function that depends on
     set-level tensors takes them as ``context`` (``mapper.map(fn, images, context=c)`` calls
     ``fn(images, c)``). Query images are float32 in [-1, 1]. Shared heads live in lite_tf/heads.py.
+    Sets may be clips [clips, T, H, W, 3] (ORBIT, lite_tf/clips.py): the mapper pools them; a learner
+    embeds its queries through ``pool_clips`` and builds personalised models with ``clip_inputs``.
     """
 
     def build_for(self, image_size: int) -> None:
@@ -53,6 +56,10 @@ class Learner(keras.layers.Layer):
 
     @staticmethod
     def embed_support(fn: Callable, images) -> tf.Tensor:
-        """``fn`` over a support set (uint8 or float images) in chunks, without gradients (personalisation)."""
+        """``fn`` over a support set (uint8 or float images) in chunks, without gradients (personalisation).
+
+        Clips [clips, T, H, W, 3] give one mean-pooled value per clip (lite_tf/clips.py).
+        """
         images = tf.convert_to_tensor(images)
-        return tf.stop_gradient(chunked_map(lambda x: fn(to_float_images(x)), images, PERSONALIZE_CHUNK))
+        per_image = pool_clips(lambda x: fn(to_float_images(x)))
+        return tf.stop_gradient(chunked_map(per_image, images, chunk_in_clips(PERSONALIZE_CHUNK, images)))

@@ -206,7 +206,9 @@ def test_evaluate_with_gin_experiment_and_with_a_run(data, trained, tmp_path):
     assert clutter["datasets"]["clutter"]["accuracy"] == direct["datasets"]["clutter"]["accuracy"]
 
 
-def test_challenge_protocol_counts_each_distinct_task_once(trained, tmp_path):
+def test_challenge_protocol_scores_every_task_as_the_official_code(trained, tmp_path):
+    """Official rule (HEAD test loop): all 50 tasks per user are scored and pooled, repeated or not;
+    lite_tf computes a repeat once and reports the distinct-task figure as an extra."""
     from lite_tf.data.orbit.protocol import CHALLENGE
 
     model, _, _ = trained
@@ -215,12 +217,16 @@ def test_challenge_protocol_counts_each_distinct_task_once(trained, tmp_path):
                              not_present_rate=0.1, seed=1)
     tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, protocol=CHALLENGE, cache_dir=str(tmp_path / "c"))
     results = evaluate_orbit(model, tasks, count_macs=False)
-    # 50 test tasks per user, all identical here (deterministic context, <= 200 target frames): scored once
-    assert len(results["tasks"]) == 2 * 2
+    # 50 test tasks per user, all identical here (deterministic context, <= 200 target frames)
+    assert len(results["tasks"]) == 2 * 2 * 50
     assert dict(tasks.skipped) == {"clean_identical_tasks": 2 * 49, "clutter_identical_tasks": 2 * 49}
     for kind in ("clean", "clutter"):
-        assert results["datasets"][kind]["per_video"]["frame_accuracy"]["n"] == 2 * 3  # not 50x that
-        assert results["datasets"][kind]["per_task"]["frame_accuracy"]["n"] == 2
+        row = results["datasets"][kind]
+        assert row["per_video"]["frame_accuracy"]["n"] == 2 * 3 * 50
+        assert row["per_task"]["frame_accuracy"]["n"] == 2 * 50
+        assert row["identical_tasks_once"]["videos"] == 2 * 3 and row["identical_tasks_once"]["tasks"] == 2
+        assert row["accuracy"] == pytest.approx(row["identical_tasks_once"]["per_video"]["frame_accuracy"]["mean"])
+    assert sum(row["repeat_of"] is not None for row in results["tasks"]) == 2 * 2 * 49
     for row in results["tasks"]:
         assert row["clip_length"] == 1 and row["context_clips"] == row["context_frames"]
         for video in row["videos"]:
