@@ -12,6 +12,7 @@ from typing import Union
 import keras
 import tensorflow as tf
 
+from lite_tf.backbones.film import FilmConstants, call_backbone, identity_film
 from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
 from lite_tf.heads import PROTOTYPE_LOGITS, PrototypeHead, check_prototype_logits, class_means
 from lite_tf.learner import Learner
@@ -20,7 +21,8 @@ from lite_tf.registry import register_learner
 
 @register_learner("protonets")
 class ProtoNets(Learner):
-    """ProtoNets over any registered backbone; batch norm frozen unless ``bn_training``."""
+    """ProtoNets over any registered backbone (a FiLM backbone runs with identity FiLM); batch norm
+    frozen unless ``bn_training``; ``logits``: 'squared_distance' or 'linear' (module docstring)."""
 
     def __init__(self, backbone: Union[str, keras.layers.Layer] = "conv4", bn_training: bool = False,
                  backbone_trainable: bool = True, logits: str = "squared_distance", **kwargs):
@@ -40,7 +42,7 @@ class ProtoNets(Learner):
         self.built = True
 
     def features(self, images, training=False):
-        return self.backbone(images, training=bool(training and self.bn_training))
+        return call_backbone(self.backbone, images, training=bool(training and self.bn_training))
 
     def call(self, support_images, support_labels, query_images, way, mapper, training=False):
         support = mapper.map(lambda x: self.features(x, training), support_images)
@@ -53,6 +55,13 @@ class ProtoNets(Learner):
         prototypes = class_means(support, tf.convert_to_tensor(support_labels, tf.int32), way)
         clip_length = clip_length_of(images)
         inputs, frames = clip_inputs(self.image_size, clip_length)
-        features = pool_output(self.backbone(frames, training=False), clip_length)
+        film = identity_film(self.backbone)
+        if film:
+            constants = FilmConstants([int(g.shape[-1]) for g, _ in film], name="identity_film")
+            constants.set_film(film)
+            features = self.backbone([frames, *constants(frames)], training=False)
+        else:
+            features = self.backbone(frames, training=False)
+        features = pool_output(features, clip_length)
         logits = PrototypeHead(prototypes, logits=self.logits, name="prototypes")(features)
         return keras.Model(inputs, logits, name="personalized_protonets")

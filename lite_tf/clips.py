@@ -107,3 +107,18 @@ def clip_inputs(image_size: int, clip_length: Optional[int]) -> Tuple[keras.Kera
 def pool_output(features, clip_length: Optional[int]):
     """Frame features as they are, or mean-pooled per clip (the partner of ``clip_inputs``)."""
     return features if clip_length is None else MeanPooler(clip_length, name="clip_pooler")(features)
+
+
+def split_clip_model(model: keras.Model):
+    """(frames -> frame features, pooled features -> outputs) of a model built with ``clip_inputs`` /
+    ``pool_output``, or None for a model without those layers.
+
+    Scoring every frame with its clip history embeds each frame ``T`` times through the whole model;
+    the two halves let a caller embed each frame once and pool any histories it likes (the same
+    numbers: features are per frame).
+    """
+    try:
+        frames, pooler = model.get_layer("clip_frames"), model.get_layer("clip_pooler")
+    except ValueError:
+        return None
+    return keras.Model(frames.output, pooler.input), keras.Model(pooler.output, model.outputs[0])

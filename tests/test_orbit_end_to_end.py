@@ -56,7 +56,8 @@ def trained(data):
 def test_train_dataset_episodes(data):
     root, cache, _ = data
     dataset = orbit_train_dataset(root, frame_size=SIZE, num_tasks=3, cache_dir=cache, **SAMPLING)
-    expected = episode_signature(SIZE, tf.uint8)
+    # neurips21 clip features: clips of 4 frames, one label per clip (LITE's h counts clips)
+    expected = episode_signature(SIZE, tf.uint8, clip_length=4)
     for key, spec in expected.items():
         assert dataset.element_spec[key].is_compatible_with(spec), key
     for episode in dataset:
@@ -69,7 +70,14 @@ def test_train_dataset_episodes(data):
     floats = next(iter(orbit_train_dataset(root, frame_size=16, num_tasks=1, cache_dir=cache, image_dtype="float32",
                                            **SAMPLING)))
     images = floats["support_images"].numpy()
-    assert images.shape[1:] == (16, 16, 3) and images.min() >= -1.0 and images.max() <= 1.0  # resized frames
+    assert images.shape[1:] == (4, 16, 16, 3) and images.min() >= -1.0 and images.max() <= 1.0  # resized frames
+    frames = next(iter(orbit_train_dataset(root, frame_size=SIZE, num_tasks=1, cache_dir=cache, seed=0,
+                                           protocol=dataclasses.replace(PROTOCOL, pool_clip_features=False))))
+    clips = next(iter(orbit_train_dataset(root, frame_size=SIZE, num_tasks=1, cache_dir=cache, seed=0, **SAMPLING)))
+    for part in ("support", "query"):  # the same frames, clip after clip; a clip's label is its frames' label
+        np.testing.assert_array_equal(clips[f"{part}_images"].numpy().reshape(-1, SIZE, SIZE, 3),
+                                      frames[f"{part}_images"].numpy())
+        np.testing.assert_array_equal(np.repeat(clips[f"{part}_labels"].numpy(), 4), frames[f"{part}_labels"].numpy())
     with pytest.raises(ConfigError, match="ORBIT_ROOT"):
         orbit_train_dataset(None)
 
@@ -112,6 +120,7 @@ def test_train_and_evaluate(data, trained, tmp_path):
     assert clean > 0.8 and clean > clutter
     assert results["split"] == "test" and results["frame_size"] == SIZE and results["learner"] == "ProtoNets"
     assert results["protocol"]["clip_length"] == 4 and results["personalization_macs_model"]["per_target_frame"] > 0
+    assert results["clip_features_pooled"] is True
     evaluator = OrbitEvaluator()
     path = str(tmp_path / "results")
     evaluator.write(results, path, evaluator.title(results, "w.h5"))
