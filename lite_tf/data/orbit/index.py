@@ -231,8 +231,10 @@ def scan_split(split_dir: str, gaps: str = "warn", strict: bool = False, num_thr
         if not objects:
             flag("users_without_objects", os.path.join(split_dir, user), "user has no usable object")
             continue
-        if len(objects) == 1:
-            problems["users_with_one_object"] += 1  # usable: 1-way evaluation tasks, as the official code
+        if len(objects) == 1:  # usable: 1-way evaluation tasks, as the official code; not a strict error
+            problems["users_with_one_object"] += 1
+            if len(examples["users_with_one_object"]) < 5:
+                examples["users_with_one_object"].append(user)
         usable[user] = objects
     return SplitIndex(split_dir, usable, dict(problems), dict(examples))
 
