@@ -236,6 +236,7 @@ def test_challenge_protocol_scores_every_task_as_the_official_code(trained, tmp_
         assert row["identical_tasks_once"]["videos"] == 2 * 3 and row["identical_tasks_once"]["tasks"] == 2
         assert row["accuracy"] == pytest.approx(row["identical_tasks_once"]["per_video"]["frame_accuracy"]["mean"])
     assert sum(row["repeat_of"] is not None for row in results["tasks"]) == 2 * 2 * 49
+    assert "| clean (CLE-VE) | per video, each distinct task once (lite_tf extra) | 6 |" in results["table"]
     for row in results["tasks"]:
         assert row["clip_length"] == 1 and row["context_clips"] == row["context_frames"]
         for video in row["videos"]:
