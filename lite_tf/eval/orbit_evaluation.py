@@ -1,8 +1,8 @@
 """ORBIT evaluation: personalise a model to each task's context frames, predict every target frame.
 
 Works with any registered learner inside an EpisodicModel. When the learner implements
-``personalize`` (returns a Keras model from frames to logits), the task is adapted once and timed;
-otherwise every batch of target frames goes through the model's episode inference path with the
+``personalize`` (returns a Keras model from frames, or clips, to logits), the task is adapted once and
+timed; otherwise every batch of target frames (or clips) goes through the model's episode inference path with the
 context (correct, slower, and the adaptation time is not separable, so it is reported as null).
 
 ``OrbitEvaluator`` follows the one evaluator shape (lite_tf/eval/evaluator.py): its datasets are
