@@ -32,7 +32,7 @@ setup(
         "test": ["pytest>=7.0", "pytest-randomly>=3.12"],
         # Only to read PyTorch checkpoints (lite_tf_import_weights); .npz state dicts need no torch.
         "torch": ["torch>=2.0"],
-        # Only for the studies' PNG plots (tools/gradient_study.py, tools/lite_study.py --plot).
+        # Only for the studies' PNG plots (tools/gradient_study.py, tools/training_study.py --plot).
         "plot": ["matplotlib"],
     },
     entry_points={
@@ -64,8 +64,9 @@ setup(
             "lite_tf_benchmark = lite_tf.tools.benchmark:run",
             "lite_tf_evaluate_vtab_md = lite_tf.tools.evaluate_vtab_md:run",
             "lite_tf_import_weights = lite_tf.tools.import_weights:run",
+            "lite_tf_prepare_lite_data = lite_tf.tools.prepare_lite_data:run",
             "lite_tf_gradient_study = lite_tf.tools.gradient_study:run",
-            "lite_tf_lite_study = lite_tf.tools.lite_study:run",
+            "lite_tf_training_study = lite_tf.tools.training_study:run",
         ],
     },
 )

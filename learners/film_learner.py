@@ -20,7 +20,7 @@ from lite_tf.backbones.film_generator import FilmGenerator
 from lite_tf.backbones.set_encoder import task_embedding
 from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
 from lite_tf.errors import ConfigError
-from lite_tf.eval.macs import image_macs
+from lite_tf.macs import image_macs
 from lite_tf.learner import Learner
 
 

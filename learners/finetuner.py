@@ -21,7 +21,7 @@ import tensorflow as tf
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites, identity_film
 from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
 from lite_tf.errors import ConfigError
-from lite_tf.eval.macs import image_macs
+from lite_tf.macs import image_macs
 from lite_tf.heads import LinearHead, linear_logits
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner

@@ -124,11 +124,6 @@ def checkpoint_dir(directory: str, strategy: tf.distribute.Strategy) -> str:
     return os.path.join(directory, f".worker_{resolver.task_type}_{resolver.task_id}")
 
 
-def replica_count() -> int:
-    """Replicas in sync in the current context (1 outside any strategy)."""
-    return tf.distribute.get_strategy().num_replicas_in_sync
-
-
 def local_cpu_devices(count: int) -> list:
     """Splits this machine's CPU into ``count`` logical devices (tests; before TF initialises)."""
     cpu = tf.config.list_physical_devices("CPU")[0]

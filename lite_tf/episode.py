@@ -16,6 +16,8 @@ from typing import Mapping, Optional
 
 import tensorflow as tf
 
+from lite_tf.errors import DataError, MissingKeyError, WrongTypeError
+
 EPISODE_KEYS = ("support_images", "support_labels", "query_images", "query_labels", "way")
 IMAGE_DTYPES = (tf.float32, tf.uint8)
 
@@ -41,12 +43,12 @@ def unpack_episode(data) -> dict:
     if isinstance(data, (tuple, list)) and data and all(item is None for item in data[1:]):
         data = data[0]
     if not isinstance(data, Mapping):
-        raise TypeError(
+        raise WrongTypeError(
             f"An episode must be a dict with keys {EPISODE_KEYS}; got {type(data).__name__}."
         )
     missing = [key for key in EPISODE_KEYS if key not in data]
     if missing:
-        raise KeyError(f"Episode is missing key(s) {missing}; expected keys {EPISODE_KEYS}.")
+        raise MissingKeyError(f"Episode is missing key(s) {missing}; expected keys {EPISODE_KEYS}.")
     return {key: data[key] for key in EPISODE_KEYS}
 
 
@@ -54,39 +56,39 @@ def _check_static(episode: dict, image_size: Optional[int]) -> None:
     for key in ("support_images", "query_images"):
         images = episode[key]
         if images.shape.rank is not None and images.shape.rank not in (4, 5):
-            raise ValueError(
+            raise DataError(
                 f"Episode {key} must have rank 4 [count, height, width, channels] or 5 (clips [count, "
                 f"clip_length, height, width, channels]); got shape {images.shape}."
             )
         if images.dtype not in IMAGE_DTYPES:
-            raise TypeError(
+            raise WrongTypeError(
                 f"Episode {key} must be float32 in [-1, 1] or uint8; got dtype {images.dtype.name}."
             )
         if image_size is not None and images.shape.rank is not None:
             height, width = images.shape[-3], images.shape[-2]
             if (height is not None and height != image_size) or (width is not None and width != image_size):
-                raise ValueError(
+                raise DataError(
                     f"Episode {key} has {height}x{width} images; this model was built for "
                     f"{image_size}x{image_size}."
                 )
     if episode["support_images"].shape.rank != episode["query_images"].shape.rank:
-        raise ValueError(
+        raise DataError(
             "Episode support_images and query_images must both be images or both be clips; got shapes "
             f"{episode['support_images'].shape} and {episode['query_images'].shape}."
         )
     if episode["support_images"].dtype != episode["query_images"].dtype:
-        raise TypeError(
+        raise WrongTypeError(
             "Episode support_images and query_images must share a dtype; got "
             f"{episode['support_images'].dtype.name} and {episode['query_images'].dtype.name}."
         )
     for key in ("support_labels", "query_labels"):
         labels = episode[key]
         if labels.shape.rank is not None and labels.shape.rank != 1:
-            raise ValueError(f"Episode {key} must have rank 1 [count]; got shape {labels.shape}.")
+            raise DataError(f"Episode {key} must have rank 1 [count]; got shape {labels.shape}.")
         if not labels.dtype.is_integer:
-            raise TypeError(f"Episode {key} must be integer class ids; got dtype {labels.dtype.name}.")
+            raise WrongTypeError(f"Episode {key} must be integer class ids; got dtype {labels.dtype.name}.")
     if episode["way"].shape.rank not in (None, 0):
-        raise ValueError(f"Episode way must be a scalar; got shape {episode['way'].shape}.")
+        raise DataError(f"Episode way must be a scalar; got shape {episode['way'].shape}.")
 
 
 def validate_episode(episode: dict, image_size: Optional[int] = None) -> tuple:

@@ -18,3 +18,14 @@ class ConfigError(LiteTfError, ValueError):
 
 class DataError(LiteTfError, ValueError):
     """Data that is missing, malformed or does not match its spec; names the file or record."""
+
+
+class WrongTypeError(LiteTfError, TypeError):
+    """A value of the wrong type (an episode tensor's dtype, a non-Learner given as learner, ...)."""
+
+
+class MissingKeyError(LiteTfError, KeyError):
+    """A required key is missing (an episode dict, a state dict); the message names it."""
+
+    def __str__(self):  # KeyError would quote the whole message.
+        return self.args[0]

@@ -44,7 +44,8 @@ class Training:
     An "epoch" is ``episodes_per_epoch`` training episodes; the run saves a resumable checkpoint
     after each, so that is also the most work a crash can lose. ``validate_every = 0`` turns
     validation off (the last weights are kept); ``valid_datasets`` validates on other sub-datasets
-    of the source than it trains on.
+    of the source than it trains on. ``evaluator`` names the registered evaluator that scores the run
+    (default: the one its source names, ``Source.evaluator``).
     """
 
     def __init__(self, source: Optional[Source] = None, train_split: str = "train", valid_split: str = "valid",
@@ -52,7 +53,8 @@ class Training:
                  validation_episodes: int = 50, validate_every: int = 1, optimizer: str = "adam",
                  learning_rate: float = 1e-3, tasks_per_update: int = 1, seed: int = 0, image_log_every: int = 5,
                  statistics_every: int = 10, valid_datasets: Optional[Sequence[str]] = None,
-                 eval_datasets: Optional[Sequence[str]] = None, strategy: Optional[str] = None):
+                 eval_datasets: Optional[Sequence[str]] = None, strategy: Optional[str] = None,
+                 evaluator: Optional[str] = None):
         if not isinstance(source, Source):
             raise ExperimentError("Training.source must be a data source, e.g. Training.source = "
                                   f"@sources.metadataset() (known: {', '.join(registry.list_sources())}); "
@@ -78,6 +80,10 @@ class Training:
         self.valid_datasets = list(valid_datasets) if valid_datasets is not None else None
         self.eval_datasets = list(eval_datasets) if eval_datasets is not None else None
         self.strategy = strategy
+        if evaluator is not None and not isinstance(evaluator, str):
+            raise ExperimentError("Training.evaluator must be the name of a registered evaluator (known: "
+                                  f"{', '.join(registry.list_evaluators())}); got {evaluator!r}.")
+        self.evaluator = evaluator
 
     def optimizer(self, strategy: Optional[tf.distribute.Strategy] = None) -> keras.optimizers.Optimizer:
         """The Keras optimizer; several tasks per update use its own gradient accumulation.
@@ -310,19 +316,45 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
 
 
 # ---------------------------------------------------------------------------------- evaluation
+def make_evaluator(name: Optional[str], source: Source, options: Optional[dict] = None):
+    """The registered evaluator ``name`` (default: the source's) built with the ``options`` given.
+
+    Options left None keep the evaluator's gin-bound or default values; an option the evaluator does
+    not take is a one-line error naming it and the evaluator.
+    """
+    import inspect
+
+    name = name or source.evaluator
+    factory = registry.get_evaluator(name)
+    given = {key: value for key, value in (options or {}).items() if value is not None}
+    accepted = inspect.signature(factory).parameters
+    unknown = [key for key in given if key not in accepted]
+    if unknown:
+        raise ExperimentError(f"--{unknown[0]} does not apply to the {name!r} evaluator, which scores "
+                              f"{type(source).__name__} runs; it takes "
+                              f"{', '.join('--' + key for key in accepted if key != 'log') or 'no options'}.")
+    return factory(**given)
+
+
 def evaluate(model_dir: Optional[str], data_root: Optional[str] = None, bindings: Sequence[str] = (),
              datasets: Optional[Sequence[str]] = None, episodes: Optional[int] = None, split: Optional[str] = None,
              checkpoint: str = "best", seed: Optional[int] = None, output: Optional[str] = None,
-             progress: bool = True, evaluator=None, configs: Sequence[str] = ()) -> dict:
+             progress: bool = True, evaluator=None, configs: Sequence[str] = (), source=None,
+             options: Optional[dict] = None) -> dict:
     """Scores a run's weights on each dataset of its source; writes <output>.json and .md.
 
-    The evaluator is the run's source's (``Source.evaluator``: test episodes for Meta-Dataset,
-    CLE-VE / CLU-VE videos for ORBIT) unless ``evaluator`` is given; ``episodes`` and ``seed`` left
-    None keep its defaults. ``datasets`` defaults to the run's own evaluation datasets
-    (Training.eval_datasets, else the datasets it trained on, else all the source has); a dataset
-    whose evaluated classes training could have drawn is reported with a warning. Without a run,
-    ``configs`` (experiment files) and a weights file or 'init' as ``checkpoint`` give the model.
+    The one evaluation orchestrator (every launcher's evaluation comes here). The model is rebuilt
+    from the run's experiment.gin (or ``configs``) and ``checkpoint`` loaded. The data is the run's
+    source unless ``source`` is given (a Source, or a registered source's name built from gin, e.g.
+    ``'vtab_md'`` for an MD-v2 run). The evaluator is
+    ``evaluator`` (a registered name or an Evaluator), else ``Training.evaluator``, else the source's
+    (``Source.evaluator``), built with ``episodes``, ``seed``, ``progress`` and ``options`` where given.
+    ``datasets`` defaults to the run's own evaluation datasets (Training.eval_datasets, else the
+    datasets it trained on, else all the source has); a dataset whose evaluated classes training
+    could have drawn is reported with a warning.
     """
+    from lite_tf.eval.evaluator import Evaluator
+
     if model_dir and configs:
         raise ExperimentError("Pass --model_dir (its experiment.gin is used) or --gin_config, not both.")
     if configs:
@@ -333,15 +365,28 @@ def evaluate(model_dir: Optional[str], data_root: Optional[str] = None, bindings
         load_run_config(model_dir, bindings)
     check_checkpoint(model_dir, checkpoint)
     model, training = build(compile=False)
-    evaluator = evaluator or training.source.evaluator(episodes=episodes, seed=seed, progress=progress)
+    if isinstance(source, str):  # a registered source's name, built with its gin bindings
+        source = registry.get_source(source)()
+    source = source or training.source
+    if not isinstance(evaluator, Evaluator):
+        evaluator = make_evaluator(evaluator or training.evaluator, source,
+                                   {"episodes": episodes, "seed": seed, **(options or {}), "progress": progress})
     split = split or training.test_split
-    output = output or os.path.join(model_dir or ".", f"{evaluator.output_name}_{split}")
-    if not os.access(os.path.dirname(os.path.abspath(output)), os.W_OK):
+    output = output or evaluator.default_output(model_dir or ".", split, source)
+    folder = os.path.dirname(os.path.abspath(output))
+    if model_dir and folder.startswith(os.path.abspath(model_dir) + os.sep):
+        os.makedirs(folder, exist_ok=True)  # a results folder inside the run
+    if not os.access(folder, os.W_OK):
         raise ExperimentError(f"Cannot write the results to {output}.json: the folder is missing or read-only.")
     with data_errors(data_root):
-        names = evaluator.datasets_to_evaluate(training, split, data_root, datasets)
+        if source is training.source:
+            names = evaluator.datasets_to_evaluate(training, split, data_root, datasets)
+        else:
+            names = list(datasets) if datasets else None
+        if hasattr(evaluator, "check"):  # a resumable evaluator checks its tasks before anything is loaded
+            evaluator.check(source, names, data_root)
         weights = load_weights(model, model_dir, checkpoint)
-        results = evaluator.evaluate(model, training.source, split, data_root=data_root, datasets=names)
+        results = evaluator.evaluate(model, source, split, data_root=data_root, datasets=names, output=output)
     results.update(model_dir=model_dir, weights=weights, output=output)
     evaluator.write(results, output, evaluator.title(results, weights))
     return results

@@ -8,10 +8,8 @@ import tensorflow as tf
 
 from lite_tf.clips import chunk_in_clips, pool_clips
 from lite_tf.images import to_float_images
-from lite_tf.lite import chunked_map
+from lite_tf.lite import LiteConfig, chunked_map
 from lite_tf.registry import get_backbone
-
-PERSONALIZE_CHUNK = 64  # support images embedded at a time by ``embed_support``
 
 
 class Learner(keras.layers.Layer):
@@ -25,6 +23,10 @@ class Learner(keras.layers.Layer):
     Sets may be clips [clips, T, H, W, 3] (ORBIT, lite_tf/clips.py): the mapper pools them; a learner
     embeds its queries through ``pool_clips`` and builds personalised models with ``clip_inputs``.
     """
+
+    #: support images embedded at a time when personalising (``embed_support``). EpisodicModel sets
+    #: it from its LiteConfig.chunk_size; None takes the gin-bound LiteConfig's. One binding for both.
+    support_chunk_size = None
 
     def build_for(self, image_size: int) -> None:
         """Creates every weight for images of ``image_size`` pixels (called once, eagerly)."""
@@ -54,12 +56,11 @@ class Learner(keras.layers.Layer):
             return get_backbone(spec)(image_size=image_size, **kwargs)
         return spec
 
-    @staticmethod
-    def embed_support(fn: Callable, images) -> tf.Tensor:
-        """``fn`` over a support set (uint8 or float images) in chunks, without gradients (personalisation).
-
-        Clips [clips, T, H, W, 3] give one mean-pooled value per clip (lite_tf/clips.py).
-        """
+    def embed_support(self, fn: Callable, images) -> tf.Tensor:
+        """``fn`` over a support set (uint8 or float images) in chunks of the LITE chunk size, without
+        gradients (personalisation). Clips [clips, T, H, W, 3] give one mean-pooled value per clip
+        (lite_tf/clips.py), a chunk holding about the chunk size in frames."""
         images = tf.convert_to_tensor(images)
+        chunk_size = chunk_in_clips(self.support_chunk_size or LiteConfig().chunk_size, images)
         per_image = pool_clips(lambda x: fn(to_float_images(x)))
-        return tf.stop_gradient(chunked_map(per_image, images, chunk_in_clips(PERSONALIZE_CHUNK, images)))
+        return tf.stop_gradient(chunked_map(per_image, images, chunk_size))

@@ -3,8 +3,9 @@
 Works with ``model.fit`` / ``model.evaluate``, Keras callbacks, optimizers (use the optimizer's own
 ``gradient_accumulation_steps`` for several tasks per update; the loss goes through
 ``optimizer.scale_loss``, so a ``keras.optimizers.LossScaleOptimizer`` works) and
-``keras.metrics``: ``compile(metrics=[...])`` adds metrics updated on each episode's query labels
-and logits (e.g. ``keras.metrics.SparseTopKCategoricalAccuracy(3)``), next to the per-episode
+``keras.metrics``. Keras's own hooks carry the loss (``compute_loss``: query cross-entropy plus the
+learner's regularisation; ``compile(loss=...)`` is refused) and the metrics (``compute_metrics``):
+``compile(metrics=[...])`` adds metrics updated on each episode's query labels and logits (e.g. ``keras.metrics.SparseTopKCategoricalAccuracy(3)``), next to the per-episode
 ``loss`` and ``accuracy`` that are always reported. Episodes are dicts (lite_tf/episode.py) whose
 support size, query size and way vary; the step uses only dynamic shapes and explicit TF control
 flow, so a dataset declaring those sizes unknown is traced once.
@@ -19,7 +20,7 @@ import tensorflow as tf
 
 from lite_tf.clips import chunk_in_clips
 from lite_tf.episode import unpack_episode, validate_episode
-from lite_tf.errors import ConfigError
+from lite_tf.errors import ConfigError, WrongTypeError
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner
 from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
@@ -99,12 +100,13 @@ class EpisodicModel(keras.Model):
                  dtype_policy: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(learner, Learner):
-            raise TypeError(f"EpisodicModel needs a lite_tf Learner; got {type(learner).__name__}.")
+            raise WrongTypeError(f"EpisodicModel needs a lite_tf Learner; got {type(learner).__name__}.")
         if query_batch_size is not None and (not isinstance(query_batch_size, int) or query_batch_size <= 0):
             raise ConfigError(f"query_batch_size must be a positive integer or None; got {query_batch_size!r}.")
         self.learner = learner
         self.image_size = int(image_size)
         self.lite_config = lite or LiteConfig()
+        learner.support_chunk_size = self.lite_config.chunk_size  # personalisation chunks as training does
         self.query_batch_size = query_batch_size
         self.subset_seed = ReplicaSeedGenerator(seed, name="subset_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -151,13 +153,32 @@ class EpisodicModel(keras.Model):
         logits = self.learner(episode["support_images"], episode["support_labels"], images,
                               episode["way"], mapper=mapper, training=training)
         logits = tf.cast(logits, tf.float32)
-        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-        batch_share = tf.cast(tf.shape(labels)[0], tf.float32) / tf.cast(query_count, tf.float32)
-        loss = tf.reduce_sum(cross_entropy) / tf.cast(query_count, tf.float32)
-        if training:
-            loss += batch_share * tf.cast(self.learner.regularization_loss(), tf.float32)
+        # Each query weighs 1 / (the episode's query count): the batches' losses add up to the episode mean.
+        weights = tf.fill(tf.shape(labels), 1.0 / tf.cast(query_count, tf.float32))
+        loss = self.compute_loss(y=labels, y_pred=logits, sample_weight=weights, training=training)
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32))
         return loss, correct, logits
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras's loss hook: the query cross-entropy of ``y_pred`` (logits) against ``y``, weighted per
+        query by ``sample_weight`` (default: the mean), plus, when training, the learner's
+        regularisation times the weights' sum (the batch's share of the episode)."""
+        del x
+        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=y_pred)
+        if sample_weight is None:
+            sample_weight = tf.fill(tf.shape(y), 1.0 / tf.cast(tf.shape(y)[0], tf.float32))
+        loss = tf.reduce_sum(cross_entropy * sample_weight)
+        if training:
+            loss += tf.reduce_sum(sample_weight) * tf.cast(self.learner.regularization_loss(), tf.float32)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras's metrics hook: updates the ``compile(metrics=...)`` metrics on the episode's query
+        labels ``y`` and logits ``y_pred``; returns every metric's result (loss and accuracy first)."""
+        del x
+        for metric in self.query_metrics:
+            metric.update_state(y, y_pred, sample_weight=sample_weight)
+        return {metric.name: metric.result() for metric in self.metrics}
 
     def _scale_loss(self, loss):
         """The optimizer's loss scaling (identity unless e.g. a LossScaleOptimizer); none before compile."""
@@ -259,9 +280,7 @@ class EpisodicModel(keras.Model):
         with tf.control_dependencies([loss, accuracy]):
             self.loss_tracker.update_state(loss)
             self.accuracy_tracker.update_state(accuracy)
-            for metric in self.query_metrics:
-                metric.update_state(labels, logits)
-        return {metric.name: metric.result() for metric in self.metrics}
+            return self.compute_metrics(None, labels, logits)
 
     def evaluate_episode(self, data, return_logits: bool = False):
         """(loss, accuracy) of one episode with the support set mapped in inference mode.
@@ -315,6 +334,12 @@ class EpisodicModel(keras.Model):
         ``keras.optimizers.LossScaleOptimizer`` (unless it is one). The optimizer's slots are created here: created inside the first traced
         step instead, they would make tf.function trace the step a second time.
         """
+        for name in ("loss", "loss_weights", "weighted_metrics"):
+            if kwargs.get(name) is not None:
+                raise ConfigError(f"EpisodicModel.compile({name}=...) is not used: the loss is the query "
+                                  "cross-entropy plus the learner's regularisation (EpisodicModel.compute_loss; "
+                                  "override it to change the loss); drop the argument.")
+            kwargs.pop(name, None)
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             raise ConfigError(f"EpisodicModel.compile metrics must be a list; got {type(metrics).__name__}.")
         query_metrics = [_query_metric(m) for m in (metrics or [])]

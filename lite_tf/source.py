@@ -2,7 +2,9 @@
 
 A source is registered by name (``lite_tf.registry.register_source``), constructed from gin as
 ``Training.source = @sources.<name>()`` and asked for episodes by the experiment, which passes the
-image size it bound once for the whole run. A source never builds models.
+image size it bound once for the whole run. A source never builds models and never imports
+evaluation code: it names its evaluator (a registered plugin, ``lite_tf.registry.get_evaluator``)
+in ``evaluator``, which ``lite_tf.experiment.evaluate`` uses unless the experiment binds another.
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import tensorflow as tf
 
 class Source:
     """Turns a data location into ``tf.data`` datasets of episodes (see lite_tf/episode.py)."""
+
+    #: the registered evaluator this source's runs are scored with by default
+    evaluator = "episodes"
 
     def episodes(self, split: str, *, image_size: int, seed: int, data_root: Optional[str] = None,
                  datasets: Optional[Sequence[str]] = None) -> tf.data.Dataset:
@@ -27,13 +32,11 @@ class Source:
         """The sub-source names ``episodes(datasets=...)`` accepts (evaluation reports each)."""
         return ()
 
-    def evaluator(self, episodes: Optional[int] = None, seed: Optional[int] = None, progress: bool = True):
-        """The ``lite_tf.eval.evaluator.Evaluator`` this source's runs are scored with.
+    def large_task(self, name: str, split: str, *, image_size: int, data_root: Optional[str] = None):
+        """Dataset ``name`` as one large task (a ``lite_tf.data.vtab.LargeTask``: one support set, a
+        whole test split of queries), or None when it is scored by episodes. VTAB overrides this."""
+        return None
 
-        The default is Meta-Dataset-style test episodes (``EpisodeEvaluator``); ``episodes`` and
-        ``seed`` left None take its defaults. A source scored another way overrides this.
-        """
-        from lite_tf.eval.episodes import EpisodeEvaluator
-
-        options = {key: value for key, value in (("episodes", episodes), ("seed", seed)) if value is not None}
-        return EpisodeEvaluator(progress=progress, **options)
+    def describe(self) -> dict:
+        """What identifies this source's evaluation data (stored with resumable results)."""
+        return {"source": type(self).__name__}

@@ -55,3 +55,8 @@ def meta_dataset_spec_dir() -> str:
         if candidate and os.path.isdir(candidate):
             return candidate
     return "/nonexistent"
+
+
+def assert_gradients_close(actual, expected, rtol=1e-5, atol=1e-7):
+    for a, e in zip(actual, expected):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol * max(1.0, np.abs(e).max()))

@@ -59,7 +59,7 @@ def test_bad_configuration_is_named():
 
 def test_image_macs_counts_convolutions_and_matches_published_figures():
     from lite_tf.backbones.film import call_backbone
-    from lite_tf.eval.macs import image_macs
+    from lite_tf.macs import image_macs
     from lite_tf.backbones.film import film_conv4
     from lite_tf.backbones.resnet import resnet18_film
     # conv0: 16x16 outputs x 3x3x3x8; conv1: 8x8 outputs x 3x3x8x8

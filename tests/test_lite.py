@@ -7,12 +7,7 @@ import pytest
 import tensorflow as tf
 
 from lite_tf.lite import LiteConfig, SupportMapper, chunked_map, draw_subset
-from tests.helpers import make_episode, protonets_model
-
-
-def assert_gradients_close(actual, expected, rtol=1e-5, atol=1e-7):
-    for a, e in zip(actual, expected):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol * max(1.0, np.abs(e).max()))
+from tests.helpers import assert_gradients_close, make_episode, protonets_model
 
 
 def grads(model, episode, subset=None):

@@ -5,8 +5,7 @@ import pytest
 import tensorflow as tf
 
 from lite_tf import LiteConfig
-from tests.helpers import episode_dataset, make_episode, protonets_model
-from tests.test_lite import assert_gradients_close
+from tests.helpers import assert_gradients_close, episode_dataset, make_episode, protonets_model
 
 
 def test_fit_lowers_loss_and_beats_chance():
@@ -206,3 +205,37 @@ def test_loss_goes_through_the_optimizer_loss_scaling():
     model.compile(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.01)))
     model.fit(episode_dataset(3, 3), epochs=1, verbose=0)
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_compile_refuses_a_loss_and_compute_loss_is_the_query_cross_entropy():
+    """The loss is Keras's compute_loss hook (query cross-entropy, weighted per query, plus the learner's
+    regularisation in training); compile(loss=...) would be ignored, so it is refused."""
+    from lite_tf.errors import ConfigError
+
+    model = protonets_model()
+    with pytest.raises(ConfigError, match=r"compile\(loss=...\) is not used"):
+        model.compile(keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    labels = tf.constant([0, 2, 1])
+    logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.1, 0.3], [0.0, 1.0, 0.0]])
+    expected = -np.mean(np.log(tf.nn.softmax(logits).numpy()[np.arange(3), labels.numpy()]))
+    assert float(model.compute_loss(y=labels, y_pred=logits, training=False)) == pytest.approx(expected, rel=1e-6)
+    halves = tf.fill([3], 0.5)  # two query batches of the same episode each weigh their queries 1/6
+    assert float(model.compute_loss(y=labels, y_pred=logits, sample_weight=halves / 3.0,
+                                    training=False)) == pytest.approx(expected / 2, rel=1e-6)
+
+
+def test_fit_still_calls_the_private_keras_hook_episodic_model_overrides(monkeypatch):
+    """EpisodicModel overrides keras.Model._maybe_symbolic_build (a private method) so that fit does not
+    pull an episode dict to build symbolically (that fails under MultiWorkerMirroredStrategy). This pins
+    that Keras still calls it from fit: if Keras renames it, the override is dead and this fails."""
+    from lite_tf.model import EpisodicModel
+
+    assert "_maybe_symbolic_build" in vars(keras.Model) or hasattr(keras.Model, "_maybe_symbolic_build")
+    calls = []
+    original = EpisodicModel._maybe_symbolic_build
+    monkeypatch.setattr(EpisodicModel, "_maybe_symbolic_build",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    model = protonets_model(LiteConfig(h=2, chunk_size=3))
+    model.compile(keras.optimizers.SGD(0.01))
+    model.fit(episode_dataset(3, 2), epochs=1, verbose=0)
+    assert calls, "keras.Model.fit no longer calls _maybe_symbolic_build: remove or replace the override"

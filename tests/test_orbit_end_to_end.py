@@ -16,7 +16,7 @@ from lite_tf.data.orbit.protocol import NEURIPS21
 from lite_tf.data.orbit.synthetic import make_orbit_folder
 from lite_tf.episode import episode_signature
 from lite_tf.errors import ConfigError
-from lite_tf.eval.macs import PersonalizationMacs
+from lite_tf.macs import PersonalizationMacs
 from lite_tf.eval.orbit_evaluation import OrbitEvaluator
 from lite_tf.eval.orbit_metrics import summarize, VideoResult
 from lite_tf.lite import LiteConfig

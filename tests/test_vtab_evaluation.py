@@ -1,5 +1,5 @@
 """Large-task evaluation end to end on mock TFDS data (ProtoNets via the command's code path,
-FineTuner via VtabMdEvaluator), the evaluator shape and its files, resumability, the binomial
+FineTuner via the large-task evaluator on ``sources.vtab_md``), the evaluator shape and its files, resumability, the binomial
 interval and the table's averages."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from lite_tf.data.synthetic import fake
 from lite_tf.errors import ConfigError
 from lite_tf.eval import large_task
+from lite_tf.sources.vtab import VtabMdSource
 from tests import vtab_mock
 
 VTAB_TASKS = ["oxford_flowers102", "dsprites_location"]
@@ -48,14 +49,18 @@ def test_the_command_evaluates_a_trained_protonets_run_on_mock_vtab_and_md(tmp_p
     model_dir = vtab_mock.make_run(tmp_path / "run")
     data_dir = str(tmp_path / "tfds")
     with vtab_mock.mock_tiny(data_dir):
-        results = large_task.evaluate_run(model_dir, tasks=VTAB_TASKS + ["omniglot"],
-                                            records=_records(str(tmp_path / "records")), tfds_data_dir=data_dir,
-                                            md_episodes=3, batch_size=32)
+        from lite_tf import experiment
+
+        source = VtabMdSource(records=_records(str(tmp_path / "records")), tfds_data_dir=data_dir)
+        results = experiment.evaluate(model_dir, datasets=VTAB_TASKS + ["omniglot"], source=source,
+                                      evaluator="large_task", episodes=3, options={"batch_size": 32}, progress=False)
     _check_rows(results, {"oxford_flowers102": 60, "dsprites_location": 106})
     output = tmp_path / "run" / "vtab_md_vtab1k"
     saved = json.loads((output / "results.json").read_text())
     assert saved["datasets"]["oxford_flowers102"]["accuracy"] == results["datasets"]["oxford_flowers102"]["accuracy"]
-    assert saved["fingerprint"]["weights"] == os.path.abspath(os.path.join(model_dir, "best.weights.h5"))
+    # results name the weights file; finished tasks are keyed on the weights' content (issue 22)
+    assert saved["weights"] == os.path.join(model_dir, "best.weights.h5")
+    assert len(saved["fingerprint"]["weights_sha256"]) == 64
     table = (output / "results.md").read_text()
     assert table.startswith("VTAB+MD: ProtoNets at 16 px") and table.endswith(results["table"] + "\n")
     assert "| VTAB natural | oxford_flowers102 |" in table and "**overall**" in table
@@ -72,10 +77,10 @@ def test_finetuner_is_evaluated_through_personalize_with_its_own_macs(tmp_path):
     model = EpisodicModel(learner, 16)
     data_dir = str(tmp_path / "tfds")
     with vtab_mock.mock_tiny(data_dir):
-        evaluator = large_task.VtabMdEvaluator(str(tmp_path / "out"), records=_records(str(tmp_path / "records")),
-                                               tfds_data_dir=data_dir, md_episodes=3, batch_size=50, count_macs=False,
-                                               log=lambda _: None)
-        results = evaluator.evaluate(model, datasets=VTAB_TASKS + ["omniglot"])
+        evaluator = large_task.LargeTaskEvaluator(episodes=3, batch_size=50, count_macs=False, log=lambda _: None)
+        source = VtabMdSource(records=_records(str(tmp_path / "records")), tfds_data_dir=data_dir)
+        results = evaluator.evaluate(model, source, "test", datasets=VTAB_TASKS + ["omniglot"],
+                                     output=str(tmp_path / "out" / "results"))
     _check_rows(results, {"oxford_flowers102": 60, "dsprites_location": 106})
     assert results["datasets"]["dsprites_location"]["personalization_macs"] == learner.last_personalization_cost["macs"]
 
@@ -94,18 +99,19 @@ def test_a_killed_run_keeps_finished_tasks_and_a_rerun_does_only_the_rest(tmp_pa
         return _row(name, 0.5)
 
     fingerprint = {"weights": "a.h5"}
-    evaluator = large_task.VtabMdEvaluator(str(tmp_path), log=lambda _: None)
+    evaluator = large_task.LargeTaskEvaluator(log=lambda _: None)
+    output = str(tmp_path / "results")
     with pytest.raises(KeyboardInterrupt):
-        evaluator.resume(["cifar100", "svhn", "dmlab"], failing, fingerprint, "title")
+        evaluator.resume(["cifar100", "svhn", "dmlab"], failing, fingerprint, "title", output)
     assert os.listdir(tmp_path / "tasks") == ["cifar100.json"]
     assert list(json.loads((tmp_path / "results.json").read_text())["datasets"]) == ["cifar100"]
     calls.clear()
     results = evaluator.resume(["cifar100", "svhn", "dmlab"], lambda n: calls.append(n) or _row(n, 0.25),
-                               fingerprint, "title")
+                               fingerprint, "title", output)
     assert calls == ["svhn", "dmlab"]
     assert results["datasets"]["cifar100"]["accuracy"] == 0.5 and results["datasets"]["dmlab"]["accuracy"] == 0.25
     with pytest.raises(ConfigError, match="different evaluation"):
-        evaluator.resume(["cifar100"], failing, {"weights": "b.h5"}, "title")
+        evaluator.resume(["cifar100"], failing, {"weights": "b.h5"}, "title", output)
 
 
 def test_binomial_interval():
@@ -164,12 +170,12 @@ def test_personalised_scoring_matches_the_episodic_path_over_the_sources_episode
 def test_the_evaluator_shape_rows_with_accuracy_and_ci95_and_files_written_atomically(tmp_path, monkeypatch):
     from lite_tf import atomic
 
-    evaluator = large_task.VtabMdEvaluator(str(tmp_path), log=lambda _: None)
+    evaluator = large_task.LargeTaskEvaluator(log=lambda _: None)
     written = []
     real = atomic.write_text
     monkeypatch.setattr(atomic, "write_text", lambda path, text: written.append(path) or real(path, text))
     results = evaluator.resume(["omniglot", "svhn"], lambda n: _row(n, {"omniglot": 0.9, "svhn": 0.3}[n]),
-                               {"weights": "w"}, "VTAB+MD title")
+                               {"weights": "w"}, "VTAB+MD title", str(tmp_path / "results"))
     assert results["split"] == "test" and list(results["datasets"]) == ["omniglot", "svhn"]
     for row in results["datasets"].values():
         assert set(row) >= {"accuracy", "ci95", "test_images"}
@@ -188,13 +194,52 @@ def test_the_evaluator_shape_rows_with_accuracy_and_ci95_and_files_written_atomi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md", "tasks"]
 
 
-def test_the_evaluator_refuses_a_source_a_data_root_and_other_splits(tmp_path):
-    evaluator = large_task.VtabMdEvaluator(str(tmp_path), tfds_data_dir=str(tmp_path))
-    with pytest.raises(ConfigError, match="pass no source"):
-        evaluator.evaluate(object(), object())
+def test_the_evaluator_needs_an_output_and_vtab_md_checks_its_data_and_split(tmp_path):
+    from lite_tf.sources.vtab import VtabSource
+
+    with pytest.raises(ConfigError, match="needs an output path"):
+        large_task.LargeTaskEvaluator().evaluate(object(), VtabMdSource(tfds_data_dir=str(tmp_path)))
     with pytest.raises(ConfigError, match="only a 'test' split"):
-        evaluator.evaluate(object(), split="valid")
+        VtabSource().large_task("svhn", "valid", image_size=16)
     with pytest.raises(ConfigError, match="Meta-Dataset source: give --records"):
-        evaluator.check_tasks(["omniglot"])
+        VtabMdSource(tfds_data_dir=str(tmp_path)).check_tasks(["omniglot"])
     with pytest.raises(ConfigError, match="not both"):
-        large_task.VtabMdEvaluator(str(tmp_path), records="a", md_tfds_data_dir="b")
+        VtabMdSource(records="a", md_tfds_data_dir="b")
+
+
+def test_the_resume_guard_refuses_weights_overwritten_in_place(tmp_path):
+    """Issue 22: the guard is keyed on the weights' content, not their path."""
+    from lite_tf.backbones.conv import conv4
+    from lite_tf.learners.protonets import ProtoNets
+    from lite_tf.model import EpisodicModel
+
+    model = EpisodicModel(ProtoNets(conv4(16, filters=8, blocks=2)), 16)
+    evaluator = large_task.LargeTaskEvaluator(log=lambda _: None)
+    output = str(tmp_path / "results")
+    before = large_task.weights_digest(model)
+    evaluator.resume(["svhn"], lambda n: _row(n, 0.5), {"weights_sha256": before}, "t", output)
+    model.weights[0].assign(model.weights[0] + 1.0)  # the same file name, other weights
+    after = large_task.weights_digest(model)
+    assert after != before
+    with pytest.raises(ConfigError, match="changed: weights_sha256"):
+        evaluator.resume(["svhn"], lambda n: _row(n, 0.5), {"weights_sha256": after}, "t", output)
+
+
+def test_a_vtab_source_run_is_scored_as_large_tasks_by_the_one_evaluate(tmp_path):
+    """Issue 18: a run whose source is ``sources.vtab`` goes through ``experiment.evaluate`` (what
+    lite_tf_evaluate calls) to the source's ``large_task`` evaluator, one row per task over its whole
+    test split, instead of asking the episode evaluator for 600 episodes of a 1-episode task."""
+    from lite_tf import experiment
+
+    model_dir = vtab_mock.make_run(tmp_path / "run")
+    data_dir = str(tmp_path / "tfds")
+    with vtab_mock.mock_tiny(data_dir, ["oxford_flowers102"]):
+        results = experiment.evaluate(model_dir, data_root=data_dir, bindings=["Training.source = @sources.vtab()"],
+                                      datasets=["oxford_flowers102"], progress=False, options={"count_macs": False})
+    row = results["datasets"]["oxford_flowers102"]
+    assert row["test_images"] == 60 and row["support_images"] == 1000 and row["accuracy"] > 0.9
+    assert results["output"] == os.path.join(model_dir, "vtab_md_vtab1k", "results")
+    assert os.path.isfile(os.path.join(model_dir, "vtab_md_vtab1k", "tasks", "oxford_flowers102.json"))
+    with pytest.raises(ConfigError, match="--tasks_per_user does not apply to the 'large_task' evaluator"):
+        experiment.evaluate(model_dir, data_root=data_dir, bindings=["Training.source = @sources.vtab()"],
+                            options={"tasks_per_user": 2}, progress=False)

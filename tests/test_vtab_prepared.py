@@ -213,3 +213,42 @@ def test_a_dataset_with_too_few_images_is_a_data_error_naming_the_task(tmp_path)
         expected = f"VTAB task 'oxford_flowers102': split '{split}' cannot be cut from 'oxford_flowers102'"
         with pytest.raises(DataError, match=re.escape(expected) + r".*is the dataset fully prepared\?"):
             vtab.open_task("oxford_flowers102", root, 16, protocol=protocol)
+
+
+def _lite_prepare_image(image, squeeze, size):
+    """cambridge-mlg/LITE src/tf_dataset_reader.py ``_prepare_image`` (without torch's Normalize)."""
+    from PIL import Image
+
+    if squeeze:
+        image = np.squeeze(image)
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.LANCZOS).convert("RGB"))
+
+
+@pytest.mark.parametrize("name", ["cifar100", pytest.param("smallnorb_azimuth", marks=pytest.mark.slow)])
+def test_the_lite_protocol_resizes_with_pil_lanczos_as_lite_and_vtab1k_with_tf_bilinear(data_dir, name):
+    """LITE src/tf_dataset_reader.py ``_prepare_image``: PIL ``resize((s, s), Image.LANCZOS)`` of the
+    TFDS-decoded image (grey smallNORB squeezed, mode L); VTAB-1k keeps TF bilinear."""
+    size = 16
+    images, _ = next(iter(vtab.open_task(name, data_dir, size, protocol="lite").support()))
+    raw = tfds.builder(TASKS[name], data_dir=data_dir).as_dataset(split="train[:1000]", shuffle_files=False)
+    expected = np.stack([_lite_prepare_image(example["image"], name.startswith("smallnorb"), size)
+                         for example in tfds.as_numpy(raw)])
+    assert np.abs(images.numpy().astype(np.int32) - expected).max() <= 1
+    assert vtab.open_task(name, data_dir, size).description["resize"] == "tf_bilinear"
+
+
+def test_the_lite_protocol_reads_diabetic_retinopathys_original_config(tmp_path):
+    """LITE src/run.py ``_test_transfer_learning`` loads ``diabetic_retinopathy_detection`` without a
+    config: TFDS's default, ``original``; VTAB-1k reads ``btgraham-300``."""
+    root = str(tmp_path)
+    tfds_prepared.prepare(root, "diabetic_retinopathy_detection/original", {"train": 1000, "test": 4}, _retina)
+    task = vtab.open_task("diabetic_retinopathy", root, 8, protocol="lite")
+    assert task.description["tfds_name"].startswith("diabetic_retinopathy_detection/original:")
+    assert (task.num_support, task.num_queries) == (1000, 4)
+    labels = np.concatenate([batch.numpy() for _, batch in task.queries(3)])
+    raw = tfds.builder("diabetic_retinopathy_detection/original", data_dir=root).as_dataset(split="test")
+    np.testing.assert_array_equal(labels, [int(e["name"].decode().split("-")[1]) % 5 for e in tfds.as_numpy(raw)])
+    with pytest.raises(DataError, match="tfds build diabetic_retinopathy_detection/btgraham-300"):
+        vtab.open_task("diabetic_retinopathy", root, 8)
+    with pytest.raises(DataError, match="tfds build diabetic_retinopathy_detection/original"):
+        vtab.open_task("diabetic_retinopathy", str(tmp_path / "empty"), 8, protocol="lite")

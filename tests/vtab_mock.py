@@ -17,6 +17,7 @@ SPLIT_SIZES = {
     "sun397/tfds": {"train": 76128, "validation": 10875, "test": 21750},
     "svhn_cropped": {"train": 73257, "test": 26032, "extra": 531131},
     "diabetic_retinopathy_detection/btgraham-300": {"train": 35126, "validation": 10906, "test": 42670},
+    "diabetic_retinopathy_detection/original": {"train": 35126, "validation": 10906, "test": 42670},
     "eurosat/rgb": {"train": 27000},
     "resisc45": {"train": 31500},
     "patch_camelyon": {"train": 262144, "validation": 32768, "test": 32768},

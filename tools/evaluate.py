@@ -3,10 +3,12 @@
   python -m tools.evaluate --model_dir=runs/quickstart --data_root=demo_data
 
 Rebuilds the experiment from <model_dir>/experiment.gin, loads --checkpoint and scores it with the
-evaluator of the run's data source: --episodes episodes of each dataset's test split for
-Meta-Dataset-style sources (lite_tf/eval/episodes.py, written to <model_dir>/eval_<split>), every
-CLE-VE / CLU-VE task for an ORBIT run (lite_tf/eval/orbit_evaluation.py, <model_dir>/orbit_<split>;
-tools/orbit_evaluate.py has its options). Prints a Markdown table and writes <output>.json and .md.
+evaluator of the run's data source (or --source): --episodes episodes of each dataset's test split
+for Meta-Dataset-style sources (lite_tf/eval/episodes.py, written to <model_dir>/eval_<split>),
+every CLE-VE / CLU-VE task for an ORBIT run (lite_tf/eval/orbit_evaluation.py,
+<model_dir>/orbit_<split>; tools/orbit_evaluate.py has its options), each VTAB task as one large
+task (lite_tf/eval/large_task.py, <model_dir>/vtab_md_<protocol>/; tools/evaluate_vtab_md.py has
+its options). Prints a Markdown table and writes <output>.json and .md.
 """
 from __future__ import annotations
 
@@ -29,7 +31,12 @@ def define_flags():
                         "same seed) or a weights file.")
     flags.DEFINE_integer("seed", None, "Seed of the test episodes (default 12345; ORBIT: gin's task seed).")
     flags.DEFINE_string("output", None, "Output path without extension (default <model_dir>/eval_<split>, "
-                        "ORBIT: orbit_<split>).")
+                        "ORBIT: orbit_<split>, VTAB: vtab_md_<protocol>/results).")
+    flags.DEFINE_string("source", None, "Evaluate on another registered data source than the run's, e.g. vtab or "
+                        "vtab_md (bind its locations with --gin_bindings, e.g. \"sources.vtab_md.records = "
+                        "'/data/records'\"; --data_root is its TFDS data dir).")
+    flags.DEFINE_string("evaluator", None, "A registered evaluator (episodes, orbit, large_task) instead of the "
+                        "one the source names.")
 
 
 def main(argv) -> int:
@@ -37,7 +44,8 @@ def main(argv) -> int:
     from lite_tf.experiment import evaluate
 
     results = evaluate(FLAGS.model_dir, FLAGS.data_root, FLAGS.gin_bindings, FLAGS.datasets, FLAGS.episodes,
-                       FLAGS.split, FLAGS.checkpoint, FLAGS.seed, FLAGS.output)
+                       FLAGS.split, FLAGS.checkpoint, FLAGS.seed, FLAGS.output, evaluator=FLAGS.evaluator,
+                       source=FLAGS.source)
     print(results["table"])
     return 0
 

@@ -1,5 +1,8 @@
 """Evaluates a model on ORBIT CLE-VE and CLU-VE; prints the metrics and writes the results files.
 
+An alias of tools/evaluate.py with the ``orbit`` evaluator's options as flags (and --gin_config for
+weights without a training run).
+
   python -m tools.orbit_evaluate --model_dir=runs/orbit_protonets --split=test
 
 Like tools/evaluate.py (which also evaluates an ORBIT run, with the defaults below), the experiment
@@ -9,7 +12,7 @@ experiment and --checkpoint a weights file (or init). Tasks come from the gin-co
 ``orbit_eval_tasks`` (gin/data/orbit.gin) at the model's image size. <output>.json holds the
 per-video, per-user, per-task and per-object metrics with 95% intervals, the personalisation cost
 and each target video's per-frame predictions; <output>.md the tables. The work is
-lite_tf.experiment.evaluate with lite_tf/eval/orbit_evaluation.py's OrbitEvaluator.
+lite_tf.experiment.evaluate with the ``orbit`` evaluator (lite_tf/eval/orbit_evaluation.py).
 """
 from __future__ import annotations
 
@@ -39,13 +42,13 @@ def define_flags():
 
 def main(argv) -> int:
     cli.no_arguments(argv)
-    from lite_tf.eval.orbit_evaluation import OrbitEvaluator
     from lite_tf.experiment import evaluate
 
-    evaluator = OrbitEvaluator(batch_size=FLAGS.batch_size, count_macs=FLAGS.count_macs, max_tasks=FLAGS.max_tasks,
-                               strict=FLAGS.strict, tasks_per_user=FLAGS.tasks_per_user)
+    options = {"batch_size": FLAGS.batch_size, "count_macs": FLAGS.count_macs, "max_tasks": FLAGS.max_tasks,
+               "strict": FLAGS.strict, "tasks_per_user": FLAGS.tasks_per_user}
     results = evaluate(FLAGS.model_dir, bindings=FLAGS.gin_bindings, datasets=FLAGS.target_types, split=FLAGS.split,
-                       checkpoint=FLAGS.checkpoint, output=FLAGS.output, evaluator=evaluator, configs=FLAGS.gin_config)
+                       checkpoint=FLAGS.checkpoint, output=FLAGS.output, evaluator="orbit", options=options,
+                       configs=FLAGS.gin_config)
     print(results["table"])
     print(f"Results (metrics and per-frame predictions) written to {results['output']}.json and .md")
     return 0

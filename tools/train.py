@@ -21,7 +21,7 @@ def define_flags():
     flags.DEFINE_string("data_root", None, "Root folder of the data (e.g. Meta-Dataset records, ORBIT frames).")
     flags.DEFINE_bool("resume_with_changes", False, "Resume although the optimisation settings changed "
                       "(Training.learning_rate, epochs, validation and logging settings; nothing else).")
-    flags.DEFINE_bool("list_plugins", False, "List the registered learners, backbones and sources, then exit.")
+    flags.DEFINE_bool("list_plugins", False, "List the registered learners, backbones, sources and evaluators, then exit.")
     flags.DEFINE_integer("verbose", 1, "0 silent, 1 Keras progress bar and a line per epoch, 2 a line per epoch.")
 
 
@@ -30,7 +30,8 @@ def list_plugins() -> str:
 
     return ("Learners:  " + ", ".join(registry.list_learners()) + "\n"
             "Backbones: " + ", ".join(registry.list_backbones()) + "\n"
-            "Sources:   " + ", ".join(registry.list_sources()))
+            "Sources:   " + ", ".join(registry.list_sources()) + "\n"
+            "Evaluators: " + ", ".join(registry.list_evaluators()))
 
 
 def main(argv) -> int:

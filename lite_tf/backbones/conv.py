@@ -17,9 +17,9 @@ def conv4(image_size: int, filters: int = 32, blocks: int = 4, stem_pool: int = 
     network with training=False, which learners do by default so LITE stays exact.
     """
     if stem_pool < 1:
-        raise ValueError(f"conv4 stem_pool must be >= 1; got {stem_pool}.")
+        raise ConfigError(f"conv4 stem_pool must be >= 1; got {stem_pool}.")
     if blocks < 1 or filters < 1:
-        raise ValueError(f"conv4 needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
+        raise ConfigError(f"conv4 needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
     if image_size < stem_pool * 2 ** blocks:
         # Smaller images would pool down to nothing: a run that trains but learns nothing.
         raise ConfigError(f"backbones.conv4: {blocks} pooling blocks and stem_pool = {stem_pool} need images of "

@@ -7,6 +7,7 @@ from typing import Optional
 import keras
 
 from lite_tf.registry import register_backbone
+from lite_tf.errors import ConfigError
 
 
 @register_backbone("efficientnet_b0")
@@ -19,7 +20,7 @@ def efficientnet_b0(image_size: int, weights: Optional[str] = None, name: str = 
         .weights.h5) for this architecture without top.
     """
     if image_size < 32:
-        raise ValueError(f"efficientnet_b0 needs images of at least 32 px; got {image_size}.")
+        raise ConfigError(f"efficientnet_b0 needs images of at least 32 px; got {image_size}.")
     if weights not in (None, "imagenet") and not os.path.isfile(weights):
         raise FileNotFoundError(
             f"efficientnet_b0 weights file {weights!r} does not exist; pass None, 'imagenet' or a file path."
@@ -35,7 +36,7 @@ def efficientnet_b0(image_size: int, weights: Optional[str] = None, name: str = 
         try:
             application.load_weights(weights)
         except Exception as error:
-            raise ValueError(
+            raise ConfigError(
                 f"Could not load efficientnet_b0 weights from {weights!r}: expected an EfficientNet-B0 "
                 f"(no top) weights file. {error}"
             ) from error

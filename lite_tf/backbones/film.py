@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from lite_tf.registry import register_backbone
+from lite_tf.errors import ConfigError
 
 FilmParams = List[Tuple[tf.Tensor, tf.Tensor]]
 
@@ -84,20 +85,20 @@ def check_film(backbone, film: Sequence) -> None:
     sites = film_sites(backbone)
     name = getattr(backbone, "name", type(backbone).__name__)
     if not sites:
-        raise ValueError(f"Backbone {name!r} has no FiLM sites but FiLM parameters were given; "
+        raise ConfigError(f"Backbone {name!r} has no FiLM sites but FiLM parameters were given; "
                          f"use a FiLM backbone (e.g. efficientnet_b0_film, resnet18_film, film_conv4).")
     if len(film) != len(sites):
-        raise ValueError(f"Backbone {name!r} has {len(sites)} FiLM sites "
+        raise ConfigError(f"Backbone {name!r} has {len(sites)} FiLM sites "
                          f"({', '.join(s for s, _ in sites[:4])}{', ...' if len(sites) > 4 else ''}); "
                          f"got a FiLM parameter list of length {len(film)}.")
     for (site, channels), pair in zip(sites, film):
         if len(pair) != 2:
-            raise ValueError(f"FiLM parameters for site {site!r} of backbone {name!r} must be a "
+            raise ConfigError(f"FiLM parameters for site {site!r} of backbone {name!r} must be a "
                              f"(gamma, beta) pair; got {len(pair)} values.")
         for part, value in zip(("gamma", "beta"), pair):
             shape = value.shape
             if shape.rank != 2 or (shape[-1] is not None and shape[-1] != channels):
-                raise ValueError(f"FiLM {part} for site {site!r} of backbone {name!r} must have shape "
+                raise ConfigError(f"FiLM {part} for site {site!r} of backbone {name!r} must have shape "
                                  f"[1 or batch, {channels}]; got {list(shape)}.")
 
 
@@ -161,9 +162,9 @@ class FilmConstants(keras.layers.Layer):
 def film_conv4(image_size: int, filters: int = 32, blocks: int = 4, name: str = "film_conv4") -> keras.Model:
     """conv4 with FiLM after every batch norm: small and fast, for tests and CPU demos."""
     if blocks < 1 or filters < 1:
-        raise ValueError(f"film_conv4 needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
+        raise ConfigError(f"film_conv4 needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
     if image_size < 2 ** blocks:
-        raise ValueError(f"film_conv4 with {blocks} pooling blocks needs images of at least {2 ** blocks} px; "
+        raise ConfigError(f"film_conv4 with {blocks} pooling blocks needs images of at least {2 ** blocks} px; "
                          f"got {image_size}.")
     inputs = keras.Input((image_size, image_size, 3), name="images")
     sites = FilmSites()

@@ -15,6 +15,7 @@ import keras
 
 from lite_tf.backbones.film import FilmSites
 from lite_tf.registry import register_backbone
+from lite_tf.errors import ConfigError
 
 # (kernel, repeats, filters_in, filters_out, expand_ratio, strides) of B0; squeeze-excite ratio 0.25.
 B0_BLOCKS = ((3, 1, 32, 16, 1, 1), (3, 2, 16, 24, 6, 2), (5, 2, 24, 40, 6, 2), (3, 3, 40, 80, 6, 2),
@@ -81,10 +82,10 @@ def build_film_efficientnet_b0(image_size: int, imagenet_input_scaling: bool = F
     TensorFlow's and EfficientNet-PyTorch's (the official LITE / ORBIT backbone).
     """
     if padding not in PADDINGS:
-        raise ValueError(f"efficientnet_b0_film padding must be one of {PADDINGS}; got {padding!r}.")
+        raise ConfigError(f"efficientnet_b0_film padding must be one of {PADDINGS}; got {padding!r}.")
     symmetric = padding == "symmetric"
     if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
-        raise ValueError(f"efficientnet_b0_film needs square images of at least {MIN_IMAGE_SIZE} px; "
+        raise ConfigError(f"efficientnet_b0_film needs square images of at least {MIN_IMAGE_SIZE} px; "
                          f"got image_size={image_size!r}.")
     inputs = keras.Input((image_size, image_size, 3), name="images")
     sites = FilmSites()
@@ -94,7 +95,7 @@ def build_film_efficientnet_b0(image_size: int, imagenet_input_scaling: bool = F
     if imagenet_input_scaling:
         x = keras.layers.Rescaling([1.0 / math.sqrt(s) for s in IMAGENET_STDDEV_RGB], name="imagenet_scaling")(x)
     if padding_image_size is not None and (not isinstance(padding_image_size, int) or padding_image_size < 1):
-        raise ValueError(f"efficientnet_b0_film padding_image_size must be a positive int or None; "
+        raise ConfigError(f"efficientnet_b0_film padding_image_size must be a positive int or None; "
                          f"got {padding_image_size!r}.")
     padding_size = padding_image_size or image_size  # spatial size the padding is computed for, per stage
     x = keras.layers.ZeroPadding2D(_stride2_pad(3, padding_size, symmetric), name="stem_conv_pad")(x)
@@ -135,10 +136,10 @@ def transfer_application_weights(application: keras.Model, model: keras.Model) -
         try:
             target = model.get_layer(target_name)
         except ValueError as error:
-            raise ValueError(f"EfficientNet-B0 weights: layer {layer.name!r} of {application.name!r} has no "
+            raise ConfigError(f"EfficientNet-B0 weights: layer {layer.name!r} of {application.name!r} has no "
                              f"counterpart in {model.name!r}; expected an EfficientNet-B0 (no top).") from error
         if [w.shape for w in target.get_weights()] != [w.shape for w in weights]:
-            raise ValueError(f"EfficientNet-B0 weights: layer {layer.name!r} has shapes "
+            raise ConfigError(f"EfficientNet-B0 weights: layer {layer.name!r} has shapes "
                              f"{[w.shape for w in weights]}, {model.name!r} expects "
                              f"{[w.shape for w in target.get_weights()]}.")
         target.set_weights(weights)
@@ -177,7 +178,7 @@ def efficientnet_b0_film(image_size: int, weights: Optional[str] = None,
         application = keras.applications.EfficientNetB0(
             include_top=False, weights=weights, input_shape=(image_size, image_size, 3), pooling="avg")
     except Exception as error:
-        raise ValueError(f"Could not load efficientnet_b0_film weights from {weights!r}: expected "
+        raise ConfigError(f"Could not load efficientnet_b0_film weights from {weights!r}: expected "
                          f"keras.applications EfficientNetB0 no-top weights. {error}") from error
     transfer_application_weights(application, model)
     return model

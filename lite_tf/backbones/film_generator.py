@@ -18,6 +18,8 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from lite_tf.errors import ConfigError
+
 LAYER_NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's default, used by the official code
 REGULARIZER_INIT_STDDEV = 1e-3
 
@@ -63,7 +65,7 @@ class FilmGenerator(keras.layers.Layer):
         self.hidden = int(hidden)
         self.init_scale = float(init_scale)
         if not self.channels or min(self.channels) < 1 or self.hidden < 1:
-            raise ValueError(f"FilmGenerator needs at least one site with >= 1 channel and hidden >= 1; got "
+            raise ConfigError(f"FilmGenerator needs at least one site with >= 1 channel and hidden >= 1; got "
                              f"channels={self.channels}, hidden={self.hidden}.")
         init = keras.initializers.RandomNormal(0.0, self.init_scale)
         # Flat lists so Keras tracks every weight; index i is FiLM site i.

@@ -11,6 +11,8 @@ from typing import Optional
 import keras
 import numpy as np
 
+from lite_tf.errors import ConfigError
+
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV_RGB = (0.229, 0.224, 0.225)
 INPUT_NORMALIZATIONS = (None, "imagenet")
@@ -18,7 +20,7 @@ INPUT_NORMALIZATIONS = (None, "imagenet")
 
 def check_input_normalization(value: Optional[str], owner: str) -> None:
     if value not in INPUT_NORMALIZATIONS:
-        raise ValueError(f"{owner} input_normalization must be one of {INPUT_NORMALIZATIONS}; got {value!r}.")
+        raise ConfigError(f"{owner} input_normalization must be one of {INPUT_NORMALIZATIONS}; got {value!r}.")
 
 
 def normalize_input(x, kind: Optional[str], name: str = "input_normalization"):

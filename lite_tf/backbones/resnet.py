@@ -16,6 +16,7 @@ import keras
 from lite_tf.backbones.film import FilmSites
 from lite_tf.backbones.input_normalization import check_input_normalization, normalize_input
 from lite_tf.registry import register_backbone
+from lite_tf.errors import ConfigError
 
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))
 BLOCKS_PER_STAGE = 2
@@ -51,10 +52,10 @@ def build_resnet18_film(image_size: int, small_stem: bool, name: str, input_norm
     """
     check_input_normalization(input_normalization, name)
     if stem_padding is not None and (not isinstance(stem_padding, int) or stem_padding < 0):
-        raise ValueError(f"{name} stem_padding must be a non-negative int or None; got {stem_padding!r}.")
+        raise ConfigError(f"{name} stem_padding must be a non-negative int or None; got {stem_padding!r}.")
     min_size = 16 if small_stem else 32
     if not isinstance(image_size, int) or image_size < min_size:
-        raise ValueError(f"{name} needs square images of at least {min_size} px; got image_size={image_size!r}.")
+        raise ConfigError(f"{name} needs square images of at least {min_size} px; got image_size={image_size!r}.")
     inputs = keras.Input((image_size, image_size, 3), name="images")
     sites = FilmSites()
     x = normalize_input(inputs, input_normalization)
@@ -82,7 +83,7 @@ def _load(model: keras.Model, weights: Optional[str]) -> keras.Model:
     try:
         model.load_weights(weights)
     except Exception as error:
-        raise ValueError(f"Could not load {model.name} weights from {weights!r}: expected a weights file of "
+        raise ConfigError(f"Could not load {model.name} weights from {weights!r}: expected a weights file of "
                          f"the {model.name} architecture. {error}") from error
     return model
 

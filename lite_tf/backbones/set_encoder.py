@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from lite_tf.backbones.input_normalization import check_input_normalization, normalize_input
 from lite_tf.registry import register_backbone
+from lite_tf.errors import ConfigError
 
 
 BATCH_NORM_EPSILON = 1e-5  # torch.nn.BatchNorm2d's default, used by the official set encoder
@@ -32,11 +33,11 @@ def set_encoder(image_size: int, filters: int = 64, blocks: int = 5, name: str =
     """
     check_input_normalization(input_normalization, "set_encoder")
     if blocks < 1 or filters < 1:
-        raise ValueError(f"set_encoder needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
+        raise ConfigError(f"set_encoder needs blocks >= 1 and filters >= 1; got blocks={blocks}, filters={filters}.")
     if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"set_encoder needs a positive integer image_size; got {image_size!r}.")
+        raise ConfigError(f"set_encoder needs a positive integer image_size; got {image_size!r}.")
     if image_size < 2 ** blocks:
-        raise ValueError(f"set_encoder with {blocks} floor max-pools needs images of at least {2 ** blocks} px; "
+        raise ConfigError(f"set_encoder with {blocks} floor max-pools needs images of at least {2 ** blocks} px; "
                          f"got image_size={image_size} (use fewer blocks for smaller images).")
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = normalize_input(inputs, input_normalization)

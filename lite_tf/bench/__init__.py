@@ -6,7 +6,7 @@
 - ``results``: the one result schema (JSON rows + Markdown), written atomically; ``targets``: the
   summary lines that say whether LITE's claims hold.
 - ``gradient_study`` / ``training_study`` (shared bits in ``studies``): choosing h, LITE's gradient
-  against the exact one and budgeted training runs across seeds (tools/gradient_study.py, lite_study.py).
+  against the exact one and budgeted training runs across seeds (tools/gradient_study.py, training_study.py).
 A new case is a spec builder in ``harness`` (each spec naming its child function as ``target``)
 plus that child function; it reuses the runner, the schema and the summary.
 """

@@ -10,6 +10,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from lite_tf.errors import ConfigError
+
 Counts = Union[int, Sequence[int]]
 IMAGE_DTYPES = ("uint8", "float32")
 
@@ -19,11 +21,11 @@ def _labels(counts: Counts, way: int, role: str) -> np.ndarray:
     if np.ndim(counts) == 0:
         total = int(counts)
         if total < 1:
-            raise ValueError(f"synthetic_episode: {role} size must be >= 1; got {total}.")
+            raise ConfigError(f"synthetic_episode: {role} size must be >= 1; got {total}.")
         return (np.arange(total) % way).astype(np.int32)
     counts = np.asarray(counts, np.int64)
     if counts.shape != (way,) or (counts < 0).any():
-        raise ValueError(f"synthetic_episode: {role} counts must be {way} non-negative numbers (one per "
+        raise ConfigError(f"synthetic_episode: {role} counts must be {way} non-negative numbers (one per "
                          f"class); got {counts.tolist()}.")
     return np.repeat(np.arange(way), counts).astype(np.int32)
 
@@ -39,16 +41,16 @@ def synthetic_episode(way: int, support: Counts, query: Counts, image_size: int,
     ``rng`` (if given) is used instead of a new generator seeded with ``seed``.
     """
     if image_dtype not in IMAGE_DTYPES:
-        raise ValueError(f"synthetic_episode: image_dtype must be one of {IMAGE_DTYPES}; got {image_dtype!r}.")
+        raise ConfigError(f"synthetic_episode: image_dtype must be one of {IMAGE_DTYPES}; got {image_dtype!r}.")
     if way < 1:
-        raise ValueError(f"synthetic_episode: way must be >= 1; got {way}.")
+        raise ConfigError(f"synthetic_episode: way must be >= 1; got {way}.")
     rng = np.random.default_rng(seed) if rng is None else rng
     shape = (image_size, image_size, 3)
     classes = None
     if templates is not None:
         templates = np.asarray(templates)
         if templates.ndim != 4 or templates.shape[1:] != shape or len(templates) < way:
-            raise ValueError(f"synthetic_episode: templates must be [>= {way}, {image_size}, {image_size}, 3]; "
+            raise ConfigError(f"synthetic_episode: templates must be [>= {way}, {image_size}, {image_size}, 3]; "
                              f"got {list(templates.shape)}.")
         classes = rng.choice(len(templates), way, replace=False)
 

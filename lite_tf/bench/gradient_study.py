@@ -25,7 +25,7 @@ import numpy as np
 
 from lite_tf.bench import results, runner, studies
 from lite_tf.bench.episodes import synthetic_episode
-from lite_tf.errors import ConfigError
+from lite_tf.errors import ConfigError, DataError
 
 TARGET = "lite_tf.bench.gradient_study:measure"
 SCALINGS = ("unbiased", "none", "loss")
@@ -93,7 +93,7 @@ def gradient_statistics(draws: np.ndarray, exact: np.ndarray) -> dict:
     draws, exact = np.asarray(draws, np.float64), np.asarray(exact, np.float64)
     squared_norm = float(exact @ exact)
     if squared_norm == 0:
-        raise ValueError("gradient_statistics: the exact gradient is zero; nothing to compare against.")
+        raise DataError("gradient_statistics: the exact gradient is zero; nothing to compare against.")
     mean = draws.mean(axis=0)
     trace = float(draws.var(axis=0, ddof=1).sum()) if len(draws) > 1 else 0.0
     cosines = draws @ exact / (np.linalg.norm(draws, axis=1) * np.sqrt(squared_norm) + 1e-30)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional, Sequence
 
-from lite_tf.errors import ConfigError
+from lite_tf.errors import ConfigError, DataError
 
 _KEYS = {"h": "h", "scaling": "gradient_scaling", "sampling": "sampling", "redraw": "redraw"}
 
@@ -41,7 +41,7 @@ def parse_config(text: str) -> dict:
 def t_quantile(probability: float, dof: int) -> float:
     """Student's t quantile (e.g. 0.975, dof 2 -> 4.303), by bisection on a Simpson-integrated CDF."""
     if dof < 1 or not 0.5 <= probability < 1:
-        raise ValueError(f"t_quantile needs dof >= 1 and 0.5 <= probability < 1; got {dof}, {probability}.")
+        raise DataError(f"t_quantile needs dof >= 1 and 0.5 <= probability < 1; got {dof}, {probability}.")
     log_norm = math.lgamma((dof + 1) / 2) - math.lgamma(dof / 2) - 0.5 * math.log(dof * math.pi)
 
     def cdf(t: float) -> float:  # 0.5 + integral of the density over [0, t]; substitution keeps the tail smooth
@@ -64,7 +64,7 @@ def seed_interval(values: Sequence[float], confidence: float = 0.95) -> tuple:
     """(mean, half-width) of the Student-t interval across seeds; half-width None for one value."""
     values = [float(value) for value in values]
     if not values:
-        raise ValueError("seed_interval needs at least one value.")
+        raise DataError("seed_interval needs at least one value.")
     mean = sum(values) / len(values)
     if len(values) == 1:
         return mean, None

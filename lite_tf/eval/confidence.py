@@ -9,6 +9,8 @@ from typing import Iterable, Tuple
 
 import numpy as np
 
+from lite_tf.errors import DataError
+
 Z_95 = 1.96
 
 
@@ -21,9 +23,9 @@ def mean_confidence_interval(values: Iterable[float], z: float = Z_95) -> Tuple[
     array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64)
     array = array.reshape(-1)
     if array.size == 0:
-        raise ValueError("mean_confidence_interval needs at least one value; got none.")
+        raise DataError("mean_confidence_interval needs at least one value; got none.")
     if not np.all(np.isfinite(array)):
-        raise ValueError(f"mean_confidence_interval got non-finite values: {array[~np.isfinite(array)][:5]}.")
+        raise DataError(f"mean_confidence_interval got non-finite values: {array[~np.isfinite(array)][:5]}.")
     return float(array.mean()), float(z * array.std() / np.sqrt(array.size))
 
 

@@ -7,12 +7,17 @@ An ``Evaluator`` takes a model and a data source and returns results as a dict::
 
 Every row has its headline ``accuracy`` and the 95% half width ``ci95`` (None when one sample
 gives no interval). ``write`` stores results atomically as <output>.json and <output>.md, so a
-results file exists only when the evaluation finished. A source names the evaluator it is scored
-with (``lite_tf.source.Source.evaluator``), so ``lite_tf.experiment.evaluate`` works for any run.
+results file exists only when the evaluation finished.
+
+Evaluators are plugins (``lite_tf.registry.register_evaluator``, gin ``evaluators.<name>``). A source
+names the one its runs are scored with (``lite_tf.source.Source.evaluator``: ``episodes``, ``orbit``,
+``large_task``); an experiment may bind another (``Training.evaluator``). ``lite_tf.experiment.evaluate``
+is the one orchestrator: it builds the model, loads the weights, picks the evaluator and writes.
 """
 from __future__ import annotations
 
 import logging
+import os
 from typing import Optional, Sequence
 
 from lite_tf import atomic
@@ -28,8 +33,14 @@ class Evaluator:
     output_name = "eval"
 
     def evaluate(self, model, source, split: str, *, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None) -> dict:
+                 datasets: Optional[Sequence[str]] = None, output: Optional[str] = None) -> dict:
+        """Results in the shape above. ``output`` (the results path without extension) is where a
+        resumable evaluator keeps its finished parts; the orchestrator writes the results there."""
         raise NotImplementedError
+
+    def default_output(self, model_dir: str, split: str, source) -> str:
+        """Where results go when the user names no --output: <model_dir>/<output_name>_<split>."""
+        return os.path.join(model_dir, f"{self.output_name}_{split}")
 
     def datasets_to_evaluate(self, training, split: str, data_root: Optional[str],
                              datasets: Optional[Sequence[str]] = None) -> list:

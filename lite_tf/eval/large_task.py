@@ -7,18 +7,22 @@ interval over test images (1.96 * sqrt(p (1 - p) / n)), the personalisation seco
 scoring throughput (test images per second) and the peak memory of the task (resident bytes, and
 GPU bytes when a GPU is used).
 
-MD-v2 sources are scored the usual Meta-Dataset way (``evaluate_episodes``: many small episodes,
+Datasets the source offers as episodes rather than as one large task (VTAB+MD's MD-v2 sources) are
+scored the usual Meta-Dataset way (``lite_tf.eval.episodes.score_episodes``: many small episodes,
 mean accuracy with the 1.96 * std / sqrt(n) interval over episodes).
 
-``VtabMdEvaluator`` follows the one evaluator shape (lite_tf/eval/evaluator.py): its datasets are the
-tasks (MD-v2 sources and the 18 VTAB-v2 tasks), each row with ``accuracy`` and ``ci95``; the section
-averages are the extra key ``averages`` and rows of the paper-layout table. It writes one results
-file per task into its output folder atomically as soon as the task ends, so a killed run keeps
-its finished tasks and a rerun skips them; after every task it rewrites ``results.json`` and
-``results.md`` (``Evaluator.write``).
+``LargeTaskEvaluator`` (registered as ``large_task``; the evaluator of ``sources.vtab`` and
+``sources.vtab_md``) follows the one evaluator shape (lite_tf/eval/evaluator.py): its datasets are
+the tasks, each row with ``accuracy`` and ``ci95``; the section averages are the extra key
+``averages`` and rows of the paper-layout table. It writes one results file per task atomically as
+soon as the task ends (``<output folder>/tasks/``), so a killed run keeps its finished tasks and a
+rerun skips them; after every task it rewrites the results files (``Evaluator.write``). Finished
+tasks carry a fingerprint of the evaluation, the weights' content digest included, so a rerun with
+other weights (even written over the same file) is refused instead of mixing two models.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -31,10 +35,12 @@ import tensorflow as tf
 from lite_tf import atomic, memory
 from lite_tf.data.md_tfds import MD_V2_TEST
 from lite_tf.data.vtab import tasks as vtab_tasks
-from lite_tf.eval.confidence import Z_95, mean_confidence_interval
 from lite_tf.errors import ConfigError, DataError
+from lite_tf.eval.confidence import Z_95, mean_confidence_interval
+from lite_tf.eval.episodes import check_count, score_episodes
 from lite_tf.eval.evaluator import Evaluator
 from lite_tf.images import to_float_images
+from lite_tf.registry import register_evaluator
 
 # The paper's layout: MD-v2 test sources, then VTAB-v2 natural, specialized, structured.
 VTAB_GROUPS = {group: tuple(task.name for task in vtab_tasks.tasks_in(group)) for group in vtab_tasks.GROUPS}
@@ -46,7 +52,7 @@ RESULTS = "results"  # <output_dir>/results.json and results.md
 def binomial_interval(correct: int, total: int, z: float = Z_95) -> tuple:
     """(accuracy, half width) of ``correct`` out of ``total`` images: z * sqrt(p (1 - p) / n)."""
     if total <= 0:
-        raise ValueError("binomial_interval needs at least one test image.")
+        raise DataError("binomial_interval needs at least one test image.")
     p = correct / total
     return p, z * math.sqrt(p * (1.0 - p) / total)
 
@@ -83,7 +89,7 @@ def evaluate_large_task(learner, task, image_size: int, batch_size: int = 256, m
     """Personalise once on ``task``'s support set, score all its queries; returns the task's row.
 
     ``task`` is a :class:`lite_tf.data.vtab.LargeTask`; ``macs_counter`` a
-    ``lite_tf.eval.macs.PersonalizationMacs`` for learners that do not count their own MACs.
+    ``lite_tf.macs.PersonalizationMacs`` for learners that do not count their own MACs.
     """
     peak = _PeakMemory()
     peak.start()
@@ -130,27 +136,15 @@ def evaluate_large_task(learner, task, image_size: int, batch_size: int = 256, m
             **peak.stop(), **task.description}
 
 
-def evaluate_episodes(model, name: str, dataset: tf.data.Dataset, episodes: int) -> dict:
-    """Meta-Dataset scoring of ``episodes`` episodes of ``dataset`` (model.evaluate_episode)."""
-    from lite_tf.episode import episode_signature
-
+def episodes_row(model, name: str, dataset: tf.data.Dataset, episodes: int) -> dict:
+    """The row of a dataset scored by ``episodes`` Meta-Dataset test episodes."""
     peak = _PeakMemory()
     peak.start()
-    step = tf.function(lambda episode: model.evaluate_episode(episode)[1],
-                       input_signature=[episode_signature(model.image_size,
-                                                          dataset.element_spec["support_images"].dtype)])
-    accuracies, queries = [], 0
-    start = time.perf_counter()
-    for episode in dataset.take(episodes):
-        accuracies.append(float(step(episode)))
-        queries += int(episode["query_labels"].shape[0])
-    seconds = time.perf_counter() - start
-    if len(accuracies) < episodes:
-        raise DataError(f"Source {name!r}: the episodes ran out after {len(accuracies)} of {episodes}.")
-    mean, half_width = mean_confidence_interval(accuracies)
+    scored = score_episodes(model, dataset, episodes, name)
+    mean, half_width = mean_confidence_interval(scored["accuracies"])
     return {"task": name, "kind": "episodes", "accuracy": mean, "ci95": half_width, "episodes": episodes,
-            "test_images": queries, "seconds": seconds, "images_per_second": queries / max(seconds, 1e-9),
-            **peak.stop()}
+            "test_images": scored["test_images"], "seconds": scored["seconds"],
+            "images_per_second": scored["test_images"] / max(scored["seconds"], 1e-9), **peak.stop()}
 
 
 # ---------------------------------------------------------------------------------- the table
@@ -207,103 +201,85 @@ def markdown_table(rows: Mapping[str, dict], averages: Optional[dict] = None) ->
 
 
 # ---------------------------------------------------------------------------- the evaluator
-def default_tasks(records: Optional[str], md_tfds_data_dir: Optional[str], tfds_data_dir: Optional[str]) -> list:
-    """Every task the given data covers, in the paper's order."""
-    tasks = list(MD_V2_TEST) if (records or md_tfds_data_dir) else []
-    if tfds_data_dir is not None:
-        tasks += [name for _, names in SECTIONS[1:] for name in names]
-    return tasks
+def weights_digest(model) -> str:
+    """SHA-256 of every variable's value: the same weights give the same digest wherever they came from."""
+    digest = hashlib.sha256()
+    for variable in sorted(model.weights, key=lambda v: v.path):
+        digest.update(variable.path.encode())
+        digest.update(np.ascontiguousarray(variable.numpy()).tobytes())
+    return digest.hexdigest()
 
 
-class VtabMdEvaluator(Evaluator):
-    """VTAB+MD (or ``datasets`` of it) into ``output_dir``, resumable task by task.
+@register_evaluator("large_task")
+class LargeTaskEvaluator(Evaluator):
+    """Each dataset of the source as one large task (or as test episodes), resumable task by task.
 
-    MD-v2 sources come from Meta-Dataset records (``records``, one folder per source) or from
-    Google's TFDS build (``md_tfds_data_dir``); VTAB tasks from the prepared TFDS data dir
-    ``tfds_data_dir`` (``protocol``: "vtab1k" or "lite", see lite_tf/data/vtab). ``fingerprint``
-    (e.g. the weights) is stored with every task result; a finished task with a different
-    fingerprint is an error, so a resumed run never mixes two models.
+    Args:
+      batch_size: test images per forward pass.
+      episodes: test episodes for a dataset the source offers as episodes (VTAB+MD's MD-v2 sources).
+      seed: seed of those episodes.
+      count_macs: report personalisation MACs (traces the learner a few times).
+      progress: print a line per finished task.
     """
 
-    def __init__(self, output_dir: str, records: Optional[str] = None, tfds_data_dir: Optional[str] = None,
-                 md_tfds_data_dir: Optional[str] = None, protocol: str = "vtab1k", download: bool = False,
-                 batch_size: int = 256, md_episodes: int = 600, seed: int = 12345, count_macs: bool = True,
-                 fingerprint: Optional[Mapping] = None, log: Callable[[str], None] = print):
-        if records and md_tfds_data_dir:
-            raise ConfigError("Give --records or --md_tfds_data_dir for MD-v2, not both.")
-        self.output_dir, self.records, self.tfds_data_dir = output_dir, records, tfds_data_dir
-        self.md_tfds_data_dir, self.protocol, self.download = md_tfds_data_dir, protocol, download
-        self.batch_size, self.md_episodes, self.seed, self.count_macs = batch_size, md_episodes, seed, count_macs
-        self.fingerprint, self.log = dict(fingerprint or {}), log
+    output_name = "large_tasks"
 
-    def check_tasks(self, datasets: Optional[Sequence[str]]) -> list:
-        """The task names to evaluate (default: all the given data covers), each with its data."""
-        from lite_tf.data import vtab
+    def __init__(self, batch_size: int = 256, episodes: int = 600, seed: int = 12345, count_macs: bool = True,
+                 progress: bool = True, log: Callable[[str], None] = print):
+        check_count("batch_size", batch_size)
+        check_count("episodes", episodes)
+        self.batch_size, self.episodes, self.seed, self.count_macs = batch_size, episodes, seed, count_macs
+        self.log = log if progress else (lambda _: None)
 
-        tasks = list(datasets) if datasets else default_tasks(self.records, self.md_tfds_data_dir, self.tfds_data_dir)
-        if not tasks:
-            raise ConfigError("Nothing to evaluate: give --records or --md_tfds_data_dir (MD-v2) and/or "
-                              "--tfds_data_dir (VTAB-v2), or --tasks.")
-        md_data = self.records or self.md_tfds_data_dir
-        for name in tasks:
-            if name not in vtab.TASKS and name not in MD_V2_TEST:
-                raise ConfigError(f"Unknown VTAB+MD task {name!r}. MD-v2: {', '.join(MD_V2_TEST)}; VTAB-v2: "
-                                  f"{', '.join(vtab.TASK_NAMES)}.")
-            if name in MD_V2_TEST and not md_data:
-                raise ConfigError(f"Task {name!r} is a Meta-Dataset source: give --records or --md_tfds_data_dir.")
-            if name in vtab.TASKS and self.tfds_data_dir is None:
-                raise ConfigError(f"Task {name!r} is a VTAB task: give --tfds_data_dir.")
-        return tasks
+    def default_output(self, model_dir: str, split: str, source) -> str:
+        """<model_dir>/<the source's results folder, e.g. vtab_md_vtab1k>/results."""
+        folder = source.results_folder() if hasattr(source, "results_folder") else f"{self.output_name}_{split}"
+        return os.path.join(model_dir, folder, RESULTS)
 
-    def evaluate(self, model, source=None, split: str = "test", *, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None) -> dict:
-        """Scores ``model`` (an EpisodicModel) on the test split of each task in ``datasets``.
+    def check(self, source, datasets: Optional[Sequence[str]], data_root: Optional[str]) -> list:
+        """The task names to evaluate, each with its data (before anything is built)."""
+        if hasattr(source, "check_tasks"):
+            return source.check_tasks(datasets, data_root)
+        return list(datasets) if datasets else list(source.dataset_names(data_root))
 
-        VTAB+MD reads its own benchmark data (the constructor's locations), so ``source`` and
-        ``data_root`` must be None, and ``split`` "test".
-        """
-        from lite_tf.data import vtab
-
-        if source is not None or data_root is not None:
-            raise ConfigError("VtabMdEvaluator reads the VTAB+MD data given to its constructor; pass no source "
-                              "or data_root.")
-        if split != "test":
-            raise ConfigError(f"VTAB+MD has only a 'test' split; got {split!r}.")
-        tasks = self.check_tasks(datasets)
+    def evaluate(self, model, source, split: str = "test", *, data_root: Optional[str] = None,
+                 datasets: Optional[Sequence[str]] = None, output: Optional[str] = None) -> dict:
+        """Scores ``model`` (an EpisodicModel) on each task of ``source`` in ``datasets``; finished
+        tasks are kept in ``<dirname(output)>/tasks`` (``output`` is required: it makes the run resumable)."""
+        if output is None:
+            raise ConfigError("The large-task evaluator needs an output path (its finished tasks are kept there).")
+        tasks = self.check(source, datasets, data_root)
         image_size = model.image_size
         counter = None
         if self.count_macs:
-            from lite_tf.eval.macs import PersonalizationMacs
+            from lite_tf.macs import PersonalizationMacs
 
             counter = PersonalizationMacs(model.learner, image_size)
-        large_tasks = {name: vtab.open_task(name, self.tfds_data_dir, image_size, self.protocol, self.download)
-                       for name in tasks if name in vtab.TASKS}  # every VTAB dataset checked before any work
+        large_tasks = {}  # every large task opened (its data checked) before any work
+        for name in tasks:
+            task = source.large_task(name, split, image_size=image_size, data_root=data_root)
+            if task is not None:
+                large_tasks[name] = task
 
         def score(name: str) -> dict:
             if name in large_tasks:
                 return evaluate_large_task(model.learner, large_tasks[name], image_size, self.batch_size, counter)
-            return evaluate_episodes(model, name, self.md_episodes_for(name, image_size), self.md_episodes)
+            data = source.episodes(split, image_size=image_size, seed=self.seed, data_root=data_root, datasets=[name])
+            return episodes_row(model, name, data, self.episodes)
 
-        fingerprint = {"image_size": image_size, "protocol": self.protocol, "md_episodes": self.md_episodes,
-                       "seed": self.seed, "md_data": "records" if self.records else "tfds", **self.fingerprint}
-        title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px, VTAB protocol {self.protocol}, "
-                 f"{self.md_episodes} MD-v2 episodes per source")
-        return self.resume(tasks, score, fingerprint, title)
-
-    def md_episodes_for(self, name: str, image_size: int) -> tf.data.Dataset:
-        if self.records:
-            from lite_tf.data.metadataset.pipeline import make_episode_dataset
-
-            return make_episode_dataset(self.records, "test", image_size=image_size, datasets=[name], seed=self.seed)
-        from lite_tf.data.md_tfds import make_tfds_episode_dataset
-
-        return make_tfds_episode_dataset(self.md_tfds_data_dir, [name], "test", image_size, "v2", self.seed)
+        fingerprint = {"image_size": image_size, **source.describe(), "md_episodes": self.episodes,
+                       "seed": self.seed, "weights_sha256": weights_digest(model)}
+        protocol = getattr(source, "protocol", None)
+        title = (f"VTAB+MD: {type(model.learner).__name__} at {image_size} px"
+                 + (f", VTAB protocol {protocol}" if protocol else "")
+                 + f", {self.episodes} MD-v2 episodes per source")
+        return self.resume(tasks, score, fingerprint, title, output)
 
     def resume(self, tasks: Sequence[str], score: Callable[[str], dict], fingerprint: Mapping,
-               title: str) -> dict:
-        """Evaluates each name in ``tasks`` with ``score(name) -> row`` unless already done in
-        ``output_dir``; rewrites results.json / results.md after every task; returns the results."""
-        task_dir = os.path.join(self.output_dir, TASK_DIR)
+               title: str, output: str) -> dict:
+        """Evaluates each name in ``tasks`` with ``score(name) -> row`` unless already done beside
+        ``output``; rewrites <output>.json / .md after every task; returns the results."""
+        task_dir = os.path.join(os.path.dirname(os.path.abspath(output)), TASK_DIR)
         os.makedirs(task_dir, exist_ok=True)
         fingerprint = json.loads(json.dumps(dict(fingerprint)))
         rows = _load_finished(task_dir, fingerprint)
@@ -317,14 +293,17 @@ class VtabMdEvaluator(Evaluator):
             rows[name] = row
             self.log(f"{name}: {100 * row['accuracy']:.2f} +- {100 * row['ci95']:.2f}% "
                      f"({row['test_images']} test images)")
-            self._write_summary(rows, fingerprint, title)
-        return self._write_summary(rows, fingerprint, title)
+            self._write_summary(rows, fingerprint, title, output)
+        return self._write_summary(rows, fingerprint, title, output)
 
-    def _write_summary(self, rows: Mapping[str, dict], fingerprint: dict, title: str) -> dict:
+    def title(self, results: dict, weights: str) -> str:
+        return results["title"]
+
+    def _write_summary(self, rows: Mapping[str, dict], fingerprint: dict, title: str, output: str) -> dict:
         averages = summarize(rows)
         results = {"split": "test", "datasets": dict(rows), "table": markdown_table(rows, averages),
                    "averages": averages, "fingerprint": fingerprint, "title": title}
-        self.write(results, os.path.join(self.output_dir, RESULTS), title)
+        self.write(results, output, title)
         return results
 
 
@@ -340,26 +319,9 @@ def _load_finished(task_dir: str, fingerprint: dict) -> Dict[str, dict]:
         except json.JSONDecodeError as error:
             raise DataError(f"{path} is not valid JSON ({error}); delete it to re-run that task.") from None
         if row.get("fingerprint") != fingerprint:
-            raise ConfigError(f"{path} was written by a different evaluation ({row.get('fingerprint')} vs "
-                              f"{fingerprint}); use a new --output_dir, or delete it to re-run.")
+            changed = sorted(key for key in set(fingerprint) | set(row.get("fingerprint") or {})
+                             if (row.get("fingerprint") or {}).get(key) != fingerprint.get(key))
+            raise ConfigError(f"{path} was written by a different evaluation (changed: {', '.join(changed)}); "
+                              "use a new --output_dir, or delete it to re-run.")
         rows[row["task"]] = row
     return rows
-
-
-def evaluate_run(model_dir: str, checkpoint: str = "best", bindings: Sequence[str] = (),
-                 output_dir: Optional[str] = None, protocol: str = "vtab1k", tasks: Optional[Sequence[str]] = None,
-                 **options) -> dict:
-    """A training run's model (rebuilt from its experiment.gin, ``checkpoint`` loaded) on VTAB+MD.
-
-    ``output_dir`` defaults to <model_dir>/vtab_md_<protocol>; ``options`` go to ``VtabMdEvaluator``.
-    """
-    from lite_tf import experiment
-
-    experiment.check_checkpoint(model_dir, checkpoint)
-    evaluator = VtabMdEvaluator(output_dir or os.path.join(model_dir, f"vtab_md_{protocol}"), protocol=protocol,
-                                **options)
-    evaluator.check_tasks(tasks)  # before building anything
-    model, _ = experiment.load_run(model_dir, bindings)
-    weights = experiment.load_weights(model, model_dir, checkpoint)
-    evaluator.fingerprint["weights"] = os.path.abspath(weights) if os.path.isfile(weights) else weights
-    return evaluator.evaluate(model, datasets=tasks)

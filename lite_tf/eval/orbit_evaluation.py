@@ -38,9 +38,10 @@ from lite_tf.clips import split_clip_model
 from lite_tf.data.orbit.pipeline import OrbitEvalTasks, load_frames
 from lite_tf.errors import ConfigError, DataError
 from lite_tf.eval.evaluator import Evaluator
-from lite_tf.eval.macs import PersonalizationMacs
+from lite_tf.macs import PersonalizationMacs
 from lite_tf.eval.orbit_metrics import METRICS, VideoResult, mean_std, summarize
 from lite_tf.images import to_float_images
+from lite_tf.registry import register_evaluator
 
 
 def _concatenate(batches) -> np.ndarray:
@@ -114,6 +115,7 @@ def count_parameters(model) -> dict:
     return {"parameters": total, "trainable_parameters": trainable}
 
 
+@register_evaluator("orbit")
 class OrbitEvaluator(Evaluator):
     """Personalises to every CLE-VE / CLU-VE task of a split and scores each target frame.
 
@@ -124,6 +126,7 @@ class OrbitEvaluator(Evaluator):
       progress: a progress bar over tasks.
       strict: fail on any ORBIT folder problem instead of skipping and counting it.
       tasks_per_user, seed: override the gin-bound ``orbit_eval_tasks`` values when not None.
+      episodes: refused (ORBIT scores every task of its protocol); here so the message says so.
     """
 
     output_name = "orbit"
@@ -131,7 +134,10 @@ class OrbitEvaluator(Evaluator):
 
     def __init__(self, batch_size: int = 256, count_macs: bool = True, max_tasks: Optional[int] = None,
                  progress: bool = True, strict: bool = False, tasks_per_user: Optional[int] = None,
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, episodes: Optional[int] = None):
+        if episodes is not None:
+            raise ConfigError("sources.orbit is evaluated on every task of the protocol (tasks per user), not "
+                              f"on a number of episodes; drop --episodes={episodes}.")
         for name, value in (("batch_size", batch_size), ("max_tasks", max_tasks), ("tasks_per_user", tasks_per_user)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"--{name} must be a positive integer; got {value!r}.")
@@ -139,7 +145,7 @@ class OrbitEvaluator(Evaluator):
         self.progress, self.strict, self.tasks_per_user, self.seed = progress, strict, tasks_per_user, seed
 
     def evaluate(self, model, source, split: str, *, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None) -> dict:
+                 datasets: Optional[Sequence[str]] = None, output: Optional[str] = None) -> dict:
         """``source`` is ``sources.orbit`` (its ``eval_tasks``); ``datasets`` the target types."""
         if not hasattr(source, "eval_tasks"):
             raise ConfigError(f"OrbitEvaluator needs an ORBIT source (sources.orbit); got {type(source).__name__}.")

@@ -27,6 +27,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 
 from lite_tf.eval.confidence import mean_confidence_interval
+from lite_tf.errors import DataError, WrongTypeError
 
 METRICS = ("frame_accuracy", "video_accuracy", "frames_to_recognition")
 
@@ -34,11 +35,11 @@ METRICS = ("frame_accuracy", "video_accuracy", "frames_to_recognition")
 def _predictions(predictions) -> np.ndarray:
     array = np.asarray(predictions)
     if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"A video's frame predictions must be a non-empty 1-D array; got shape {array.shape}.")
+        raise DataError(f"A video's frame predictions must be a non-empty 1-D array; got shape {array.shape}.")
     if not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"Frame predictions must be integer object indices; got dtype {array.dtype}.")
+        raise WrongTypeError(f"Frame predictions must be integer object indices; got dtype {array.dtype}.")
     if array.min() < 0:
-        raise ValueError(f"Frame predictions must be >= 0; got {array.min()}.")
+        raise DataError(f"Frame predictions must be >= 0; got {array.min()}.")
     return array
 
 
@@ -108,7 +109,7 @@ def summarize(videos: Iterable[VideoResult]) -> Dict[str, Dict[str, Dict[str, fl
     {"frame_accuracy": {...}}} over ``videos`` (see module docstring)."""
     videos = list(videos)
     if not videos:
-        raise ValueError("summarize needs at least one video result; got none.")
+        raise DataError("summarize needs at least one video result; got none.")
     rows = [video.metrics() for video in videos]
     by_user: "OrderedDict[str, List[Dict[str, float]]]" = OrderedDict()
     by_task: "OrderedDict[tuple, List[VideoResult]]" = OrderedDict()

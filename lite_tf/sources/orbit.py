@@ -18,9 +18,10 @@ class OrbitSource(Source):
     Everything but the location and the image size is bound on ``orbit_train_dataset``,
     ``orbit_eval_tasks`` and ``OrbitProtocol`` in gin (gin/data/orbit.gin, gin/orbit/*.gin), so each
     value has one home. Its datasets are the target video types, "clean" (CLE-VE) and "clutter"
-    (CLU-VE); runs are scored with ``lite_tf.eval.orbit_evaluation.OrbitEvaluator``.
+    (CLU-VE); runs are scored with the ``orbit`` evaluator (``lite_tf/eval/orbit_evaluation.py``).
     """
 
+    evaluator = "orbit"  # scored per task and video (lite_tf/eval/orbit_evaluation.py), not by episode count
     SPLITS = {"train": "train", "valid": "validation", "validation": "validation", "test": "test"}
     TARGET_TYPES = ("clean", "clutter")
 
@@ -68,12 +69,3 @@ class OrbitSource(Source):
         return orbit_eval_tasks(split=self._split(split), frame_size=image_size,
                                 target_types=self._target_types(datasets), strict=strict,
                                 **self._location(data_root), **options)
-
-    def evaluator(self, episodes: Optional[int] = None, seed: Optional[int] = None, progress: bool = True):
-        """ORBIT is scored per task and video, not by an episode count."""
-        from lite_tf.eval.orbit_evaluation import OrbitEvaluator
-
-        if episodes is not None:
-            raise ConfigError("sources.orbit is evaluated on every task of the protocol (tasks per user), not "
-                              f"on a number of episodes; drop --episodes={episodes}.")
-        return OrbitEvaluator(seed=seed, progress=progress)

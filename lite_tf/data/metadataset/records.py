@@ -26,7 +26,7 @@ from typing import Iterable, List, Sequence, Tuple
 import numpy as np
 
 from lite_tf import atomic
-from lite_tf.errors import DataError
+from lite_tf.errors import DataError, WrongTypeError
 
 FILE_SUFFIX = ".tfrecords"
 _HEADER_BYTES = 12  # uint64 length + uint32 masked crc of the length
@@ -47,7 +47,7 @@ def serialize_example(image_bytes: bytes, label: int) -> bytes:
     import tensorflow as tf
 
     if not isinstance(image_bytes, (bytes, bytearray)):
-        raise TypeError(f"image_bytes must be encoded image bytes, got {type(image_bytes).__name__}.")
+        raise WrongTypeError(f"image_bytes must be encoded image bytes, got {type(image_bytes).__name__}.")
     example = tf.train.Example(features=tf.train.Features(feature={
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(image_bytes)])),
         "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),

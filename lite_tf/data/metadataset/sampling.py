@@ -11,7 +11,10 @@ Variable-way, variable-shot episodes follow Meta-Dataset's rules (defaults in br
 Hierarchies (``use_hierarchy``): Omniglot picks an alphabet (uniform over the split's alphabets with
 enough characters), then ways characters inside it; ImageNet picks a node of the split's DAG that
 spans min_ways..max_spanning_leaves [392] leaves uniformly, and takes its leaves, subsampled to
-max_ways_upper_bound when it spans more.
+max_ways_upper_bound when it spans more. ``use_hierarchy`` is one bool for every source, or a dict
+from source (spec) name to bool, the sources it does not name keeping their hierarchy: the official
+LITE code trains MD-v2 with ImageNet flat and Omniglot two-level
+(``{'ilsvrc_2012': False, 'ilsvrc_2012_v2': False}``, gin/schedules/mdv2.gin).
 
 Fixed mode: set ``num_ways`` (and/or ``num_support``: an int, or (low, high) drawn once per episode,
 and/or ``num_query``); what is left unset follows the variable rules. With a hierarchy and fixed
@@ -27,13 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import gin
 import numpy as np
 
 from lite_tf.data.metadataset import spec as spec_lib
-from lite_tf.errors import DataError
+from lite_tf.errors import ConfigError, DataError
 
 
 class SamplerError(DataError):
@@ -75,6 +78,18 @@ class EpisodeDescription:
 Shots = Union[None, int, Tuple[int, int], Sequence[int]]
 
 
+def hierarchy_for(use_hierarchy, name: str) -> bool:
+    """Whether source ``name`` samples through its hierarchy: ``use_hierarchy`` is a bool, or a mapping
+    from source names to bools (names it lacks: True)."""
+    if isinstance(use_hierarchy, bool):
+        return use_hierarchy
+    if isinstance(use_hierarchy, Mapping) and all(
+            isinstance(key, str) and isinstance(value, bool) for key, value in use_hierarchy.items()):
+        return use_hierarchy.get(name, True)
+    raise ConfigError(f"EpisodeSampler.use_hierarchy must be a bool or a dict of source name -> bool "
+                       f"(e.g. {{'ilsvrc_2012_v2': False}}); got {use_hierarchy!r}.")
+
+
 @gin.configurable
 class EpisodeSampler:
     """Draws :class:`EpisodeDescription` s from one split of one dataset; same seed, same episodes."""
@@ -83,7 +98,7 @@ class EpisodeSampler:
                  num_query: Optional[int] = None, min_ways: int = 5, max_ways_upper_bound: int = 50,
                  max_num_query: int = 10, max_support_set_size: int = 500,
                  max_support_size_contrib_per_class: int = 100, min_log_weight: float = math.log(0.5),
-                 max_log_weight: float = math.log(2.0), use_hierarchy: bool = True,
+                 max_log_weight: float = math.log(2.0), use_hierarchy: Union[bool, Mapping[str, bool]] = True,
                  max_spanning_leaves: int = 392, seed: Optional[int] = 0):
         self.spec = spec
         self.split = spec_lib.Split.of(split)
@@ -114,6 +129,7 @@ class EpisodeSampler:
         self._where = f"Dataset {spec.name!r} split {self.split.value}"
         self._check_classes()
         self.hierarchy = None
+        use_hierarchy = hierarchy_for(use_hierarchy, spec.name)
         if use_hierarchy and isinstance(spec, spec_lib.BiLevelDatasetSpec):
             self._init_bilevel()
         elif use_hierarchy and isinstance(spec, spec_lib.HierarchicalDatasetSpec):

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from lite_tf import atomic
-from lite_tf.errors import DataError
+from lite_tf.errors import ConfigError, DataError
 
 SPLITS = ("train", "validation", "test")
 VIDEO_TYPES = ("clean", "clutter")
@@ -173,7 +173,7 @@ def _scan_video(path: str, name: str) -> Tuple[Optional[np.ndarray], int, str, i
 def scan_split(split_dir: str, gaps: str = "warn", strict: bool = False, num_threads: int = 16) -> SplitIndex:
     """Lists every frame under ``split_dir`` (no cache); see the module docstring for skips."""
     if gaps not in ("warn", "error"):
-        raise ValueError(f"gaps must be 'warn' or 'error'; got {gaps!r}.")
+        raise ConfigError(f"gaps must be 'warn' or 'error'; got {gaps!r}.")
     problems: Dict[str, int] = collections.Counter()
     examples: Dict[str, List[str]] = collections.defaultdict(list)
 

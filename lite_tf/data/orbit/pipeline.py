@@ -37,12 +37,19 @@ from lite_tf.data.orbit.tasks import OrbitTask, TrainTaskSampler, eval_tasks
 from lite_tf.errors import ConfigError
 
 AUTOTUNE = tf.data.AUTOTUNE
-Protocol = gin.external_configurable(OrbitProtocol, name="OrbitProtocol")
 
 
 def configured_protocol(protocol: Optional[OrbitProtocol] = None) -> OrbitProtocol:
     """``protocol``, or the gin-configured one (``OrbitProtocol.*`` bindings; defaults: neurips21)."""
-    return protocol if protocol is not None else Protocol()
+    return protocol if protocol is not None else OrbitProtocol()
+
+
+def _check_frame_size(frame_size, owner: str) -> int:
+    """The frame size comes from the experiment (EpisodicModel.image_size, via the source), never a default."""
+    if isinstance(frame_size, bool) or not isinstance(frame_size, int) or frame_size < 1:
+        raise ConfigError(f"{owner} needs frame_size (a positive int: the model's image size, which "
+                          f"sources.orbit passes); got {frame_size!r}.")
+    return frame_size
 
 
 # ---------------------------------------------------------------- decoding
@@ -135,8 +142,8 @@ def _task_tables(draws, count: int, table: _FrameTable) -> dict:
     return tables
 
 
-@gin.configurable
-def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_size: int = 84,
+@gin.configurable(denylist=["frame_size", "split"])
+def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_size: Optional[int] = None,
                         protocol: Optional[OrbitProtocol] = None, target_video_type: str = "clutter",
                         num_tasks: Optional[int] = None, sampled_epochs: int = 10, image_dtype="uint8",
                         seed: int = 0, cache_dir: Optional[str] = None, strict: bool = False,
@@ -153,6 +160,7 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
     dtype = decode_lib.check_options(dtype=image_dtype)
     protocol = configured_protocol(protocol)
     root = _check_root(root, "orbit_train_dataset") if index is None else root
+    frame_size = _check_frame_size(frame_size, "orbit_train_dataset")
     index = index or load_split(root, split, cache_dir=cache_dir, strict=strict)
     annotations = _annotations(root, split, protocol, True) if root else None
     sampler = TrainTaskSampler(index, protocol, target_video_type, seed=seed, annotations=annotations)
@@ -215,8 +223,8 @@ class OrbitEvalTasks:
                                          seed=self.seed, annotations=self.annotations))
 
 
-@gin.configurable
-def orbit_eval_tasks(root: Optional[str] = None, split: str = "validation", frame_size: int = 84,
+@gin.configurable(denylist=["frame_size", "split"])
+def orbit_eval_tasks(root: Optional[str] = None, split: str = "validation", frame_size: Optional[int] = None,
                      protocol: Optional[OrbitProtocol] = None, target_types: Sequence[str] = ("clean", "clutter"),
                      tasks_per_user: Optional[int] = None, seed: int = 0, cache_dir: Optional[str] = None,
                      strict: bool = False) -> OrbitEvalTasks:
@@ -224,6 +232,7 @@ def orbit_eval_tasks(root: Optional[str] = None, split: str = "validation", fram
     defaults to the protocol's (test or validation tasks); ``strict`` raises on any layout problem."""
     protocol = configured_protocol(protocol)
     root = _check_root(root, "orbit_eval_tasks")
+    frame_size = _check_frame_size(frame_size, "orbit_eval_tasks")
     index = load_split(root, split, cache_dir=cache_dir, strict=strict)
     return OrbitEvalTasks(index, split, frame_size, protocol, tuple(target_types), tasks_per_user, seed,
                           _annotations(root, split, protocol, False))

@@ -17,6 +17,7 @@ from PIL import Image
 from lite_tf import atomic
 from lite_tf.data.orbit.annotations import BOUNDING_BOX, FRAME_ISSUES
 from lite_tf.data.orbit.index import SPLITS
+from lite_tf.errors import ConfigError
 
 PALETTE = np.array([[220, 40, 40], [40, 170, 60], [40, 80, 220], [230, 200, 30], [170, 60, 200],
                     [30, 190, 200], [240, 130, 20], [120, 120, 120]], dtype=np.float32)
@@ -35,7 +36,7 @@ def _mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np.ndar
     if shape == "ring":
         r2 = dx ** 2 + dy ** 2
         return (r2 <= 1.0) & (r2 >= 0.35)
-    raise ValueError(f"Unknown shape {shape!r}; expected one of {SHAPES}.")
+    raise ConfigError(f"Unknown shape {shape!r}; expected one of {SHAPES}.")
 
 
 def object_kind(kind: int):
@@ -93,13 +94,13 @@ def make_orbit_folder(root: str, users: Optional[Dict[str, int]] = None, objects
     users = users or {"train": 3, "validation": 1, "test": 2}
     for split in users:
         if split not in SPLITS:
-            raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
+            raise ConfigError(f"Unknown split {split!r}; expected one of {SPLITS}.")
     if image_format not in ("jpg", "png"):
-        raise ValueError(f"image_format must be 'jpg' or 'png'; got {image_format!r}.")
+        raise ConfigError(f"image_format must be 'jpg' or 'png'; got {image_format!r}.")
     rng = np.random.default_rng(seed)
     kinds = len(PALETTE) * len(SHAPES)
     if objects_per_user > kinds:
-        raise ValueError(f"objects_per_user must be <= {kinds}; got {objects_per_user}.")
+        raise ConfigError(f"objects_per_user must be <= {kinds}; got {objects_per_user}.")
 
     def draw(value) -> int:
         return int(rng.integers(value[0], value[1] + 1)) if isinstance(value, (tuple, list)) else int(value)

@@ -23,7 +23,7 @@ import io
 import math
 import os
 import zlib
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import gin
 import numpy as np
@@ -387,11 +387,6 @@ def write_synthetic_dataset(output_dir: str, source: str, image_size: int = DEFA
                                   jpeg_quality)
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     return plan.write(workers=workers, parallel="process", progress=progress)
-
-
-def renderers() -> Dict[str, Callable]:
-    """Source name -> render function (prototype, rng, size) -> pixels; for inspection and tests."""
-    return {name: render for name, (_, render) in _SOURCES.items()}
 
 
 __all__: Sequence[str] = ("available_sources", "class_prototype", "render_image", "class_images", "encode_jpeg",

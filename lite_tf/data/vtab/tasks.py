@@ -5,12 +5,13 @@ the first 800 images of the task's train split plus the first 200 of its validat
 dataset has no validation split, VTAB carves train/val/test out of the TFDS splits by fixed
 percentages, reproduced below); the queries are the task's whole test split.
 
-``protocol="lite"`` is the official LITE code's variant (cambridge-mlg/LITE, the paper's numbers):
-support ``train[:1000]``, queries the TFDS ``test`` split (``train[1000:]`` where there is none),
-and CLEVR's ``validation`` split as its test set (CLEVR's TFDS test split has no labels; VTAB-1k
-does the same). Label functions are the same in both. (The LITE code loads
-``diabetic_retinopathy_detection`` without a config, i.e. TFDS's "original" images; both protocols
-here use VTAB's ``btgraham-300`` preprocessing.)
+``protocol="lite"`` is the official LITE code's variant (cambridge-mlg/LITE ``src/run.py``
+``_test_transfer_learning`` and ``src/tf_dataset_reader.py``, the paper's numbers): support
+``train[:1000]``, queries the TFDS ``test`` split (``train[1000:]`` where there is none), CLEVR's
+``validation`` split as its test set (CLEVR's TFDS test split has no labels; VTAB-1k does the same),
+``diabetic_retinopathy_detection`` without a config, i.e. TFDS's default ``original`` images (VTAB-1k:
+``btgraham-300``), and SUN397 from an image-folder copy (``src/image_folder_reader.py``, see
+lite_tf/data/vtab/image_folder.py). Label functions are the same in both.
 """
 from __future__ import annotations
 
@@ -46,11 +47,20 @@ class VtabTask:
     test_split: str = "test"     # TFDS split the test set comes from (CLEVR: validation)
     binary_image: bool = False   # pixels stored as 0/1 (dSprites): scaled to 0/255
     manual_download: str = ""    # why ``tfds build`` needs files placed by hand, if it does
+    lite_tfds_name: str = ""     # the TFDS name the LITE protocol reads, when it differs (DR: "original")
+    lite_image_folder: bool = False  # the LITE protocol reads an image folder instead (SUN397)
 
     @property
     def dataset(self) -> str:
         """The TFDS dataset name without version (for messages and ``tfds build``)."""
         return self.tfds_name.split(":")[0]
+
+    def tfds_name_for(self, protocol: str = "vtab1k") -> str:
+        """The TFDS name (with config and version pattern) ``protocol`` reads."""
+        return self.lite_tfds_name if protocol == "lite" and self.lite_tfds_name else self.tfds_name
+
+    def dataset_for(self, protocol: str = "vtab1k") -> str:
+        return self.tfds_name_for(protocol).split(":")[0]
 
     def splits(self, split_sizes: Mapping[str, int], protocol: str = "vtab1k") -> Tuple[str, str]:
         """(support split, query split) as TFDS split strings, from the TFDS split sizes."""
@@ -94,10 +104,10 @@ _TASKS = (
     VtabTask("cifar100", NATURAL, "cifar100:3.*.*", 100, L.feature("label"), ("percent", 90)),
     VtabTask("oxford_flowers102", NATURAL, "oxford_flowers102:2.*.*", 102, L.feature("label"), "validation"),
     VtabTask("oxford_iiit_pet", NATURAL, "oxford_iiit_pet:3.*.*", 37, L.feature("label"), ("percent", 80)),
-    VtabTask("sun397", NATURAL, "sun397/tfds:4.*.*", 397, L.feature("label"), "validation"),
+    VtabTask("sun397", NATURAL, "sun397/tfds:4.*.*", 397, L.feature("label"), "validation", lite_image_folder=True),
     VtabTask("svhn", NATURAL, "svhn_cropped:3.*.*", 10, L.feature("label"), ("percent", 90)),
     VtabTask("diabetic_retinopathy", SPECIALIZED, "diabetic_retinopathy_detection/btgraham-300:3.*.*", 5,
-             L.feature("label"), "validation",
+             L.feature("label"), "validation", lite_tfds_name="diabetic_retinopathy_detection/original:3.*.*",
              manual_download="the Kaggle Diabetic Retinopathy Detection files (train.zip.*, test.zip.*, "
                              "trainLabels.csv.zip, ...) must be downloaded by hand into the TFDS manual dir "
                              "(<tfds_data_dir>/downloads/manual/)"),

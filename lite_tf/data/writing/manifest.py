@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Sequence, Tuple
 
 from lite_tf import atomic
 from lite_tf.data.metadataset import spec as spec_lib
@@ -118,7 +118,3 @@ def sources_digest(stats: Iterable[FileStat]) -> str:
 def folder_digest(paths: Sequence[str], root: str) -> str:
     """The digest of files as they are on disk now (compared with the one taken when they were read)."""
     return sources_digest(file_stat(p, root) for p in paths)
-
-
-def entries_by_id(manifest: dict) -> Dict[int, dict]:
-    return {int(k): v for k, v in manifest.get("written", {}).items()}

@@ -31,6 +31,7 @@ from lite_tf.data.writing import check
 from lite_tf.data.writing import manifest as manifest_lib
 from lite_tf.data.writing.errors import DatasetWriteError
 from lite_tf.data.writing.manifest import MANIFEST_FILE
+from lite_tf.errors import ConfigError
 
 MIN_IMAGES_PER_CLASS = 2  # one support and one query image at least
 
@@ -237,7 +238,7 @@ def _ordered_map(fn: Callable, items: Sequence, workers: int, parallel: str) -> 
             yield fn(item)
         return
     if parallel not in ("thread", "process"):
-        raise ValueError(f"parallel must be 'thread' or 'process'; got {parallel!r}.")
+        raise ConfigError(f"parallel must be 'thread' or 'process'; got {parallel!r}.")
     if parallel == "process" and sys.platform.startswith("linux"):
         import multiprocessing
 

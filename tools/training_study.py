@@ -1,10 +1,11 @@
-"""Budgeted training study: exact, full and LITE (several h, scalings, stratified) on one budget.
+"""The budgeted-training study (console script lite_tf_training_study): exact, full and LITE (several
+h, scalings, stratified) trained on one budget of episodes.
 
 Every (configuration, seed) trains ProtoNets in its own process on the generated sources, then is
 tested on the same fixed TEST episodes; the table gives accuracy with 95% intervals across seeds
 and wall time (logic: lite_tf/bench/training_study.py).
 
-  python -m tools.lite_study --data_dir=study_out/data --output=study_out/training \
+  python -m tools.training_study --data_dir=study_out/data --output=study_out/training \
       --plot=study_out/training.png --episodes=300 --seeds=0,1,2
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The budgeted training study (lite_tf/bench/training_study.py, tools/lite_study.py) on a tiny budget."""
+"""The budgeted training study (lite_tf/bench/training_study.py, tools/training_study.py) on a tiny budget."""
 import json
 import math
 import sys
