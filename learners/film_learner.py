@@ -18,6 +18,7 @@ import tensorflow as tf
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites
 from lite_tf.backbones.film_generator import FilmGenerator
 from lite_tf.backbones.set_encoder import task_embedding
+from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
 from lite_tf.errors import ConfigError
 from lite_tf.macs import image_macs
 from lite_tf.learner import Learner
@@ -92,7 +93,7 @@ class FilmAdaptedLearner(Learner):
         film = self.task_film(support_images, mapper, training)
         # FiLM is the map's context: exact mode differentiates the support features through it.
         support = mapper.map(lambda x, film: self.features(x, film, training), support_images, context=film)
-        query = self.features(query_images, film, training)
+        query = pool_clips(self.features)(query_images, film, training)
         return self.head_logits(support, support_labels, way, query)
 
     def head_logits(self, support, labels, way, query):
@@ -116,10 +117,11 @@ class FilmAdaptedLearner(Learner):
         head = self.personal_head(support, labels, int(way))
         constants = FilmConstants([int(g.shape[-1]) for g, _ in film], name="task_film")
         constants.set_film(film)
-        inputs = keras.Input((self.image_size, self.image_size, 3), name="images")
-        features = self.backbone([inputs, *constants(inputs)], training=False)
+        clip_length = clip_length_of(images)
+        inputs, frames = clip_inputs(self.image_size, clip_length)
+        features = pool_output(self.backbone([frames, *constants(frames)], training=False), clip_length)
         model = keras.Model(inputs, head(features), name=f"personalized_{self.name}")
-        count = int(images.shape[0])
+        count = int(images.shape[0]) * (clip_length or 1)  # frames embedded
         per_image = (image_macs(lambda x: self.set_encoder(x, training=False), self.image_size)
                      + image_macs(lambda x: self.features(x, film), self.image_size))
         self.last_personalization_cost = {"seconds": time.perf_counter() - start, "macs": count * per_image}

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites, identity_film
+from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
 from lite_tf.errors import ConfigError
 from lite_tf.macs import image_macs
 from lite_tf.heads import LinearHead, linear_logits
@@ -100,7 +101,7 @@ class FineTuner(Learner):
         support = mapper.map(lambda x: self.features(x, training=training), support_images)
         weights, biases = fit_linear_head(support, support_labels, way, self.steps, self.learning_rate,
                                           self.weight_decay)
-        return linear_logits(self.features(query_images, training=training), weights, biases)
+        return linear_logits(pool_clips(self.features)(query_images, training=training), weights, biases)
 
     def _tune_film(self, images, labels, way):
         """Joint Adam fit of FiLM parameters and head on the whole support set; returns (film, W, b)."""
@@ -114,7 +115,7 @@ class FineTuner(Learner):
         @tf.function
         def step():
             with tf.GradientTape() as tape:
-                logits = linear_logits(self.features(images, film), weights, biases)
+                logits = linear_logits(pool_clips(self.features)(images, film), weights, biases)
                 loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
                 loss += 0.5 * self.weight_decay * tf.reduce_sum(tf.square(weights))
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -127,7 +128,8 @@ class FineTuner(Learner):
         start = time.perf_counter()
         images = tf.convert_to_tensor(support_images)
         labels = tf.convert_to_tensor(support_labels, tf.int32)
-        way, count = int(way), int(images.shape[0])
+        clip_length = clip_length_of(images)
+        way, count = int(way), int(images.shape[0]) * (clip_length or 1)  # frames embedded
         if self.tune_film:
             film, weights, biases = self._tune_film(images, labels, way)
             # forward + backward (about twice the forward) through the backbone, every step
@@ -139,15 +141,16 @@ class FineTuner(Learner):
                                               self.weight_decay)
             dim = int(support.shape[-1])
             macs = (count * image_macs(lambda x: self.features(x, film), self.image_size)
-                    + 3 * self.steps * count * dim * way)
+                    + 3 * self.steps * int(images.shape[0]) * dim * way)  # the head sees one row per example
         head = LinearHead.from_weights(weights, biases, name="linear_classifier")
-        inputs = keras.Input((self.image_size, self.image_size, 3), name="images")
+        inputs, frames = clip_inputs(self.image_size, clip_length)
         if film:
             constants = FilmConstants([int(g.shape[-1]) for g, _ in film], name="task_film")
             constants.set_film(film)
-            features = self.backbone([inputs, *constants(inputs)], training=False)
+            features = self.backbone([frames, *constants(frames)], training=False)
         else:
-            features = self.backbone(inputs, training=False)
+            features = self.backbone(frames, training=False)
+        features = pool_output(features, clip_length)
         model = keras.Model(inputs, head(features), name=f"personalized_{self.name}")
         self.last_personalization_cost = {"seconds": time.perf_counter() - start, "macs": int(macs),
                                           "steps": self.steps}

@@ -7,7 +7,8 @@ An episode is a dict of tensors:
   query_labels    [M]           int32 in [0, way)
   way             []            int32, number of classes in the episode
 N, M and way change from episode to episode; datasets declare them as unknown dimensions so the
-training step is traced once.
+training step is traced once. Support and query images may instead be clips [N, T, H, W, 3] (ORBIT's
+clip features, lite_tf/clips.py): one label per clip, each clip embedded frame by frame and pooled.
 """
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ EPISODE_KEYS = ("support_images", "support_labels", "query_images", "query_label
 IMAGE_DTYPES = (tf.float32, tf.uint8)
 
 
-def episode_signature(image_size: Optional[int] = None, image_dtype=tf.float32, channels: int = 3) -> dict:
-    """The ``tf.TensorSpec`` of every key; sizes that vary between episodes are left unknown."""
+def episode_signature(image_size: Optional[int] = None, image_dtype=tf.float32, channels: int = 3,
+                      clip_length: Optional[int] = None) -> dict:
+    """The ``tf.TensorSpec`` of every key; sizes that vary between episodes are left unknown.
+    ``clip_length``: images are clips [N, clip_length, H, W, C]."""
     image_shape = [None, image_size, image_size, channels]
+    if clip_length is not None:
+        image_shape.insert(1, clip_length)
     return {
         "support_images": tf.TensorSpec(image_shape, image_dtype, name="support_images"),
         "support_labels": tf.TensorSpec([None], tf.int32, name="support_labels"),
@@ -50,21 +55,27 @@ def unpack_episode(data) -> dict:
 def _check_static(episode: dict, image_size: Optional[int]) -> None:
     for key in ("support_images", "query_images"):
         images = episode[key]
-        if images.shape.rank is not None and images.shape.rank != 4:
+        if images.shape.rank is not None and images.shape.rank not in (4, 5):
             raise DataError(
-                f"Episode {key} must have rank 4 [count, height, width, channels]; got shape {images.shape}."
+                f"Episode {key} must have rank 4 [count, height, width, channels] or 5 (clips [count, "
+                f"clip_length, height, width, channels]); got shape {images.shape}."
             )
         if images.dtype not in IMAGE_DTYPES:
             raise WrongTypeError(
                 f"Episode {key} must be float32 in [-1, 1] or uint8; got dtype {images.dtype.name}."
             )
-        if image_size is not None:
-            height, width = images.shape[1], images.shape[2]
+        if image_size is not None and images.shape.rank is not None:
+            height, width = images.shape[-3], images.shape[-2]
             if (height is not None and height != image_size) or (width is not None and width != image_size):
                 raise DataError(
                     f"Episode {key} has {height}x{width} images; this model was built for "
                     f"{image_size}x{image_size}."
                 )
+    if episode["support_images"].shape.rank != episode["query_images"].shape.rank:
+        raise DataError(
+            "Episode support_images and query_images must both be images or both be clips; got shapes "
+            f"{episode['support_images'].shape} and {episode['query_images'].shape}."
+        )
     if episode["support_images"].dtype != episode["query_images"].dtype:
         raise WrongTypeError(
             "Episode support_images and query_images must share a dtype; got "

@@ -121,7 +121,7 @@ def episodes(training: Training, model: EpisodicModel, split: str, seed: int, da
         dataset = training.source.episodes(split, image_size=model.image_size, seed=seed, data_root=data_root,
                                            datasets=datasets)
     shape = dataset.element_spec["support_images"].shape
-    if shape.rank != 4 or tuple(shape[1:3]) != (model.image_size, model.image_size):
+    if shape.rank not in (4, 5) or tuple(shape[-3:-1]) != (model.image_size, model.image_size):  # 5: clips
         raise DataError(f"The source's {split!r} episodes have images of shape {shape}, not "
                         f"{model.image_size} px as EpisodicModel.image_size says.")
     return dataset

@@ -25,22 +25,40 @@ def negative_squared_distances(queries: tf.Tensor, prototypes: tf.Tensor) -> tf.
              + tf.reduce_sum(prototypes ** 2, -1)[None, :])
 
 
+def linear_prototype_logits(queries: tf.Tensor, prototypes: tf.Tensor) -> tf.Tensor:
+    """[Q, way] logits 2 p.q - ||p||^2: the official ORBIT ``PrototypicalClassifier`` (weight 2p, bias
+    -||p||^2). They differ from -||q - p||^2 by ||q||^2 per query: same softmax, other values."""
+    return 2.0 * tf.matmul(queries, prototypes, transpose_b=True) - tf.reduce_sum(prototypes ** 2, -1)[None, :]
+
+
+PROTOTYPE_LOGITS = {"squared_distance": negative_squared_distances, "linear": linear_prototype_logits}
+
+
+def check_prototype_logits(form: str, owner: str) -> None:
+    if form not in PROTOTYPE_LOGITS:
+        raise ConfigError(f"{owner} logits must be one of {tuple(PROTOTYPE_LOGITS)}; got {form!r}.")
+
+
 @keras.saving.register_keras_serializable(package="lite_tf")
 class PrototypeHead(keras.layers.Layer):
-    """Fixed prototypes (a personalised ProtoNets head): features -> negative squared distances."""
+    """Fixed prototypes (a personalised ProtoNets head): features -> logits (``logits``: 'squared_distance'
+    -||x - p||^2, or 'linear' 2 p.x - ||p||^2 as the official ORBIT code)."""
 
-    def __init__(self, prototypes, **kwargs):
+    def __init__(self, prototypes, logits: str = "squared_distance", **kwargs):
         super().__init__(**kwargs)
+        check_prototype_logits(logits, "PrototypeHead")
+        self.logits = logits
         prototypes = keras.ops.convert_to_numpy(prototypes)
         self.prototypes = self.add_weight(shape=prototypes.shape, initializer="zeros", trainable=False,
                                           name="prototypes")
         self.prototypes.assign(prototypes)
 
     def call(self, features):
-        return negative_squared_distances(features, tf.convert_to_tensor(self.prototypes))
+        return PROTOTYPE_LOGITS[self.logits](features, tf.convert_to_tensor(self.prototypes))
 
     def get_config(self):
-        return {**super().get_config(), "prototypes": keras.ops.convert_to_numpy(self.prototypes).tolist()}
+        return {**super().get_config(), "prototypes": keras.ops.convert_to_numpy(self.prototypes).tolist(),
+                "logits": self.logits}
 
 
 # ---------------------------------------------------------------------- Mahalanobis (Simple CNAPs)

@@ -6,6 +6,7 @@ from typing import Callable, Union
 import keras
 import tensorflow as tf
 
+from lite_tf.clips import chunk_in_clips, pool_clips
 from lite_tf.images import to_float_images
 from lite_tf.lite import LiteConfig, chunked_map
 from lite_tf.registry import get_backbone
@@ -19,6 +20,8 @@ class Learner(keras.layers.Layer):
     with LITE, exact, full back-propagation or inference; a mapped function that depends on
     set-level tensors takes them as ``context`` (``mapper.map(fn, images, context=c)`` calls
     ``fn(images, c)``). Query images are float32 in [-1, 1]. Shared heads live in lite_tf/heads.py.
+    Sets may be clips [clips, T, H, W, 3] (ORBIT, lite_tf/clips.py): the mapper pools them; a learner
+    embeds its queries through ``pool_clips`` and builds personalised models with ``clip_inputs``.
     """
 
     #: support images embedded at a time when personalising (``embed_support``). EpisodicModel sets
@@ -55,7 +58,9 @@ class Learner(keras.layers.Layer):
 
     def embed_support(self, fn: Callable, images) -> tf.Tensor:
         """``fn`` over a support set (uint8 or float images) in chunks of the LITE chunk size, without
-        gradients (personalisation)."""
+        gradients (personalisation). Clips [clips, T, H, W, 3] give one mean-pooled value per clip
+        (lite_tf/clips.py), a chunk holding about the chunk size in frames."""
         images = tf.convert_to_tensor(images)
-        chunk_size = self.support_chunk_size or LiteConfig().chunk_size
-        return tf.stop_gradient(chunked_map(lambda x: fn(to_float_images(x)), images, chunk_size))
+        chunk_size = chunk_in_clips(self.support_chunk_size or LiteConfig().chunk_size, images)
+        per_image = pool_clips(lambda x: fn(to_float_images(x)))
+        return tf.stop_gradient(chunked_map(per_image, images, chunk_size))

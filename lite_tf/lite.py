@@ -59,6 +59,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from lite_tf.clips import chunk_in_clips, pool_clips
 from lite_tf.errors import ConfigError
 from lite_tf.images import to_float_images
 
@@ -320,12 +321,14 @@ class SupportMapper:
 
         ``context`` (any nest of tensors) is passed on as ``fn(images, context)``; pass every
         set-level tensor ``fn`` depends on this way so ``exact`` mode can differentiate through it.
+        Clips ([clips, T, H, W, 3], lite_tf/clips.py) are mapped as one example each: ``fn`` embeds
+        their frames and the clip's value is the mean (H and the chunks count clips).
         """
         index, self._call_index = self._call_index, self._call_index + 1
         if context is None:
-            per_image = lambda batch: fn(to_float_images(batch))
+            per_image = pool_clips(lambda batch: fn(to_float_images(batch)))
         else:
-            per_image = lambda batch: fn(to_float_images(batch), context)
+            per_image = pool_clips(lambda batch: fn(to_float_images(batch), context))
         if self.mode == "full":
             return per_image(images)
         if self.mode == "inference":
@@ -368,7 +371,8 @@ class SupportMapper:
 
     def _chunked(self, per_image: Callable, images: tf.Tensor) -> tf.Tensor:
         """The no-gradient pass: ``per_image`` over the set in chunks (XLA-compiled if configured)."""
-        return chunked_map(per_image, images, self.config.chunk_size, jit_compile=self.config.jit_compile)
+        return chunked_map(per_image, images, chunk_in_clips(self.config.chunk_size, images),
+                           jit_compile=self.config.jit_compile)
 
     def _cached(self, index: int, compute: Callable) -> tf.Tensor:
         if index < len(self._cache):
@@ -395,12 +399,13 @@ class SupportMapper:
             fn, images, context = self._records[k]
             flat_context = tf.nest.flatten(context) if context is not None else []
             if context is None:
-                per_image = lambda batch, _, fn=fn: fn(to_float_images(batch))
+                per_image = pool_clips(lambda batch, _, fn=fn: fn(to_float_images(batch)))
             else:
-                per_image = lambda batch, inputs, fn=fn, context=context: fn(
-                    to_float_images(batch), tf.nest.pack_sequence_as(context, inputs))
+                per_image = pool_clips(lambda batch, inputs, fn=fn, context=context: fn(
+                    to_float_images(batch), tf.nest.pack_sequence_as(context, inputs)))
             variable_grads, context_grads = chunked_backprop(per_image, images, support_gradients[k], variables,
-                                                             flat_context, self.config.chunk_size)
+                                                             flat_context, chunk_in_clips(self.config.chunk_size,
+                                                                                          images))
             gradients = [g + r for g, r in zip(gradients, variable_grads)]
             if flat_context:
                 upstream = dense_gradients(first_tape, flat_context, list(variables) + first_watched[:k],

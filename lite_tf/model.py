@@ -18,6 +18,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from lite_tf.clips import chunk_in_clips
 from lite_tf.episode import unpack_episode, validate_episode
 from lite_tf.errors import ConfigError, WrongTypeError
 from lite_tf.images import to_float_images
@@ -81,7 +82,8 @@ class EpisodicModel(keras.Model):
       image_size: square image size the learner is built for.
       lite: a LiteConfig (mode, h, chunk_size, gradient scaling, subset sampling) used while
         training; evaluation maps the support set in inference mode in chunks of its chunk_size.
-      query_batch_size: queries scored per forward/backward pass; None scores all at once. H is
+      query_batch_size: queries scored per forward/backward pass (clips: about this many frames, at
+        least one clip; lite_tf/clips.py); None scores all at once. H is
         re-drawn for each batch unless ``lite.redraw='episode'``; the support no-gradient pass is
         shared by all batches.
       seed: seed of the subset draws.
@@ -134,7 +136,8 @@ class EpisodicModel(keras.Model):
 
     def _query_batches(self, episode):
         query_count = tf.shape(episode["query_labels"])[0]
-        batch_size = query_count if self.query_batch_size is None else tf.constant(self.query_batch_size)
+        batch_size = (query_count if self.query_batch_size is None
+                      else tf.constant(chunk_in_clips(self.query_batch_size, episode["query_images"])))
         num_batches = (query_count + batch_size - 1) // batch_size
 
         def batch(index):

@@ -56,7 +56,8 @@ def trained(data):
 def test_train_dataset_episodes(data):
     root, cache, _ = data
     dataset = orbit_train_dataset(root, frame_size=SIZE, num_tasks=3, cache_dir=cache, **SAMPLING)
-    expected = episode_signature(SIZE, tf.uint8)
+    # neurips21 clip features: clips of 4 frames, one label per clip (LITE's h counts clips)
+    expected = episode_signature(SIZE, tf.uint8, clip_length=4)
     for key, spec in expected.items():
         assert dataset.element_spec[key].is_compatible_with(spec), key
     for episode in dataset:
@@ -69,7 +70,14 @@ def test_train_dataset_episodes(data):
     floats = next(iter(orbit_train_dataset(root, frame_size=16, num_tasks=1, cache_dir=cache, image_dtype="float32",
                                            **SAMPLING)))
     images = floats["support_images"].numpy()
-    assert images.shape[1:] == (16, 16, 3) and images.min() >= -1.0 and images.max() <= 1.0  # resized frames
+    assert images.shape[1:] == (4, 16, 16, 3) and images.min() >= -1.0 and images.max() <= 1.0  # resized frames
+    frames = next(iter(orbit_train_dataset(root, frame_size=SIZE, num_tasks=1, cache_dir=cache, seed=0,
+                                           protocol=dataclasses.replace(PROTOCOL, pool_clip_features=False))))
+    clips = next(iter(orbit_train_dataset(root, frame_size=SIZE, num_tasks=1, cache_dir=cache, seed=0, **SAMPLING)))
+    for part in ("support", "query"):  # the same frames, clip after clip; a clip's label is its frames' label
+        np.testing.assert_array_equal(clips[f"{part}_images"].numpy().reshape(-1, SIZE, SIZE, 3),
+                                      frames[f"{part}_images"].numpy())
+        np.testing.assert_array_equal(np.repeat(clips[f"{part}_labels"].numpy(), 4), frames[f"{part}_labels"].numpy())
     with pytest.raises(ConfigError, match="ORBIT_ROOT"):
         orbit_train_dataset(None)
 
@@ -112,6 +120,7 @@ def test_train_and_evaluate(data, trained, tmp_path):
     assert clean > 0.8 and clean > clutter
     assert results["split"] == "test" and results["frame_size"] == SIZE and results["learner"] == "ProtoNets"
     assert results["protocol"]["clip_length"] == 4 and results["personalization_macs_model"]["per_target_frame"] > 0
+    assert results["clip_features_pooled"] is True
     evaluator = OrbitEvaluator()
     path = str(tmp_path / "results")
     evaluator.write(results, path, evaluator.title(results, "w.h5"))
@@ -206,7 +215,9 @@ def test_evaluate_with_gin_experiment_and_with_a_run(data, trained, tmp_path):
     assert clutter["datasets"]["clutter"]["accuracy"] == direct["datasets"]["clutter"]["accuracy"]
 
 
-def test_challenge_protocol_counts_each_distinct_task_once(trained, tmp_path):
+def test_challenge_protocol_scores_every_task_as_the_official_code(trained, tmp_path):
+    """Official rule (HEAD test loop): all 50 tasks per user are scored and pooled, repeated or not;
+    lite_tf computes a repeat once and reports the distinct-task figure as an extra."""
     from lite_tf.data.orbit.protocol import CHALLENGE
 
     model, _, _ = trained
@@ -215,12 +226,17 @@ def test_challenge_protocol_counts_each_distinct_task_once(trained, tmp_path):
                              not_present_rate=0.1, seed=1)
     tasks = orbit_eval_tasks(root, split="test", frame_size=SIZE, protocol=CHALLENGE, cache_dir=str(tmp_path / "c"))
     results = evaluate_orbit(model, tasks, count_macs=False)
-    # 50 test tasks per user, all identical here (deterministic context, <= 200 target frames): scored once
-    assert len(results["tasks"]) == 2 * 2
+    # 50 test tasks per user, all identical here (deterministic context, <= 200 target frames)
+    assert len(results["tasks"]) == 2 * 2 * 50
     assert dict(tasks.skipped) == {"clean_identical_tasks": 2 * 49, "clutter_identical_tasks": 2 * 49}
     for kind in ("clean", "clutter"):
-        assert results["datasets"][kind]["per_video"]["frame_accuracy"]["n"] == 2 * 3  # not 50x that
-        assert results["datasets"][kind]["per_task"]["frame_accuracy"]["n"] == 2
+        row = results["datasets"][kind]
+        assert row["per_video"]["frame_accuracy"]["n"] == 2 * 3 * 50
+        assert row["per_task"]["frame_accuracy"]["n"] == 2 * 50
+        assert row["identical_tasks_once"]["videos"] == 2 * 3 and row["identical_tasks_once"]["tasks"] == 2
+        assert row["accuracy"] == pytest.approx(row["identical_tasks_once"]["per_video"]["frame_accuracy"]["mean"])
+    assert sum(row["repeat_of"] is not None for row in results["tasks"]) == 2 * 2 * 49
+    assert "| clean (CLE-VE) | per video, each distinct task once (lite_tf extra) | 6 |" in results["table"]
     for row in results["tasks"]:
         assert row["clip_length"] == 1 and row["context_clips"] == row["context_frames"]
         for video in row["videos"]:

@@ -71,14 +71,21 @@ def test_missing_split_folder(tmp_path):
         load_split(root, "training", cache_dir=str(tmp_path / "cache"))
 
 
-def test_user_with_single_object_is_skipped_and_counted(tmp_path):
+def test_user_with_single_object_is_kept_and_counted(tmp_path):
+    """The official code keeps a user with one valid object (tag: every user; HEAD __load_all_users:
+    user_valid = len(obj_ids) > 0) and evaluates them on 1-way tasks (tests/test_orbit_official_rules.py)."""
     root = make(tmp_path / "orbit", objects_per_user=1, users={"train": 1})
     make(tmp_path / "other", users={"train": 1}, seed=3)
     shutil.copytree(tmp_path / "other" / "train" / "P000", os.path.join(root, "train", "P001"))
     index = scan_split(os.path.join(root, "train"))
+    assert index.user_names == ["P000", "P001"]
+    assert index.problems == {"users_with_one_object": 1}
+    assert scan_split(os.path.join(root, "train"), strict=True).user_names == ["P000", "P001"]
+    folder, _, _, _ = first_video(root)  # P000's only object loses its clean video: the user has no object
+    shutil.rmtree(os.path.dirname(folder))
+    index = scan_split(os.path.join(root, "train"))
     assert index.user_names == ["P001"]
-    assert index.problems == {"users_with_fewer_than_two_objects": 1}
-    assert index.examples["users_with_fewer_than_two_objects"] == ["P000"]
+    assert index.examples["users_without_objects"] == ["P000"]
     with pytest.raises(OrbitDataError, match="P000"):
         scan_split(os.path.join(root, "train"), strict=True)
 

@@ -139,9 +139,9 @@ def test_challenge_eval_tasks(folder):
     index = indexes["test"]
     annotations = Annotations(root, "test")
     videos = by_video(index)
-    undeduped = list(eval_tasks(index, dataclasses.replace(CHALLENGE, dedupe_identical_tasks=False),
-                                annotations=annotations, seed=0))
-    tasks = list(eval_tasks(index, CHALLENGE, annotations=annotations, seed=0))
+    undeduped = list(eval_tasks(index, CHALLENGE, annotations=annotations, seed=0))
+    tasks = list(eval_tasks(index, dataclasses.replace(CHALLENGE, dedupe_identical_tasks=True),
+                            annotations=annotations, seed=0))
     keys = collections.defaultdict(set)
     for task in undeduped:
         keys[(task.user, task.target_type)].add(task.key())
@@ -202,18 +202,21 @@ def test_challenge_train_tasks(folder):
     dataclasses.replace(CHALLENGE, test_filter_target=(), min_target_video_frames=1),
     dataclasses.replace(NEURIPS21, test_context_clips="max", targets_once_per_user=False)],
     ids=["challenge_short_videos", "max_context_clips"])
-def test_identical_tasks_are_counted_once(tmp_path, protocol):
+def test_identical_tasks_are_all_yielded_and_marked(tmp_path, protocol):
+    """Official rule: every drawn task is scored (the test loops run num_test_tasks per user whatever
+    they draw); lite_tf marks repeats (repeat_of) and drops them only with dedupe_identical_tasks."""
     root = make_orbit_folder(str(tmp_path / "orbit"), users={"test": 2}, objects_per_user=3, clean_videos=2,
                              clutter_videos=2, frames_per_video=(8, 40), frame_size=8)
     index = load_split(root, "test", cache_dir=str(tmp_path / "cache"))
     skipped = collections.Counter()
-    tasks = list(eval_tasks(index, protocol, skipped=skipped))
+    tasks = list(eval_tasks(index, dataclasses.replace(protocol, dedupe_identical_tasks=True), skipped=skipped))
     per_task = protocol.test_tasks
     assert collections.Counter((t.user, t.target_type) for t in tasks) == {
         (u, k): 1 for u in index.user_names for k in ("clean", "clutter")}
     assert skipped == {"clean_identical_tasks": 2 * (per_task - 1), "clutter_identical_tasks": 2 * (per_task - 1)}
-    repeated = list(eval_tasks(index, dataclasses.replace(protocol, dedupe_identical_tasks=False)))
+    repeated = list(eval_tasks(index, protocol))
     assert len(repeated) == 4 * per_task and len({(t.user, t.key()) for t in repeated}) == 4
+    assert [t.repeat_of for t in repeated] == [None, *[0] * (per_task - 1)] * 4
 
 
 # ---------------------------------------------------------------- presets

@@ -200,7 +200,7 @@ def test_cle_ve_object_with_one_clean_video_has_no_context(tmp_path):
     skipped = collections.Counter()
     tasks = list(eval_tasks(index, NEURIPS21, tasks_per_user=1, skipped=skipped))
     assert [t.target_type for t in tasks] == ["clutter"]  # min(5, 1 - 1) = 0 context videos: no CLE-VE task
-    assert skipped == {"clean_objects_without_context": 2, "clean_users_with_fewer_than_two_objects": 1}
+    assert skipped == {"clean_objects_without_context": 2, "clean_users_with_no_object": 1}
     with pytest.raises(DataError, match="clean target video"):
         TrainTaskSampler(index, NEURIPS21, target_video_type="clean")
 

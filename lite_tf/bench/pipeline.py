@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
+
 from lite_tf.errors import DataError
 
 SPEC_FILE = "dataset_spec.json"
@@ -52,13 +54,15 @@ def generate_orbit(root: str, frame_size: int, frames_per_video: int) -> str:
 
 
 def time_episodes(iterator, count: int) -> dict:
-    """Rates over ``count`` episodes of ``iterator`` (dicts with support_images / query_images)."""
+    """Rates over ``count`` episodes of ``iterator`` (dicts with support_images / query_images); images
+    are frames (a set of clips [clips, T, H, W, 3] counts clips x T)."""
+    frames = lambda images: int(np.prod(images.shape[:-3]))
     images = support = 0
     cpu_start, start = sum(os.times()[:2]), time.perf_counter()
     for _ in range(count):
         episode = next(iterator)
-        n = int(episode["support_images"].shape[0])
-        images += n + int(episode["query_images"].shape[0])
+        n = frames(episode["support_images"])
+        images += n + frames(episode["query_images"])
         support += n
     seconds, cpu_seconds = time.perf_counter() - start, sum(os.times()[:2]) - cpu_start
     return {"episodes_per_s": count / seconds, "images_per_s": images / seconds,

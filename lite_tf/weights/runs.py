@@ -12,8 +12,15 @@ from lite_tf.errors import ConfigError
 DEFAULT_EXPERIMENT = "gin/experiments/md_simple_cnaps.gin"
 # The experiment's backbone starts random (no keras ImageNet download); the checkpoint overwrites it.
 NO_PRETRAINED = ("backbones.efficientnet_b0_film.weights = None", "backbones.efficientnet_b0.weights = None")
-# ORBIT feeds ImageNet-normalised frames to its set encoder (and ResNets: bind their input_normalization).
-ORBIT_BINDINGS = ("backbones.set_encoder.input_normalization = 'imagenet'",)
+# The official ORBIT code (tag results-neurips21-paper): ImageNet-normalised frames into its set
+# encoder and ResNets (features/resnet.py; the EfficientNet's normalisation is set by the importer),
+# the 224 px ResNet-18 stem padded by 1 (conv1 padding=1), ProtoNets logits 2 p.x - |p|^2
+# (models/classifiers.py PrototypicalClassifier).
+ORBIT_BINDINGS = ("backbones.set_encoder.input_normalization = 'imagenet'",
+                  "backbones.resnet18_film.input_normalization = 'imagenet'",
+                  "backbones.resnet18_film.stem_padding = 1",
+                  "backbones.resnet18_film_84.input_normalization = 'imagenet'",
+                  "learners.protonets.logits = 'linear'")
 RUN_SOURCES = ("official_lite", "orbit")
 BACKBONES = {"efficientnet_pytorch_b0": "efficientnet_b0_film", "torchvision_efficientnet_b0": "efficientnet_b0_film",
              "torchvision_resnet18": "resnet18_film"}

@@ -12,7 +12,8 @@ skipped, counted in ``SplitIndex.problems`` and logged (``strict=True`` raises i
 non-image files and images not named ``<video>-NNNNN.<ext>`` in a video folder (ignored), a video
 folder with no frames (video skipped), an unknown folder in place of clean/clutter (ignored),
 an object with no clean video (object skipped: it could never be in a context set), a user left
-with fewer than two objects (user skipped: a task needs at least two). Frame-number gaps are kept
+with no object (user skipped). A user with one object stays (counted as ``users_with_one_object``):
+the official code evaluates them on 1-way tasks; training tasks skip them (lite_tf/data/orbit/tasks.py). Frame-number gaps are kept
 (the frames are used in numeric order) and counted as ``frame_gaps``; ``gaps="error"`` raises.
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ from lite_tf.errors import ConfigError, DataError
 SPLITS = ("train", "validation", "test")
 VIDEO_TYPES = ("clean", "clutter")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 _LOG = logging.getLogger(__name__)
 
 
@@ -227,10 +228,13 @@ def scan_split(split_dir: str, gaps: str = "warn", strict: bool = False, num_thr
             if not types["clutter"]:
                 problems["objects_without_clutter_video"] += 1  # usable; just no CLU-VE target
             objects[obj] = types
-        if len(objects) < 2:
-            flag("users_with_fewer_than_two_objects", os.path.join(split_dir, user),
-                 f"user has {len(objects)} usable object(s); a task needs at least 2")
+        if not objects:
+            flag("users_without_objects", os.path.join(split_dir, user), "user has no usable object")
             continue
+        if len(objects) == 1:  # usable: 1-way evaluation tasks, as the official code; not a strict error
+            problems["users_with_one_object"] += 1
+            if len(examples["users_with_one_object"]) < 5:
+                examples["users_with_one_object"].append(user)
         usable[user] = objects
     return SplitIndex(split_dir, usable, dict(problems), dict(examples))
 

@@ -6,7 +6,10 @@
   and hands over (video, frame number) tables; paths are built, and the frames read, decoded and
   resized, by one parallel ``map`` per task part, batched whole (the fast path the Meta-Dataset
   pipeline uses; no ``tf.map_fn``, no Python generator), and tasks are prefetched.
-  A frame that cannot be decoded fails the task with an error naming its file.
+  A frame that cannot be decoded fails the task with an error naming its file. With pooled clip
+  features (``OrbitProtocol.pool_clip_features`` and clips longer than one frame: the neurips21
+  preset) the support and query sets are clips [clips, T, S, S, 3] with one label per clip, each
+  clip one example (lite_tf/clips.py; LITE's h counts clips).
 - ``orbit_eval_tasks``: the CLE-VE and CLU-VE evaluation tasks of a split under a protocol, lazily.
 - ``load_frames``: batches of decoded frames in order (evaluation), naming any unreadable file.
 
@@ -151,8 +154,8 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
     no Python code runs inside tf.data and dropping an iterator cannot deadlock: ``num_tasks`` tasks,
     or, when None, ``sampled_epochs`` epochs of the protocol (10: the official ``--epochs``), repeated
     in the same order after that. Episode sizes vary from task to task; the element spec leaves them
-    unknown (it matches lite_tf.episode.episode_signature(frame_size, image_dtype)), so EpisodicModel
-    traces its step once.
+    unknown (it matches lite_tf.episode.episode_signature(frame_size, image_dtype), with
+    ``clip_length`` when clips are pooled), so EpisodicModel traces its step once.
     """
     dtype = decode_lib.check_options(dtype=image_dtype)
     protocol = configured_protocol(protocol)
@@ -178,8 +181,18 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
         return tf.data.Dataset.zip((decode_frames(support, frame_size, dtype),
                                     decode_frames(query, frame_size, dtype), meta))
 
+    clip_length = protocol.clip_length if protocol.pool_clip_features and protocol.clip_length > 1 else None
+
     def assemble(support_images, query_images, meta):
-        return {"support_images": support_images, "query_images": query_images, **meta}
+        episode = {"support_images": support_images, "query_images": query_images, **meta}
+        if clip_length is not None:  # frames come clip after clip: [clips * T] -> [clips, T]
+            for part in ("support", "query"):
+                images = episode[f"{part}_images"]
+                episode[f"{part}_images"] = tf.reshape(
+                    images, tf.concat([[-1, clip_length], tf.shape(images)[1:]], 0))
+                episode[f"{part}_images"].set_shape([None, clip_length, frame_size, frame_size, 3])
+                episode[f"{part}_labels"] = episode[f"{part}_labels"][::clip_length]
+        return episode
 
     return tasks.flat_map(load).map(assemble).prefetch(prefetch)
 

@@ -49,6 +49,8 @@ class OrbitProtocol:
     #                                             when the frame count is a multiple of clip_length
     frame_history: bool = True                  # neurips21 attach_frame_history: each target frame is
     #                                             scored with its clip_length - 1 previous frames
+    pool_clip_features: bool = True             # neurips21 MeanPooler: a clip is one example, the mean of
+    #                                             its frames' features (False: frames one by one)
     # training tasks
     train_task_type: str = "user_centric"       # --train_task_type
     train_way_method: str = "random"            # --train_way_method
@@ -83,7 +85,8 @@ class OrbitProtocol:
     min_context_video_frames: int = 1           # HEAD filter_params['context']['min_video_frames']
     min_target_video_frames: int = 1            # HEAD filter_params['target']['min_video_frames'] (50)
     # lite_tf's own rule (not in the official code; see README)
-    dedupe_identical_tasks: bool = True         # a user's repeated identical task is scored once
+    dedupe_identical_tasks: bool = False        # True: a user's repeated identical task is not scored again
+    #                                             (the official code scores every drawn task)
 
     def __post_init__(self):
         for field in ("clip_length", "frame_cap", "frame_subsample_factor", "uniform_step", "clip_cap",
@@ -106,6 +109,10 @@ class OrbitProtocol:
         _check_choice("test_way_method", self.test_way_method, WAY_METHODS)
         _check_choice("train_task_type", self.train_task_type, TASK_TYPES)
         _check_choice("object_centric_tasks_per", self.object_centric_tasks_per, ("user", "object"))
+        for field in ("pad_full_clip", "frame_history", "pool_clip_features", "with_train_shot_caps",
+                      "targets_once_per_user", "drop_objects_without_targets", "dedupe_identical_tasks"):
+            if not isinstance(getattr(self, field), bool):
+                raise ConfigError(f"OrbitProtocol.{field} must be True or False; got {getattr(self, field)!r}.")
         for field in ("train_filter_context", "train_filter_target", "test_filter_context", "test_filter_target"):
             object.__setattr__(self, field, expand_filters(getattr(self, field), f"OrbitProtocol.{field}"))
 

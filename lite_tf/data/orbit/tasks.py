@@ -14,9 +14,15 @@ official code does it (microsoft/ORBIT-Dataset ``data/datasets.py`` at the proto
 
 Evaluation tasks (``eval_tasks``) are deterministic per (seed, user, task, target type). With
 ``targets_once_per_user`` (NeurIPS) the target videos drawn for a user's first task are scored again
-in every later task (only the context is redrawn). A task identical to an earlier task of the same
-user (same objects, context frames and target frames) is not yielded again when
-``dedupe_identical_tasks`` is set: it would add the same numbers twice and narrow the intervals.
+in every later task (only the context is redrawn). Every drawn task is yielded, as the official code
+scores it; a task identical to an earlier task of the same user (same objects, context frames and
+target frames) carries ``repeat_of`` (that task's number), so an evaluator need not compute it again,
+or is not yielded at all with ``dedupe_identical_tasks``.
+
+A user left with one valid object gets 1-way evaluation tasks (``test_way_method`` 'max'), as the
+official code gives them (tag: every user is kept, way = all objects; HEAD ``__load_all_users`` keeps a
+user with at least one valid object, ``compute_way`` gives min(objects, cap)). Training tasks need two
+objects (the official ``random.choice(range(2, objects + 1))`` has nothing to draw from with one).
 """
 from __future__ import annotations
 
@@ -65,6 +71,7 @@ class OrbitTask:
     context_videos: List[str]  # directories of the videos the context frames come from
     targets: List[TargetVideo]
     clip_length: int = 1
+    repeat_of: Optional[int] = None  # number of an earlier identical task of the same user (eval_tasks)
 
     @property
     def way(self) -> int:
@@ -163,9 +170,13 @@ class TaskBuilder:
                     self.skipped[f"{target_type}_objects_without_{'context' if not pool.context else 'target'}"] += 1
                     continue
                 objects[obj] = pool
-            if len(objects) < 2:
-                self.skipped[f"{target_type}_users_with_fewer_than_two_objects"] += 1
+            # Evaluation ('max' way) keeps a one-object user: a 1-way task, as the official code.
+            fewest = 1 if not training and protocol.test_way_method == "max" else 2
+            if len(objects) < fewest:
+                self.skipped[f"{target_type}_users_with_{'no_object' if fewest == 1 else 'fewer_than_two_objects'}"] += 1
                 continue
+            if len(objects) == 1:  # counted, not skipped
+                self.skipped[f"{target_type}_users_with_one_object_given_1_way_tasks"] += 1
             self.pools[user] = objects
 
     def _pool(self, types, annotations, criteria) -> _Pool:
@@ -323,7 +334,7 @@ def eval_tasks(index: SplitIndex, protocol: Optional[OrbitProtocol] = None,
             if user not in builder.pools:
                 continue
             objects = [(user, o) for o in sorted(builder.pools[user])]
-            seen, cached = set(), None
+            seen, cached = {}, None
             for number in range(tasks_per_user):
                 rng = np.random.default_rng([seed, position, number, VIDEO_TYPES.index(kind)])
                 way = builder.way(rng, len(objects))
@@ -338,10 +349,12 @@ def eval_tasks(index: SplitIndex, protocol: Optional[OrbitProtocol] = None,
                 if not task.targets:
                     skipped[f"{kind}_tasks_without_targets"] += 1
                     continue
-                if protocol.dedupe_identical_tasks:
-                    key = task.key()
-                    if key in seen:
-                        skipped[f"{kind}_identical_tasks"] += 1
+                key = task.key()
+                if key in seen:
+                    skipped[f"{kind}_identical_tasks"] += 1
+                    if protocol.dedupe_identical_tasks:
                         continue
-                    seen.add(key)
+                    task.repeat_of = seen[key]
+                else:
+                    seen[key] = number
                 yield task
