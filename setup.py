@@ -66,6 +66,7 @@ setup(
             "lite_tf_import_weights = lite_tf.tools.import_weights:run",
             "lite_tf_gradient_study = lite_tf.tools.gradient_study:run",
             "lite_tf_lite_study = lite_tf.tools.lite_study:run",
+            "lite_tf_plan = lite_tf.tools.plan:run",
         ],
     },
 )

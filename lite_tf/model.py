@@ -22,6 +22,7 @@ from lite_tf.errors import ConfigError
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner
 from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
+from lite_tf import remat
 from lite_tf.precision import apply_policy, is_float16, resolve_policy
 
 
@@ -187,6 +188,7 @@ class EpisodicModel(keras.Model):
         ``subset`` forces H to these support indices in every query batch (lite mode).
         """
         self.trace_count += 1
+        remat.configure_learner(self.learner, self.lite_config.remat)
         episode = self._prepare(data)
         variables = self.trainable_variables
         query_count, num_batches, batch = self._query_batches(episode)
