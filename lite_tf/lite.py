@@ -159,7 +159,10 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int, jit_compile: b
 
     def body(index, outputs):
         start = index * chunk_size
-        return index + 1, outputs.write(index, fn(images[start:start + chunk_size]))
+        # After the previous chunk (the first one is outside the loop): one chunk alive at a time.
+        with tf.control_dependencies([outputs.flow]):
+            chunk = tf.identity(images[start:start + chunk_size])
+        return index + 1, outputs.write(index, fn(chunk))
 
     _, outputs = tf.while_loop(lambda index, _: index < num_chunks, body, (tf.constant(1), outputs),
                                parallel_iterations=1)
@@ -183,19 +186,23 @@ def chunked_backprop(fn: Callable, images: tf.Tensor, output_gradients: tf.Tenso
     ``tf.while_loop``: only one chunk's activations are alive and the chunk count may be dynamic.
     ``inputs`` are tensors ``fn`` takes explicitly. Returns (variable gradients, input gradients).
     """
-    def chunk_gradients(index):
+    def chunk_gradients(index, after=()):
         start = index * chunk_size
+        # After the previous chunk's gradients: the first chunk (outside the loop) and the loop's
+        # first iteration would otherwise run at once, two chunks' activations alive.
+        with tf.control_dependencies(list(after)):
+            chunk = tf.identity(images[start:start + chunk_size])
         with tf.GradientTape() as tape:
             copies = [tf.identity(t) for t in inputs]  # in-graph copies the tape can watch
             tape.watch(copies)
-            values = fn(images[start:start + chunk_size], copies)
+            values = fn(chunk, copies)
         upstream = tf.cast(output_gradients[start:start + chunk_size], values.dtype)
         return dense_gradients(tape, values, list(variables) + copies, output_gradients=upstream)
 
     num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
     _, total = tf.while_loop(
         lambda index, _: index < num_chunks,
-        lambda index, total: (index + 1, [t + g for t, g in zip(total, chunk_gradients(index))]),
+        lambda index, total: (index + 1, [t + g for t, g in zip(total, chunk_gradients(index, total))]),
         (tf.constant(1), chunk_gradients(0)), parallel_iterations=1)
     return total[:len(variables)], total[len(variables):]
 

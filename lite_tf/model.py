@@ -220,7 +220,10 @@ class EpisodicModel(keras.Model):
         variable_gradients, support_gradients = gradients[:len(variables)], gradients[len(variables):]
         subsets = subsets.stack()  # read even when unused: an unread TensorArray warns
         if exact:
-            support_share = mapper.backpropagate_support(support_gradients, variables, first_tape, first_watched)
+            # Pass 2 after the query batches' backward: their activations are freed before any
+            # chunk's are made (otherwise the two overlap and exact needs more than LITE).
+            with tf.control_dependencies(variable_gradients):
+                support_share = mapper.backpropagate_support(support_gradients, variables, first_tape, first_watched)
             variable_gradients = [g + s for g, s in zip(variable_gradients, support_share)]
         return EpisodeResult(loss, correct / tf.cast(query_count, tf.float32), variable_gradients,
                              episode["query_labels"], logits.concat(), subsets if lite else None)
