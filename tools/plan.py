@@ -35,6 +35,8 @@ def define_flags():
     flags.DEFINE_integer("max_h", None, "Largest h worth having (default: the support size).")
     flags.DEFINE_bool("verify", True, "Measure a step at the chosen h and print the prediction's error.")
     flags.DEFINE_float("probe_timeout_s", None, "Stop a probe's process after this long.")
+    flags.DEFINE_integer("workers", 1, "Probes run at once, each in its own process (peaks stay apart; step "
+                                       "times then overlap).")
     flags.DEFINE_string("output", None, "Also write the report as JSON here.")
 
 
@@ -60,7 +62,8 @@ def main(argv) -> int:
         memory_budget_gib=plan.parse_budget(FLAGS.memory_budget), support_size=FLAGS.support_size,
         query_size=FLAGS.query_size, way=FLAGS.way, probe_h=cli.integers(FLAGS.probe_h, "probe_h"),
         chunk_sizes=cli.integers(FLAGS.chunk_size, "chunk_size"), remat=_booleans(FLAGS.remat),
-        dtype_policies=FLAGS.dtype_policy, max_h=FLAGS.max_h, verify=FLAGS.verify, timeout_s=FLAGS.probe_timeout_s)
+        dtype_policies=FLAGS.dtype_policy, max_h=FLAGS.max_h, verify=FLAGS.verify, timeout_s=FLAGS.probe_timeout_s,
+        workers=FLAGS.workers)
     result = plan.run(request)
     print("\n" + plan.report(result))
     if FLAGS.output:
