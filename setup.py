@@ -67,6 +67,7 @@ setup(
             "lite_tf_prepare_lite_data = lite_tf.tools.prepare_lite_data:run",
             "lite_tf_gradient_study = lite_tf.tools.gradient_study:run",
             "lite_tf_training_study = lite_tf.tools.training_study:run",
+            "lite_tf_plan = lite_tf.tools.plan:run",
         ],
     },
 )

@@ -217,6 +217,10 @@ def build(compile: bool = True) -> tuple:
         strategy = distribute.make_strategy(training.strategy)
         with strategy.scope():  # variables made here are mirrored across the replicas
             model = EpisodicModel()
+            if model.lite_config.h == "auto":  # the memory planner picks h (probes in fresh processes)
+                from lite_tf import plan
+
+                plan.resolve_auto_h(model.lite_config, gin.config_str(), model.precision)
             if compile:
                 model.compile(training.optimizer(strategy))
     except LiteTfError:

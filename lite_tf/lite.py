@@ -32,6 +32,11 @@ mapper's mode decides what that costs:
 - ``full``: every support image back-propagated in one pass (exact gradient, memory grows with N).
 - ``inference``: no gradients, chunked.
 
+``remat=True`` recomputes the networks' activations block by block during back-propagation instead
+of storing them (lite_tf/remat.py): the gradient passes (H and the queries, exact's pass 2, full)
+keep only block boundaries plus one block, for about one more forward pass of the back-propagated
+images. Values and gradients are unchanged.
+
 ``jit_compile=True`` compiles the chunked no-gradient passes (lite's rest of the set, exact's pass
 1, inference) with XLA: every chunk is padded to ``chunk_size`` images so the compiled function has
 one shape and is traced once, while the episode-level step stays dynamic (support size, way, query
@@ -73,19 +78,32 @@ REDRAWS = ("query_batch", "episode")
 class LiteConfig:
     """How support sets are mapped during training (``mode``) and evaluation (inference, chunked).
 
-    See the module docstring for ``mode``, ``gradient_scaling``, ``sampling`` and ``redraw``.
+    See the module docstring for ``mode``, ``gradient_scaling``, ``sampling``, ``redraw`` and
+    ``remat``. ``h='auto'`` with ``memory_budget`` (e.g. '12GiB') lets the memory planner pick the
+    largest h that fits when the experiment is built from gin (lite_tf/plan.py).
     """
 
     def __init__(self, mode: str = "lite", h: int = 40, chunk_size: int = 40,
                  gradient_scaling: str = "unbiased", sampling: str = "uniform", redraw: str = "query_batch",
-                 jit_compile: bool = False):
+                 jit_compile: bool = False, remat: bool = False,
+                 memory_budget=None):
         for name, value, allowed in (("mode", mode, MODES), ("gradient_scaling", gradient_scaling, GRADIENT_SCALINGS),
                                      ("sampling", sampling, SAMPLINGS), ("redraw", redraw, REDRAWS)):
             if value not in allowed:
                 raise ConfigError(f"Unknown LITE {name} {value!r}; expected one of {allowed}.")
         for name, value in (("h", h), ("chunk_size", chunk_size)):
+            if name == "h" and value == "auto":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"LITE {name} must be a positive integer; got {value!r}.")
+                raise ConfigError(f"LITE {name} must be a positive integer{' or auto' if name == 'h' else ''}; "
+                                  f"got {value!r}.")
+        if memory_budget is not None:
+            from lite_tf.plan import parse_budget
+
+            parse_budget(memory_budget)
+        if h == "auto" and memory_budget is None:
+            raise ConfigError("LITE h='auto' needs memory_budget (e.g. LiteConfig.memory_budget = '12GiB').")
+        self.memory_budget = memory_budget
         if sampling == "stratified" and gradient_scaling != "unbiased":
             raise ConfigError(f"LITE sampling='stratified' needs gradient_scaling='unbiased'; got "
                               f"{gradient_scaling!r}.")
@@ -94,11 +112,15 @@ class LiteConfig:
         if not isinstance(jit_compile, bool):
             raise ConfigError(f"LITE jit_compile must be True or False; got {jit_compile!r}.")
         self.jit_compile = jit_compile
+        if not isinstance(remat, bool):
+            raise ConfigError(f"LITE remat must be True or False; got {remat!r}.")
+        self.remat = remat
 
     def __repr__(self):
         return (f"LiteConfig(mode={self.mode!r}, h={self.h}, chunk_size={self.chunk_size}, "
                 f"gradient_scaling={self.gradient_scaling!r}, sampling={self.sampling!r}, "
-                f"redraw={self.redraw!r}, jit_compile={self.jit_compile})")
+                f"redraw={self.redraw!r}, jit_compile={self.jit_compile}, remat={self.remat}, "
+                f"memory_budget={self.memory_budget!r})")
 
 
 def _num_chunks(count, chunk_size: int):
@@ -138,7 +160,10 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int, jit_compile: b
 
     def body(index, outputs):
         start = index * chunk_size
-        return index + 1, outputs.write(index, fn(images[start:start + chunk_size]))
+        # After the previous chunk (the first one is outside the loop): one chunk alive at a time.
+        with tf.control_dependencies([outputs.flow]):
+            chunk = tf.identity(images[start:start + chunk_size])
+        return index + 1, outputs.write(index, fn(chunk))
 
     _, outputs = tf.while_loop(lambda index, _: index < num_chunks, body, (tf.constant(1), outputs),
                                parallel_iterations=1)
@@ -162,19 +187,23 @@ def chunked_backprop(fn: Callable, images: tf.Tensor, output_gradients: tf.Tenso
     ``tf.while_loop``: only one chunk's activations are alive and the chunk count may be dynamic.
     ``inputs`` are tensors ``fn`` takes explicitly. Returns (variable gradients, input gradients).
     """
-    def chunk_gradients(index):
+    def chunk_gradients(index, after=()):
         start = index * chunk_size
+        # After the previous chunk's gradients: the first chunk (outside the loop) and the loop's
+        # first iteration would otherwise run at once, two chunks' activations alive.
+        with tf.control_dependencies(list(after)):
+            chunk = tf.identity(images[start:start + chunk_size])
         with tf.GradientTape() as tape:
             copies = [tf.identity(t) for t in inputs]  # in-graph copies the tape can watch
             tape.watch(copies)
-            values = fn(images[start:start + chunk_size], copies)
+            values = fn(chunk, copies)
         upstream = tf.cast(output_gradients[start:start + chunk_size], values.dtype)
         return dense_gradients(tape, values, list(variables) + copies, output_gradients=upstream)
 
     num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
     _, total = tf.while_loop(
         lambda index, _: index < num_chunks,
-        lambda index, total: (index + 1, [t + g for t, g in zip(total, chunk_gradients(index))]),
+        lambda index, total: (index + 1, [t + g for t, g in zip(total, chunk_gradients(index, total))]),
         (tf.constant(1), chunk_gradients(0)), parallel_iterations=1)
     return total[:len(variables)], total[len(variables):]
 
@@ -278,6 +307,9 @@ class SupportMapper:
         self.tape = tape
         self.labels = None if labels is None else tf.convert_to_tensor(labels, tf.int32)
         self.way = way
+        if config.h == "auto" and self.mode == "lite":
+            raise ConfigError("LiteConfig h='auto' is not resolved: build the experiment from gin "
+                              "(lite_tf.experiment.build runs the memory planner) or set h.")
         if config.sampling == "stratified" and self.mode == "lite" and (labels is None or way is None):
             raise ConfigError("A SupportMapper with sampling='stratified' needs the support labels and way.")
         self._forced_subset = None if subset is None else tf.sort(tf.convert_to_tensor(subset, tf.int32))

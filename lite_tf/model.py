@@ -24,6 +24,7 @@ from lite_tf.errors import ConfigError, WrongTypeError
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner
 from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
+from lite_tf import remat
 from lite_tf.precision import apply_policy, is_float16, resolve_policy
 
 
@@ -211,6 +212,7 @@ class EpisodicModel(keras.Model):
         ``subset`` forces H to these support indices in every query batch (lite mode).
         """
         self.trace_count += 1
+        remat.configure_learner(self.learner, self.lite_config.remat)
         episode = self._prepare(data)
         variables = self.trainable_variables
         query_count, num_batches, batch = self._query_batches(episode)
@@ -242,7 +244,10 @@ class EpisodicModel(keras.Model):
         variable_gradients, support_gradients = gradients[:len(variables)], gradients[len(variables):]
         subsets = subsets.stack()  # read even when unused: an unread TensorArray warns
         if exact:
-            support_share = mapper.backpropagate_support(support_gradients, variables, first_tape, first_watched)
+            # Pass 2 after the query batches' backward: their activations are freed before any
+            # chunk's are made (otherwise the two overlap and exact needs more than LITE).
+            with tf.control_dependencies(variable_gradients):
+                support_share = mapper.backpropagate_support(support_gradients, variables, first_tape, first_watched)
             variable_gradients = [g + s for g, s in zip(variable_gradients, support_share)]
         return EpisodeResult(loss, correct / tf.cast(query_count, tf.float32), variable_gradients,
                              episode["query_labels"], logits.concat(), subsets if lite else None)

@@ -20,6 +20,7 @@ def _configure(spec: dict) -> None:
     import gin
     import keras
 
+    from lite_tf import model as _  # noqa: F401  every configurable registered before gin locks
     from lite_tf import registry
 
     registry.load_plugins()
