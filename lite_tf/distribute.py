@@ -54,20 +54,29 @@ def pipeline_seed(seed: int, index: int) -> int:
     return int(seed) + SEED_STRIDE * int(index)
 
 
-def distribute_episodes(strategy: tf.distribute.Strategy, make_dataset: Callable[[int], tf.data.Dataset],
-                        seed: int):
+def distribute_episodes(strategy: tf.distribute.Strategy, make_dataset: Callable[..., tf.data.Dataset],
+                        seed: int, first_step: int = 0):
     """Episodes for ``strategy``: ``make_dataset(seed)`` per replica (or worker), distinct seeds.
 
     With one replica this is just ``make_dataset(seed)`` (nothing changes for single-device runs).
+    ``first_step`` > 0 (a resumed run) continues every pipeline where ``first_step`` training steps
+    left it: ``make_dataset(seed, first_episode)`` is then called with the number of episodes that
+    pipeline already gave (steps x its replicas), so the run sees what an uninterrupted one sees.
     """
+    def make(seed: int, episodes_per_step: int = 1):
+        if not first_step:
+            return make_dataset(seed)
+        return make_dataset(seed, int(first_step) * episodes_per_step)
+
     if strategy.num_replicas_in_sync == 1:
-        return make_dataset(seed)
+        return make(seed)
     per_replica = isinstance(strategy, tf.distribute.MirroredStrategy)
     mode = (tf.distribute.InputReplicationMode.PER_REPLICA if per_replica
             else tf.distribute.InputReplicationMode.PER_WORKER)
     options = tf.distribute.InputOptions(experimental_replication_mode=mode)
     return strategy.distribute_datasets_from_function(
-        lambda context: make_dataset(pipeline_seed(seed, context.input_pipeline_id)), options=options)
+        lambda context: make(pipeline_seed(seed, context.input_pipeline_id),
+                             context.num_replicas_in_sync // context.num_input_pipelines), options=options)
 
 
 def accumulation_steps(tasks_per_update: Optional[int], strategy: tf.distribute.Strategy) -> int:
