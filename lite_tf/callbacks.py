@@ -191,7 +191,7 @@ class EpochEvents(keras.callbacks.Callback):
     ``statistics_every`` episodes its way, support and query sizes (``episode/*``), speed
     (``speed/*``), ``learning_rate`` and peak memory (step: the episode number, 1, 2, ... across
     epochs; with several replicas, the training step); every ``image_log_every`` epochs a grid of
-    one episode's support images (step: the optimizer's iterations). Under ``log_dir/validation``:
+    one episode's support images (step: the epoch's last episode number). Under ``log_dir/validation``:
     the epoch's ``epoch_<metric>`` validation scalars.
 
     Placed before the checkpoint callback, an epoch's file is written before the epoch is saved,
@@ -240,7 +240,7 @@ class EpochEvents(keras.callbacks.Callback):
         train["learning_rate"] = _learning_rate(self.model)
         validation = {key[4:]: value for key, value in logs.items() if key.startswith("val_")}
         images = self.episode is not None and not (epoch + 1) % self.image_log_every
-        iterations = int(self.model.optimizer.iterations.numpy())
+        last_step = (epoch + 1) * int(self.params.get("steps") or 0)
 
         def write_train():
             for name, value in train.items():
@@ -249,7 +249,7 @@ class EpochEvents(keras.callbacks.Callback):
                 for tag, value in values.items():
                     tf.summary.scalar(tag, value, step=step)
             if images:
-                tf.summary.image("episode/support_by_class", support_grid(self.episode), step=iterations,
+                tf.summary.image("episode/support_by_class", support_grid(self.episode), step=last_step,
                                  max_outputs=1)
 
         def write_validation():

@@ -1,0 +1,63 @@
+"""A killed run, rerun with the same command, ends bit for bit where an uninterrupted run ends:
+checkpoint tensors (weights, optimizer moments, iterations and gradient-accumulation sums, epoch,
+subset-seed state), best.weights.h5, best.json and every TensorBoard value but wall-clock ones.
+
+Kills land at named points (tests/kill_child.py): start-up, mid-epoch, mid-update (3 tasks per
+update over 2-episode epochs, so epochs end mid-accumulation), and at each epoch-end write. The
+default suite kills once, inside a checkpoint write; the other points are @slow.
+"""
+import pytest
+
+from launch_helpers import TINY_CONFIG, data_root  # noqa: F401  (fixture)
+from resume_helpers import assert_same_run, run_killed, train_flags
+
+BINDINGS = ["Training.epochs = 4", "Training.episodes_per_epoch = 2", "Training.tasks_per_update = 3"]
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("config") / "tiny.gin"
+    path.write_text(TINY_CONFIG)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_config, data_root):  # noqa: F811
+    """The uninterrupted run."""
+    from lite_tf.experiment import train
+
+    model_dir = str(tmp_path_factory.mktemp("reference") / "run")
+    train(model_dir, [tiny_config], BINDINGS, data_root, verbose=0)
+    return model_dir
+
+
+def killed_then_finished(tmp_path, tiny_config, data_root, kills):  # noqa: F811
+    """Kills the trainer at each (point, n) in turn, reruns the same command each time, then lets
+    the last rerun finish (in this process, as a user's rerun would run the same code)."""
+    from lite_tf.experiment import train
+
+    model_dir = str(tmp_path / "run")
+    flags = train_flags(tiny_config, data_root, model_dir, BINDINGS)
+    for point, occurrence in kills:
+        assert run_killed(point, occurrence, flags), f"the trainer finished before {point} #{occurrence}"
+    train(model_dir, [tiny_config], BINDINGS, data_root, verbose=0)
+    return model_dir
+
+
+def test_a_kill_inside_a_checkpoint_write_changes_nothing(tmp_path, tiny_config, data_root, reference):  # noqa: F811
+    # Epoch 2's checkpoint files are written, the index still names epoch 1 (whose update is 2 of
+    # 3 tasks in): the rerun continues the episode stream at episode 3 with the accumulated
+    # gradients restored, redoes epoch 2, replaces its events file and replays best weights.
+    model_dir = killed_then_finished(tmp_path, tiny_config, data_root, [("checkpoint", 2)])
+    assert_same_run(model_dir, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kills", [
+    [("best_json", 1), ("checkpoint", 2)],  # best weights in place, best.json not yet; then a checkpoint
+    [("record", 1), ("step", 3), ("step", 4)],  # start-up; mid-epoch 2 (mid-update); its last step
+    [("events", 1), ("events", 2), ("best_weights", 1)],  # after an epoch's events, before its checkpoint
+    [("checkpoint", 1), ("best_json", 1), ("step", 7), ("checkpoint", 1)],
+], ids=["best-json", "startup-and-steps", "events-and-weights", "checkpoints"])
+def test_kills_at_every_point_change_nothing(tmp_path, tiny_config, data_root, reference, kills):  # noqa: F811
+    assert_same_run(killed_then_finished(tmp_path, tiny_config, data_root, kills), reference)
