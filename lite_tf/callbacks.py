@@ -52,25 +52,32 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     ends mid-update resumes mid-update. Place it after every callback that writes for the epoch.
     """
 
-    def __init__(self, directory: str, model: keras.Model, max_to_keep: int = 2):
+    def __init__(self, directory: str, model: keras.Model, max_to_keep: int = 2,
+                 restore_from: Optional[str] = None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=self.epoch,
                                               subset_seed=model.subset_seed.state.value)
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+        # A multi-worker worker saves to scratch but resumes from the chief's checkpoints.
+        self.restore_from = restore_from or directory
         self.refused_epoch = None  # the epoch whose non-finite state was not saved
+
+    def latest(self) -> Optional[str]:
+        return tf.train.latest_checkpoint(self.restore_from)
 
     def saved_epoch(self) -> int:
         """The epoch the latest checkpoint ends, read without restoring it (0 if none)."""
-        latest = self.manager.latest_checkpoint
+        latest = self.latest()
         if latest is None:
             return 0
         return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
 
     def restore(self) -> int:
-        if self.manager.latest_checkpoint is None:
+        latest = self.latest()
+        if latest is None:
             return 0
-        self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
     def on_epoch_end(self, epoch, logs=None):

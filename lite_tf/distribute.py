@@ -7,7 +7,8 @@ accumulating R tasks. Keras ``fit`` runs unchanged inside ``strategy.scope()``.
 
 Strategies by name (``Training.strategy``):
   None            the default (one device);
-  'mirrored'      ``MirroredStrategy`` over this machine's GPUs (or the given devices);
+  'mirrored'      ``MirroredStrategy`` over this machine's GPUs (or the given devices; without a
+                  GPU, the logical CPUs ``local_cpu_devices`` made: ``tools.train --cpu_devices``);
   'multi_worker'  ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG``.
 
 Input: ``distribute_episodes`` builds one pipeline per replica (per worker under multi-worker,
@@ -16,13 +17,18 @@ the replicas see different, reproducible episodes.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
+import re
+import shutil
+import tempfile
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from lite_tf.errors import ConfigError
+from lite_tf.errors import ConfigError, LiteTfError
 
 
 STRATEGIES = (None, "mirrored", "multi_worker")
@@ -34,6 +40,8 @@ def make_strategy(name: Optional[str], devices: Optional[Sequence[str]] = None) 
     if name is None or name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if not devices and not tf.config.list_logical_devices("GPU"):
+            devices = [device.name for device in tf.config.list_logical_devices("CPU")]  # --cpu_devices
         return tf.distribute.MirroredStrategy(list(devices) if devices else None)
     if name == "multi_worker":
         config = os.environ.get("TF_CONFIG")
@@ -125,12 +133,44 @@ def checkpoint_dir(directory: str, strategy: tf.distribute.Strategy) -> str:
     """Where this worker saves: ``directory`` on the chief, a private scratch folder elsewhere.
 
     Under ``MultiWorkerMirroredStrategy`` every worker must take part in a save (the variables'
-    reads are collective), but only the chief's copy is kept.
+    reads are collective), but only the chief's copy is kept: the others save to a folder of their
+    machine's temporary directory (one per process, removed at exit), so nothing but the chief
+    writes to the model dir. Every worker resumes from the chief's checkpoints.
     """
     if is_chief(strategy):
         return directory
     resolver = strategy.cluster_resolver
-    return os.path.join(directory, f".worker_{resolver.task_type}_{resolver.task_id}")
+    scratch = tempfile.mkdtemp(prefix=f"lite_tf-{resolver.task_type}-{resolver.task_id}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return scratch
+
+
+class PeerFailure(LiteTfError):
+    """A worker of a multi-worker cluster stopped; the message names it and the resume point."""
+
+
+@contextlib.contextmanager
+def peer_failures(strategy: tf.distribute.Strategy, resume_point: Callable[[], Optional[str]]):
+    """Turns a dead peer's error into one line under ``MultiWorkerMirroredStrategy``.
+
+    When a worker dies, TensorFlow's coordination service misses its heartbeats (about 10 s) and
+    aborts the collectives the others wait in, so they raise instead of hanging; this names the
+    dead task(s) and the checkpoint to resume from.
+    """
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.CancelledError, tf.errors.InternalError, tf.errors.FailedPreconditionError) as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        resolver = strategy.cluster_resolver
+        this_task = f"/job:{resolver.task_type}/replica:0/task:{resolver.task_id}"
+        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error.message))) - {this_task})
+        who = ", ".join(tasks) if tasks else "a worker"
+        raise PeerFailure(
+            f"Training stopped: {who} of the TF_CONFIG cluster stopped ({type(error).__name__}). Nothing after the "
+            f"resume point was kept; it is {resume_point() or 'the start (no epoch finished)'}. Restart every "
+            "worker with the same command to resume.") from None
 
 
 def replica_count() -> int:
@@ -139,7 +179,14 @@ def replica_count() -> int:
 
 
 def local_cpu_devices(count: int) -> list:
-    """Splits this machine's CPU into ``count`` logical devices (tests; before TF initialises)."""
+    """Splits this machine's CPU into ``count`` logical devices, so that ``'mirrored'`` runs
+    ``count`` replicas without a GPU (``tools.train --cpu_devices``; tests). Must run before
+    TensorFlow starts its runtime (before any op)."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
+        raise ConfigError(f"--cpu_devices must be an integer from 1 to 64; got {count!r}.")
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:  # the runtime already started
+        raise ConfigError(f"Cannot split the CPU into {count} devices once TensorFlow has started: {error}") from None
     return [device.name for device in tf.config.list_logical_devices("CPU")]

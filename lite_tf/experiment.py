@@ -236,7 +236,7 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
     strategy = model.distribute_strategy
     chief, replicas = distribute.is_chief(strategy), strategy.num_replicas_in_sync
     checkpoint = lite_callbacks.ResumableCheckpoint(distribute.checkpoint_dir(run_dir.join(CHECKPOINTS), strategy),
-                                                    model)
+                                                    model, restore_from=run_dir.join(CHECKPOINTS))
     saved_epoch = checkpoint.saved_epoch()
 
     def training_episodes(epoch: int):
@@ -295,11 +295,12 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
         callbacks.append(checkpoint)
         if verbose and chief:
             callbacks.append(lite_callbacks.EpochSummary(training.epochs))
-        history = model.fit(train_data, epochs=training.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=training.episodes_per_epoch, validation_data=valid_data,
-                            validation_steps=validation_steps,
-                            validation_freq=max(training.validate_every, 1), callbacks=callbacks,
-                            verbose=1 if verbose == 1 else 0, shuffle=False)
+        with distribute.peer_failures(strategy, resume_point=checkpoint.latest):
+            history = model.fit(train_data, epochs=training.epochs, initial_epoch=initial_epoch,
+                                steps_per_epoch=training.episodes_per_epoch, validation_data=valid_data,
+                                validation_steps=validation_steps,
+                                validation_freq=max(training.validate_every, 1), callbacks=callbacks,
+                                verbose=1 if verbose == 1 else 0, shuffle=False)
         if chief:
             run_dir.write_operative_config(gin.operative_config_str())
     if stop_on_nan.failed_at is not None or checkpoint.refused_epoch is not None:
