@@ -56,7 +56,9 @@ def test_a_kill_inside_a_checkpoint_write_changes_nothing(tmp_path, tiny_config,
 @pytest.mark.parametrize("kills", [
     [("best_json", 1), ("checkpoint", 2)],  # best weights in place, best.json not yet; then a checkpoint
     [("record", 1), ("step", 3), ("step", 4)],  # start-up; mid-epoch 2 (mid-update); its last step
-    [("events", 1), ("events", 2), ("best_weights", 1)],  # after an epoch's events, before its checkpoint
+    # Before the first best weights are renamed into place; after epoch 1's events (nothing saved
+    # yet, so epoch 1 again), then after epoch 2's events, each before its checkpoint.
+    [("best_weights", 1), ("events", 1), ("events", 2)],
     [("checkpoint", 1), ("best_json", 1), ("step", 7), ("checkpoint", 1)],
 ], ids=["best-json", "startup-and-steps", "events-and-weights", "checkpoints"])
 def test_kills_at_every_point_change_nothing(tmp_path, tiny_config, data_root, reference, kills):  # noqa: F811
