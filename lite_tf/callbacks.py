@@ -56,8 +56,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                  restore_from: Optional[str] = None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=self.epoch,
-                                              subset_seed=model.subset_seed.state.value)
+        state = dict(model=model, optimizer=model.optimizer, epoch=self.epoch,
+                     subset_seed=model.subset_seed.state.value)
+        self._without_seeds = tf.train.Checkpoint(**state)  # checkpoints written before seed_states
+        seeds = layer_seed_states(model)
+        self.checkpoint = tf.train.Checkpoint(**state, seed_states=seeds) if seeds else self._without_seeds
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
         # A multi-worker worker saves to scratch but resumes from the chief's checkpoints.
         self.restore_from = restore_from or directory
@@ -77,7 +80,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         latest = self.latest()
         if latest is None:
             return 0
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        saved = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+        checkpoint = (self.checkpoint if any(name.startswith("seed_states/") for name in saved)
+                      else self._without_seeds)
+        checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -87,6 +93,18 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             return
         self.epoch.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+
+
+def layer_seed_states(model: keras.Model) -> list:
+    """The states of the Keras seed generators inside the model's layers (e.g. ``Dropout`` in a
+    backbone trained with ``training=True``), in a fixed order; the subset sampler's is not one.
+
+    ``tf.train.Checkpoint(model=...)`` does not save them, and a resumed run must draw the same
+    dropout masks as an uninterrupted one.
+    """
+    subset = model.subset_seed.state.path
+    return [v.value for v in model.variables
+            if v.path.endswith("seed_generator_state") and v.path != subset]
 
 
 class BestWeights(keras.callbacks.Callback):

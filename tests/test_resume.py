@@ -63,3 +63,37 @@ def test_a_kill_inside_a_checkpoint_write_changes_nothing(tmp_path, tiny_config,
 ], ids=["best-json", "startup-and-steps", "events-and-weights", "checkpoints"])
 def test_kills_at_every_point_change_nothing(tmp_path, tiny_config, data_root, reference, kills):  # noqa: F811
     assert_same_run(killed_then_finished(tmp_path, tiny_config, data_root, kills), reference)
+
+
+def test_dropout_masks_continue_after_a_restore(tmp_path):
+    """Keras seed generators inside layers (Dropout with training=True) are saved with the
+    checkpoint (``tf.train.Checkpoint(model=...)`` alone leaves them out), so the epoch after a
+    restore draws the masks, and ends with the weights, of the uninterrupted run."""
+    import keras
+    import numpy as np
+
+    from helpers import IMAGE_SIZE, episode_dataset
+    from lite_tf import EpisodicModel, LiteConfig
+    from lite_tf.backbones.conv import conv4
+    from lite_tf.callbacks import ResumableCheckpoint
+    from lite_tf.learners.protonets import ProtoNets
+
+    def model():
+        keras.utils.set_random_seed(5)
+        backbone = keras.Sequential([conv4(IMAGE_SIZE, filters=8, blocks=2), keras.layers.Dropout(0.5)])
+        built = EpisodicModel(ProtoNets(backbone, bn_training=True), IMAGE_SIZE, lite=LiteConfig(h=3, chunk_size=4),
+                              seed=3)
+        built.compile(keras.optimizers.SGD(0.1))
+        return built
+
+    episodes = episode_dataset(seed=1, count=4)
+    uninterrupted = model()
+    saver = ResumableCheckpoint(str(tmp_path), uninterrupted)
+    uninterrupted.fit(episodes.take(2), epochs=1, steps_per_epoch=2, callbacks=[saver], verbose=0)
+    uninterrupted.fit(episodes.skip(2), initial_epoch=1, epochs=2, steps_per_epoch=2, verbose=0)
+
+    resumed = model()
+    assert ResumableCheckpoint(str(tmp_path), resumed).restore() == 1
+    resumed.fit(episodes.skip(2), initial_epoch=1, epochs=2, steps_per_epoch=2, verbose=0)
+    for got, expected in zip(resumed.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_array_equal(got, expected)
