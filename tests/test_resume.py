@@ -97,3 +97,34 @@ def test_dropout_masks_continue_after_a_restore(tmp_path):
     resumed.fit(episodes.skip(2), initial_epoch=1, epochs=2, steps_per_epoch=2, verbose=0)
     for got, expected in zip(resumed.get_weights(), uninterrupted.get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_the_episode_stream_starts_anywhere_without_reading_what_comes_before(data_root):  # noqa: F811
+    """Episode n depends on the seed and n alone: first_episode=k gives episodes k, k+1, ... of the
+    stream, also past the planned block (episodes_ahead=2: episodes 3 and 4 reuse planned class
+    structures with rotated records), and through Source.episodes_from."""
+    import numpy as np
+
+    from lite_tf.data.metadataset.pipeline import make_episode_dataset
+    from lite_tf.sources.metadataset import MetaDataset
+
+    def stream(first, count):
+        dataset = make_episode_dataset(data_root, "train", image_size=32, datasets=["glyphs"], seed=4,
+                                       episodes_ahead=2, sampler_kwargs=dict(num_ways=3, num_support=2, num_query=1),
+                                       first_episode=first)
+        return [{key: np.asarray(value) for key, value in episode.items()} for episode in dataset.take(count)]
+
+    whole, tail = stream(0, 5), stream(3, 2)
+    for got, expected in zip(tail, whole[3:]):
+        for key in expected:
+            np.testing.assert_array_equal(got[key], expected[key])
+    assert not np.array_equal(whole[1]["support_images"], whole[3]["support_images"])  # new records
+    import gin
+
+    with gin.unlock_config():
+        gin.parse_config(["EpisodeSampler.num_ways = 3", "EpisodeSampler.num_support = 2",
+                          "EpisodeSampler.num_query = 1"])
+    source = MetaDataset(datasets=["glyphs"])
+    episode = next(iter(source.episodes_from(3, "train", image_size=32, seed=0, data_root=data_root)))
+    expected = next(iter(source.episodes("train", image_size=32, seed=0, data_root=data_root).skip(3)))
+    np.testing.assert_array_equal(episode["support_images"], expected["support_images"])
