@@ -167,10 +167,13 @@ def peer_failures(strategy: tf.distribute.Strategy, resume_point: Callable[[], O
         this_task = f"/job:{resolver.task_type}/replica:0/task:{resolver.task_id}"
         tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error.message))) - {this_task})
         who = ", ".join(tasks) if tasks else "a worker"
+        # TensorFlow's first words, without its op dump ({{function_node ...}}) and further lines.
+        said = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error.message)).strip().splitlines()
+        said = (said[0][:160] if said else "").rstrip(". ")
         raise PeerFailure(
-            f"Training stopped: {who} of the TF_CONFIG cluster stopped ({type(error).__name__}). Nothing after the "
-            f"resume point was kept; it is {resume_point() or 'the start (no epoch finished)'}. Restart every "
-            "worker with the same command to resume.") from None
+            f"Training stopped: {who} of the TF_CONFIG cluster stopped ({type(error).__name__}: {said}). Nothing "
+            f"after the resume point was kept; it is {resume_point() or 'the start (no epoch finished)'}. "
+            "Restart every worker with the same command to resume.") from None
 
 
 def replica_count() -> int:
