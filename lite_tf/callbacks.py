@@ -2,13 +2,21 @@
 
 Nothing non-finite is ever saved: the checkpoint and best-weights callbacks check the loss and every
 variable first, so after a NaN/Inf the last finite checkpoint stays the resume point.
+
+Order at the end of an epoch: best weights, TensorBoard, then the checkpoint, which commits the
+epoch. A run killed before the commit redoes the epoch on resume, bit for bit (same episodes,
+same subset draws), and the redo rewrites the same best weights and the same events file; so a
+killed and resumed run ends with the files of an uninterrupted one (README, "What a run writes").
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -39,28 +47,43 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     TF checkpoints are written under new names and the index file is replaced atomically, so a
     process killed at any moment (even SIGKILL) leaves the previous checkpoint intact. A state with a
     NaN/Inf loss or variable is not saved (and training stops), so the index always names the last
-    finite epoch. ``restore`` returns the epoch to resume from (``fit(initial_epoch=...)``).
+    finite epoch. ``restore`` returns the epoch to resume from (``fit(initial_epoch=...)``). The
+    optimizer's state includes its iterations and gradient-accumulation sums, so an epoch that
+    ends mid-update resumes mid-update. Place it after every callback that writes for the epoch.
     """
 
-    def __init__(self, directory: str, model: keras.Model, max_to_keep: int = 2):
+    def __init__(self, directory: str, model: keras.Model, max_to_keep: int = 2,
+                 restore_from: Optional[str] = None):
         super().__init__()
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=self.epoch,
-                                              subset_seed=model.subset_seed.state.value)
+        state = dict(model=model, optimizer=model.optimizer, epoch=self.epoch,
+                     subset_seed=model.subset_seed.state.value)
+        self._without_seeds = tf.train.Checkpoint(**state)  # checkpoints written before seed_states
+        seeds = layer_seed_states(model)
+        self.checkpoint = tf.train.Checkpoint(**state, seed_states=seeds) if seeds else self._without_seeds
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=max_to_keep)
+        # A multi-worker worker saves to scratch but resumes from the chief's checkpoints.
+        self.restore_from = restore_from or directory
         self.refused_epoch = None  # the epoch whose non-finite state was not saved
+
+    def latest(self) -> Optional[str]:
+        return tf.train.latest_checkpoint(self.restore_from)
 
     def saved_epoch(self) -> int:
         """The epoch the latest checkpoint ends, read without restoring it (0 if none)."""
-        latest = self.manager.latest_checkpoint
+        latest = self.latest()
         if latest is None:
             return 0
         return int(tf.train.load_checkpoint(latest).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
 
     def restore(self) -> int:
-        if self.manager.latest_checkpoint is None:
+        latest = self.latest()
+        if latest is None:
             return 0
-        self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        saved = tf.train.load_checkpoint(latest).get_variable_to_shape_map()
+        checkpoint = (self.checkpoint if any(name.startswith("seed_states/") for name in saved)
+                      else self._without_seeds)
+        checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
@@ -72,12 +95,26 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
+def layer_seed_states(model: keras.Model) -> list:
+    """The states of the Keras seed generators inside the model's layers (e.g. ``Dropout`` in a
+    backbone trained with ``training=True``), in a fixed order; the subset sampler's is not one.
+
+    ``tf.train.Checkpoint(model=...)`` does not save them, and a resumed run must draw the same
+    dropout masks as an uninterrupted one.
+    """
+    subset = model.subset_seed.state.path
+    return [v.value for v in model.variables
+            if v.path.endswith("seed_generator_state") and v.path != subset]
+
+
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights with the best validation accuracy, written atomically (temp file + rename).
 
     The best value so far lives in a JSON file beside the weights, so a resumed run keeps comparing
     against it instead of overwriting a better model. ``monitor=None`` (no validation) keeps the
-    last finite weights. Non-finite weights are never written.
+    last finite weights. Non-finite weights are never written. The weights are replaced before the
+    JSON: a kill in between leaves a JSON older than the weights, and the redone epoch (which
+    beats the older value by the same margin) writes both again.
     """
 
     def __init__(self, weights_path: str, monitor: Optional[str] = "val_accuracy"):
@@ -123,22 +160,6 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """Keras's TensorBoard callback, epoch scalars only, skipping an epoch a NaN/Inf cut short.
-
-    Placed after the checkpoint callback, an epoch is logged only once it is saved: a resumed run
-    (which redoes the unsaved epoch) never logs an epoch twice.
-    """
-
-    def __init__(self, log_dir: str, guard: "StopOnNaN"):
-        super().__init__(log_dir=log_dir, update_freq="epoch", write_graph=False)
-        self.guard = guard
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.guard.failed_at is None and _finite_state(self.model, logs):
-            super().on_epoch_end(epoch, logs)
-
-
 class EpochSummary(keras.callbacks.Callback):
     """Prints one line per epoch: its metrics and the training speed in episodes per second."""
 
@@ -162,82 +183,124 @@ class EpochSummary(keras.callbacks.Callback):
               file=self.stream or sys.stdout, flush=True)
 
 
-class EpisodeStatistics(keras.callbacks.Callback):
-    """Writes per-episode way, support and query sizes, episodes/s, images/s, learning rate and
-    peak memory to TensorBoard (train writer), every ``every`` episodes; the step is the episode
-    number (1, 2, ... across epochs; with several replicas, the training step).
+EVENTS_PREFIX = "events.out.tfevents.epoch-"
 
-    The points of an epoch are kept until it ends and written only if it was saved (placed after
-    the checkpoint callback; not after a NaN/Inf, like :class:`EpochTensorBoard`): a resumed run
-    redoes an unsaved epoch, and its episodes are then logged once, not twice.
+
+def write_events(folder: str, epoch: int, write) -> str:
+    """Writes one epoch's TensorBoard events (``write()`` under a default writer) as one file.
+
+    The file is written in a temporary folder and renamed to a name fixed by the epoch, so it
+    appears whole or not at all, and a redone epoch (a resumed run) replaces it: TensorBoard
+    never sees an epoch twice or half. Returns the file's path.
+    """
+    os.makedirs(folder, exist_ok=True)
+    temporary = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=folder)
+    try:
+        writer = tf.summary.create_file_writer(temporary)
+        with writer.as_default():
+            write()
+        writer.close()
+        [written] = glob.glob(os.path.join(temporary, "events.out.tfevents.*"))
+        path = os.path.join(folder, f"{EVENTS_PREFIX}{epoch:06d}.v2")
+        os.replace(written, path)
+        return path
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+class EpochEvents(keras.callbacks.Callback):
+    """TensorBoard logs, written once per saved epoch, one events file per epoch and folder.
+
+    Under ``log_dir/train``: the epoch's ``epoch_<metric>`` scalars and ``epoch_learning_rate``
+    (step: the epoch, from 0, as Keras's TensorBoard callback names and numbers them); every
+    ``statistics_every`` episodes its way, support and query sizes (``episode/*``), speed
+    (``speed/*``), ``learning_rate`` and peak memory (step: the episode number, 1, 2, ... across
+    epochs; with several replicas, the training step); every ``image_log_every`` epochs a grid of
+    one episode's support images (step: the epoch's last episode number). Under ``log_dir/validation``:
+    the epoch's ``epoch_<metric>`` validation scalars.
+
+    Placed before the checkpoint callback, an epoch's file is written before the epoch is saved,
+    and a resumed run, which redoes an unsaved epoch exactly, replaces that file by the same one
+    (:func:`write_events`). Nothing is written for an epoch a NaN/Inf cut short.
     """
 
-    def __init__(self, log_dir: str, guard: "StopOnNaN", every: int = 1):
+    def __init__(self, log_dir: str, guard: "StopOnNaN", statistics_every: int = 1,
+                 episode: Optional[dict] = None, image_log_every: int = 1):
         super().__init__()
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
-        self.guard, self.every = guard, every
-        self._started = None
-        self._images = 0
-        self._episodes = 0
+        self.log_dir, self.guard = log_dir, guard
+        self.statistics_every, self.episode, self.image_log_every = statistics_every, episode, image_log_every
         self._pending: list = []  # (step, {tag: value}) of the epoch under way
         self._first_step = 1
+        self._started, self._images, self._episodes = None, 0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._pending = []
         self._first_step = epoch * int(self.params.get("steps") or 0) + 1
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self._started is None:
-            self._started = time.perf_counter()
+        self._started, self._images, self._episodes = time.perf_counter(), 0, 0
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         self._episodes += 1
         self._images += int(logs.get("support_size", 0)) + int(logs.get("query_size", 0))
-        if self._episodes % self.every:
+        step = self._first_step + batch
+        if step % self.statistics_every:  # by step number: a resumed run logs the same steps
             return
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         values = {f"episode/{key}": float(logs[key]) for key in ("way", "support_size", "query_size") if key in logs}
         values.update({
             "speed/episodes_per_second": self._episodes / elapsed,
             "speed/images_per_second": self._images / elapsed,
-            "learning_rate": float(tf.convert_to_tensor(self.model.optimizer.learning_rate)),
+            "learning_rate": _learning_rate(self.model),
             "memory/peak_resident_gib": memory.peak_resident_bytes() / 1024 ** 3,
         })
-        self._pending.append((self._first_step + batch, values))
+        self._pending.append((step, values))
         self._started, self._images, self._episodes = time.perf_counter(), 0, 0
 
     def on_epoch_end(self, epoch, logs=None):
         pending, self._pending = self._pending, []
+        logs = dict(logs or {})
         if self.guard.failed_at is not None or not _finite_state(self.model, logs):
             return
-        with self.writer.as_default():
+        train = {key: value for key, value in logs.items() if not key.startswith("val_")}
+        train["learning_rate"] = _learning_rate(self.model)
+        validation = {key[4:]: value for key, value in logs.items() if key.startswith("val_")}
+        images = self.episode is not None and not (epoch + 1) % self.image_log_every
+        last_step = (epoch + 1) * int(self.params.get("steps") or 0)
+
+        def write_train():
+            for name, value in train.items():
+                tf.summary.scalar(f"epoch_{name}", value, step=epoch)
             for step, values in pending:
                 for tag, value in values.items():
                     tf.summary.scalar(tag, value, step=step)
-        self.writer.flush()
+            if images:
+                tf.summary.image("episode/support_by_class", support_grid(self.episode), step=last_step,
+                                 max_outputs=1)
+
+        def write_validation():
+            for name, value in validation.items():
+                tf.summary.scalar(f"epoch_{name}", value, step=epoch)
+
+        write_events(os.path.join(self.log_dir, "train"), epoch, write_train)
+        if validation:
+            write_events(os.path.join(self.log_dir, "validation"), epoch, write_validation)
 
 
-class EpisodeImages(keras.callbacks.Callback):
-    """Every ``every`` epochs, writes one episode's support images (grouped by class) to TensorBoard."""
+def _learning_rate(model) -> float:
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    return float(tf.convert_to_tensor(optimizer.learning_rate))
 
-    def __init__(self, log_dir: str, episode: dict, every: int = 1, max_images: int = 25):
-        super().__init__()
-        self.writer = tf.summary.create_file_writer(os.path.join(log_dir, "train"))
-        self.episode, self.every, self.max_images = episode, every, max_images
 
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        images = tf.convert_to_tensor(self.episode["support_images"])
-        order = tf.argsort(self.episode["support_labels"], stable=True)[: self.max_images]
-        images = tf.gather(images, order)
-        if images.dtype == tf.uint8:
-            images = tf.cast(images, tf.float32) / 255.0
-        else:
-            images = (images + 1.0) / 2.0
-        with self.writer.as_default(step=int(self.model.optimizer.iterations.numpy())):
-            tf.summary.image("episode/support_by_class", image_grid(images), max_outputs=1)
+def support_grid(episode: dict, max_images: int = 25) -> tf.Tensor:
+    """One episode's support images sorted by class, as a [1, H, W, C] grid in [0, 1]."""
+    images = tf.convert_to_tensor(episode["support_images"])
+    order = tf.argsort(episode["support_labels"], stable=True)[:max_images]
+    images = tf.gather(images, order)
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 255.0
+    else:
+        images = (images + 1.0) / 2.0
+    return image_grid(images)
 
 
 def image_grid(images: tf.Tensor) -> tf.Tensor:

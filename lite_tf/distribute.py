@@ -7,7 +7,8 @@ accumulating R tasks. Keras ``fit`` runs unchanged inside ``strategy.scope()``.
 
 Strategies by name (``Training.strategy``):
   None            the default (one device);
-  'mirrored'      ``MirroredStrategy`` over this machine's GPUs (or the given devices);
+  'mirrored'      ``MirroredStrategy`` over this machine's GPUs (or the given devices; without a
+                  GPU, the logical CPUs ``local_cpu_devices`` made: ``tools.train --cpu_devices``);
   'multi_worker'  ``MultiWorkerMirroredStrategy``; the cluster comes from ``TF_CONFIG``.
 
 Input: ``distribute_episodes`` builds one pipeline per replica (per worker under multi-worker,
@@ -16,13 +17,18 @@ the replicas see different, reproducible episodes.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
+import re
+import shutil
+import tempfile
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from lite_tf.errors import ConfigError
+from lite_tf.errors import ConfigError, LiteTfError
 
 
 STRATEGIES = (None, "mirrored", "multi_worker")
@@ -34,6 +40,8 @@ def make_strategy(name: Optional[str], devices: Optional[Sequence[str]] = None) 
     if name is None or name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if not devices and not tf.config.list_logical_devices("GPU"):
+            devices = [device.name for device in tf.config.list_logical_devices("CPU")]  # --cpu_devices
         return tf.distribute.MirroredStrategy(list(devices) if devices else None)
     if name == "multi_worker":
         config = os.environ.get("TF_CONFIG")
@@ -54,20 +62,29 @@ def pipeline_seed(seed: int, index: int) -> int:
     return int(seed) + SEED_STRIDE * int(index)
 
 
-def distribute_episodes(strategy: tf.distribute.Strategy, make_dataset: Callable[[int], tf.data.Dataset],
-                        seed: int):
+def distribute_episodes(strategy: tf.distribute.Strategy, make_dataset: Callable[..., tf.data.Dataset],
+                        seed: int, first_step: int = 0):
     """Episodes for ``strategy``: ``make_dataset(seed)`` per replica (or worker), distinct seeds.
 
     With one replica this is just ``make_dataset(seed)`` (nothing changes for single-device runs).
+    ``first_step`` > 0 (a resumed run) continues every pipeline where ``first_step`` training steps
+    left it: ``make_dataset(seed, first_episode)`` is then called with the number of episodes that
+    pipeline already gave (steps x its replicas), so the run sees what an uninterrupted one sees.
     """
+    def make(seed: int, episodes_per_step: int = 1):
+        if not first_step:
+            return make_dataset(seed)
+        return make_dataset(seed, int(first_step) * episodes_per_step)
+
     if strategy.num_replicas_in_sync == 1:
-        return make_dataset(seed)
+        return make(seed)
     per_replica = isinstance(strategy, tf.distribute.MirroredStrategy)
     mode = (tf.distribute.InputReplicationMode.PER_REPLICA if per_replica
             else tf.distribute.InputReplicationMode.PER_WORKER)
     options = tf.distribute.InputOptions(experimental_replication_mode=mode)
     return strategy.distribute_datasets_from_function(
-        lambda context: make_dataset(pipeline_seed(seed, context.input_pipeline_id)), options=options)
+        lambda context: make(pipeline_seed(seed, context.input_pipeline_id),
+                             context.num_replicas_in_sync // context.num_input_pipelines), options=options)
 
 
 def accumulation_steps(tasks_per_update: Optional[int], strategy: tf.distribute.Strategy) -> int:
@@ -116,16 +133,58 @@ def checkpoint_dir(directory: str, strategy: tf.distribute.Strategy) -> str:
     """Where this worker saves: ``directory`` on the chief, a private scratch folder elsewhere.
 
     Under ``MultiWorkerMirroredStrategy`` every worker must take part in a save (the variables'
-    reads are collective), but only the chief's copy is kept.
+    reads are collective), but only the chief's copy is kept: the others save to a folder of their
+    machine's temporary directory (one per process, removed at exit), so nothing but the chief
+    writes to the model dir. Every worker resumes from the chief's checkpoints.
     """
     if is_chief(strategy):
         return directory
     resolver = strategy.cluster_resolver
-    return os.path.join(directory, f".worker_{resolver.task_type}_{resolver.task_id}")
+    scratch = tempfile.mkdtemp(prefix=f"lite_tf-{resolver.task_type}-{resolver.task_id}-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return scratch
+
+
+class PeerFailure(LiteTfError):
+    """A worker of a multi-worker cluster stopped; the message names it and the resume point."""
+
+
+@contextlib.contextmanager
+def peer_failures(strategy: tf.distribute.Strategy, resume_point: Callable[[], Optional[str]]):
+    """Turns a dead peer's error into one line under ``MultiWorkerMirroredStrategy``.
+
+    When a worker dies, TensorFlow's coordination service misses its heartbeats (about 10 s) and
+    aborts the collectives the others wait in, so they raise instead of hanging; this names the
+    dead task(s) and the checkpoint to resume from.
+    """
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+            tf.errors.CancelledError, tf.errors.InternalError, tf.errors.FailedPreconditionError) as error:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        resolver = strategy.cluster_resolver
+        this_task = f"/job:{resolver.task_type}/replica:0/task:{resolver.task_id}"
+        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", str(error.message))) - {this_task})
+        who = ", ".join(tasks) if tasks else "a worker"
+        # TensorFlow's first words, without its op dump ({{function_node ...}}) and further lines.
+        said = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error.message)).strip().splitlines()
+        said = (said[0][:160] if said else "").rstrip(". ")
+        raise PeerFailure(
+            f"Training stopped: {who} of the TF_CONFIG cluster stopped ({type(error).__name__}: {said}). Nothing "
+            f"after the resume point was kept; it is {resume_point() or 'the start (no epoch finished)'}. "
+            "Restart every worker with the same command to resume.") from None
 
 
 def local_cpu_devices(count: int) -> list:
-    """Splits this machine's CPU into ``count`` logical devices (tests; before TF initialises)."""
+    """Splits this machine's CPU into ``count`` logical devices, so that ``'mirrored'`` runs
+    ``count`` replicas without a GPU (``tools.train --cpu_devices``; tests). Must run before
+    TensorFlow starts its runtime (before any op)."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
+        raise ConfigError(f"--cpu_devices must be an integer from 1 to 64; got {count!r}.")
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    except RuntimeError as error:  # the runtime already started
+        raise ConfigError(f"Cannot split the CPU into {count} devices once TensorFlow has started: {error}") from None
     return [device.name for device in tf.config.list_logical_devices("CPU")]

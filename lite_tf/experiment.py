@@ -30,7 +30,8 @@ from lite_tf import gin_errors
 from lite_tf import registry
 from lite_tf.errors import DataError, LiteTfError
 from lite_tf.model import EpisodicModel
-from lite_tf.model_dir import (BEST_WEIGHTS, CHECKPOINTS, EXPERIMENT_FILE, LOGS, ExperimentError, ModelDir)
+from lite_tf.model_dir import (BEST_WEIGHTS, CHECKPOINTS, EXPERIMENT_FILE, LOGS, OPERATIVE_FILE, ExperimentError,
+                               ModelDir)
 from lite_tf.source import Source
 
 REPOSITORY_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -115,11 +116,12 @@ def data_errors(data_root: Optional[str]):
 
 
 def episodes(training: Training, model: EpisodicModel, split: str, seed: int, data_root: Optional[str],
-             datasets: Optional[Sequence[str]] = None):
-    """The source's episodes at the model's image size; data problems become one-line DataErrors."""
+             datasets: Optional[Sequence[str]] = None, first_episode: int = 0):
+    """The source's episodes at the model's image size, from ``first_episode`` of the seed's stream
+    on; data problems become one-line DataErrors."""
     with data_errors(data_root):
-        dataset = training.source.episodes(split, image_size=model.image_size, seed=seed, data_root=data_root,
-                                           datasets=datasets)
+        dataset = training.source.episodes_from(first_episode, split, image_size=model.image_size, seed=seed,
+                                                data_root=data_root, datasets=datasets)
     shape = dataset.element_spec["support_images"].shape
     if shape.rank not in (4, 5) or tuple(shape[-3:-1]) != (model.image_size, model.image_size):  # 5: clips
         raise DataError(f"The source's {split!r} episodes have images of shape {shape}, not "
@@ -326,15 +328,17 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
     strategy = model.distribute_strategy
     chief, replicas = distribute.is_chief(strategy), strategy.num_replicas_in_sync
     checkpoint = lite_callbacks.ResumableCheckpoint(distribute.checkpoint_dir(run_dir.join(CHECKPOINTS), strategy),
-                                                    model)
+                                                    model, restore_from=run_dir.join(CHECKPOINTS))
     saved_epoch = checkpoint.saved_epoch()
 
     def training_episodes(epoch: int):
-        # A resumed run draws new episodes rather than replaying the ones already trained on; under a
-        # strategy each replica reads its own pipeline (distinct seeds, lite_tf/distribute.py).
+        # A resumed run continues the seed's episode stream where the saved epoch left it, so it
+        # trains on the episodes an uninterrupted run does; under a strategy each replica reads its
+        # own pipeline (distinct seeds, lite_tf/distribute.py).
         return distribute.distribute_episodes(
-            strategy, lambda seed: episodes(training, model, training.train_split, seed, data_root),
-            seed=training.seed + 1000 * epoch)
+            strategy, lambda seed, first=0: episodes(training, model, training.train_split, seed, data_root,
+                                                     first_episode=first),
+            seed=training.seed, first_step=epoch * training.episodes_per_epoch)
 
     valid_data, validation_steps = None, None
     if training.validate_every:
@@ -361,6 +365,8 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
         if initial_epoch != saved_epoch:  # another trainer advanced it in between
             train_data = training_episodes(initial_epoch)
         if initial_epoch >= training.epochs:
+            if chief and not os.path.exists(run_dir.join(OPERATIVE_FILE)):  # killed just before writing it
+                run_dir.write_operative_config(gin.operative_config_str())
             if verbose:
                 print(f"Training already finished ({initial_epoch} epochs) in {model_dir}.")
             return {}
@@ -368,25 +374,25 @@ def train(model_dir: str, configs: Sequence[str], bindings: Sequence[str] = (), 
             print(f"Resuming from the end of epoch {initial_epoch}.")
         log_dir = run_dir.join(LOGS)
         stop_on_nan = lite_callbacks.StopOnNaN()
-        callbacks = [
-            stop_on_nan,
-            checkpoint,  # before anything logs the epoch: an unsaved epoch is redone and logged then
-        ]
+        callbacks = [stop_on_nan]
         if chief:  # one writer of best weights and TensorBoard
             callbacks += [
                 lite_callbacks.BestWeights(run_dir.join(BEST_WEIGHTS),
                                            monitor="val_accuracy" if valid_data is not None else None),
-                lite_callbacks.EpochTensorBoard(log_dir, stop_on_nan),
-                lite_callbacks.EpisodeStatistics(log_dir, stop_on_nan, every=training.statistics_every),
-                lite_callbacks.EpisodeImages(log_dir, sample, every=training.image_log_every),
+                lite_callbacks.EpochEvents(log_dir, stop_on_nan, statistics_every=training.statistics_every,
+                                           episode=sample, image_log_every=training.image_log_every),
             ]
+        # Last: saving commits the epoch. A kill before it redoes the epoch identically on resume,
+        # and the redo rewrites the same best weights and events (lite_tf/callbacks.py).
+        callbacks.append(checkpoint)
         if verbose and chief:
             callbacks.append(lite_callbacks.EpochSummary(training.epochs))
-        history = model.fit(train_data, epochs=training.epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=training.episodes_per_epoch, validation_data=valid_data,
-                            validation_steps=validation_steps,
-                            validation_freq=max(training.validate_every, 1), callbacks=callbacks,
-                            verbose=1 if verbose == 1 else 0, shuffle=False)
+        with distribute.peer_failures(strategy, resume_point=checkpoint.latest):
+            history = model.fit(train_data, epochs=training.epochs, initial_epoch=initial_epoch,
+                                steps_per_epoch=training.episodes_per_epoch, validation_data=valid_data,
+                                validation_steps=validation_steps,
+                                validation_freq=max(training.validate_every, 1), callbacks=callbacks,
+                                verbose=1 if verbose == 1 else 0, shuffle=False)
         if chief:
             run_dir.write_operative_config(gin.operative_config_str())
     if stop_on_nan.failed_at is not None or checkpoint.refused_epoch is not None:

@@ -4,8 +4,8 @@ A model dir holds one experiment. ``experiment.gin`` is its parsed configuration
 different one is refused, except for the settings in ``RESUMABLE_KEYS`` (with
 ``resume_with_changes``). A running trainer holds an OS lock (``fcntl.flock`` on ``.lock``), which
 the kernel releases on any exit, SIGKILL included. Temporary files a killed writer left behind
-(``.tmp-*``, ``checkpoints/ckpt-N_temp/``, ``checkpoints/checkpoint.tmp*``) are removed by the next
-trainer, under the lock.
+(``.tmp-*``, ``checkpoints/ckpt-N_temp/``, ``checkpoints/checkpoint.tmp*``, ``logs/*/.tmp-*/``) are
+removed by the next trainer, under the lock.
 """
 from __future__ import annotations
 
@@ -149,18 +149,22 @@ class ModelDir:
             os.close(descriptor)  # releases the lock
 
     def remove_temporaries(self) -> None:
-        """Deletes what killed (or disk-full) writers left: .tmp-* files, checkpoints/*_temp folders and
-        checkpoints/checkpoint.tmp* files."""
-        for folder in (self.path, self.join(CHECKPOINTS)):
+        """Deletes what killed (or disk-full) writers left: .tmp-* files, checkpoints/*_temp folders,
+        checkpoints/checkpoint.tmp* files and the .tmp-* folders of unfinished TensorBoard event files."""
+        logs = self.join(LOGS)
+        log_folders = [os.path.join(logs, n) for n in os.listdir(logs)] if os.path.isdir(logs) else []
+        for folder in (self.path, self.join(CHECKPOINTS), *log_folders):
             if not os.path.isdir(folder):
                 continue
             for name in os.listdir(folder):
                 path = os.path.join(folder, name)
                 if name.startswith(TEMPORARY_PREFIX) and os.path.isfile(path):
                     os.remove(path)
-                elif folder != self.path and name.endswith("_temp") and os.path.isdir(path):
+                elif folder in log_folders and name.startswith(TEMPORARY_PREFIX) and os.path.isdir(path):
                     shutil.rmtree(path)
-                elif folder != self.path and re.fullmatch(r"checkpoint\.tmp[0-9a-f]+", name) and os.path.isfile(path):
+                elif folder == self.join(CHECKPOINTS) and name.endswith("_temp") and os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif folder == self.join(CHECKPOINTS) and re.fullmatch(r"checkpoint\.tmp[0-9a-f]+", name) and os.path.isfile(path):
                     os.remove(path)  # TF's temporary for the checkpoint index (a full disk leaves it)
 
     def record(self, config_text: str) -> None:

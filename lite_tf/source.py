@@ -8,6 +8,7 @@ in ``evaluator``, which ``lite_tf.experiment.evaluate`` uses unless the experime
 """
 from __future__ import annotations
 
+import inspect
 from typing import Optional, Sequence
 
 import tensorflow as tf
@@ -27,6 +28,19 @@ class Source:
         its own constructor). Bad locations raise ``lite_tf.errors.DataError`` naming the path.
         """
         raise NotImplementedError
+
+    def episodes_from(self, first_episode: int, split: str, **options) -> tf.data.Dataset:
+        """Episodes ``first_episode``, ``first_episode + 1``, ... of ``episodes(split, **options)``.
+
+        A resumed training run continues its stream here, so it trains on exactly the episodes an
+        uninterrupted run would. A source whose ``episodes`` takes a ``first_episode`` keyword (its
+        episode ``n`` is a function of the seed and ``n``: Meta-Dataset, ORBIT) starts there at no
+        cost; for any other, the episodes before are read and dropped (``skip``).
+        """
+        if "first_episode" in inspect.signature(self.episodes).parameters:
+            return self.episodes(split, first_episode=first_episode, **options)
+        episodes = self.episodes(split, **options)
+        return episodes.skip(first_episode) if first_episode else episodes
 
     def dataset_names(self, data_root: Optional[str] = None) -> Sequence[str]:
         """The sub-source names ``episodes(datasets=...)`` accepts (evaluation reports each)."""

@@ -196,13 +196,26 @@ def test_sigkill_at_random_moments_loses_nothing_and_logs_no_epoch_twice(tmp_pat
     assert {step for _, step in episodes} <= set(range(1, 13)) and 12 in {step for _, step in episodes}
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_root):  # noqa: F811
+    """The run kill_at_random_moments kills, uninterrupted."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    config = folder / "tiny.gin"
+    config.write_text(TINY_CONFIG)
+    train(folder / "run", str(config), ["Training.epochs = 6", "Training.episodes_per_epoch = 2"], data_root)
+    return folder / "run"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
-def test_sigkill_many_times(tmp_path, config, data_root, seed):
+def test_sigkill_many_times(tmp_path, config, data_root, seed, uninterrupted):
+    from resume_helpers import assert_same_run
+
     model_dir = kill_at_random_moments(tmp_path, config, data_root, seed=100 + seed, kills=4)
     for tag in ("epoch_loss", "episode/way"):
         steps = epoch_event_steps(str(model_dir / "logs"), tag)
         assert len(steps) == len(set(steps)), (tag, sorted(steps))
+    assert_same_run(model_dir, uninterrupted)  # bit for bit, however often and wherever it was killed
 
 
 def test_leftovers_of_a_killed_first_write_do_not_block_and_are_removed(tmp_path, config, data_root):

@@ -23,6 +23,8 @@ def define_flags():
                       "(Training.learning_rate, epochs, validation and logging settings; nothing else).")
     flags.DEFINE_bool("list_plugins", False, "List the registered learners, backbones, sources and evaluators, then exit.")
     flags.DEFINE_integer("verbose", 1, "0 silent, 1 Keras progress bar and a line per epoch, 2 a line per epoch.")
+    flags.DEFINE_integer("cpu_devices", None, "Split this machine's CPU into N logical devices, so that "
+                         "Training.strategy = 'mirrored' trains N replicas on a CPU-only machine.")
 
 
 def list_plugins() -> str:
@@ -39,6 +41,10 @@ def main(argv) -> int:
     if FLAGS.list_plugins:
         print(list_plugins())
         return 0
+    if FLAGS.cpu_devices is not None:
+        from lite_tf import distribute
+
+        distribute.local_cpu_devices(FLAGS.cpu_devices)  # before TensorFlow starts its runtime
     from lite_tf.experiment import train
 
     logs = train(FLAGS.model_dir, FLAGS.gin_config, FLAGS.gin_bindings, FLAGS.data_root, FLAGS.verbose,

@@ -55,7 +55,7 @@ class MetaDataset(Source):
         return self.datasets if self.datasets is not None else self.dataset_names(data_root)
 
     def episodes(self, split: str, *, image_size: int, seed: int, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None):
+                 datasets: Optional[Sequence[str]] = None, first_episode: int = 0):
         root = self._root(data_root)
         names = list(datasets) if datasets is not None else self.training_datasets(root)
         known = record_sets(root)
@@ -63,7 +63,8 @@ class MetaDataset(Source):
         if missing:
             raise DataError(f"Data root {root!r} has no record set {', '.join(map(repr, missing))} "
                             f"(it holds: {', '.join(known) or 'none'}).")
-        return make_episode_dataset(root, split, image_size=image_size, datasets=names, seed=seed)
+        return make_episode_dataset(root, split, image_size=image_size, datasets=names, seed=seed,
+                                    first_episode=first_episode)
 
     def seen_in_training(self, dataset: str, split: str, train_split: str, data_root: Optional[str] = None) -> int:
         """How many of ``dataset``'s ``split`` classes training episodes (``train_split``) could contain."""

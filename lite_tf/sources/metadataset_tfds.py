@@ -51,13 +51,13 @@ class MetaDatasetTfds(Source):
         return available_sources(self._data_dir(data_root))
 
     def episodes(self, split: str, *, image_size: int, seed: int, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None) -> tf.data.Dataset:
+                 datasets: Optional[Sequence[str]] = None, first_episode: int = 0) -> tf.data.Dataset:
         data_dir = self._data_dir(data_root)
         names = list(datasets) if datasets else available_sources(data_dir)
         if not names:
             raise DataError(f"No Meta-Dataset TFDS sources under {os.path.join(data_dir, DATASET_NAME)}.")
         return make_tfds_episode_dataset(data_dir, names, split, image_size, self.version, seed,
-                                         self.sampler_kwargs)
+                                         self.sampler_kwargs, first_episode=first_episode)
 
 
 @register_source("metadataset_v2")
@@ -86,16 +86,17 @@ class MetaDatasetV2(Source):
         return list(self.per_split["test"])
 
     def episodes(self, split: str, *, image_size: int, seed: int, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None) -> tf.data.Dataset:
+                 datasets: Optional[Sequence[str]] = None, first_episode: int = 0) -> tf.data.Dataset:
         root = self._root(data_root)
         split_name = spec_lib.Split.of(split).value.lower()
         names = list(datasets) if datasets else self.per_split[split_name]
         if os.path.isdir(os.path.join(root, DATASET_NAME)):
             return make_tfds_episode_dataset(root, [_TFDS_NAMES.get(n, n) for n in names], split, image_size,
-                                             "v2", seed)
+                                             "v2", seed, first_episode=first_episode)
         missing = [n for n in names if not os.path.isfile(os.path.join(root, n, spec_lib.SPEC_FILE))]
         if missing:
             raise DataError(f"Data root {root!r} lacks the MD-v2 source(s) {missing} for split {split!r} (each a "
                             f"folder with {spec_lib.SPEC_FILE}); convert them, or bind "
                             f"sources.metadataset_v2.{split_name}_datasets to what you have.")
-        return make_episode_dataset(root, split, image_size=image_size, datasets=names, seed=seed)
+        return make_episode_dataset(root, split, image_size=image_size, datasets=names, seed=seed,
+                                    first_episode=first_episode)

@@ -49,7 +49,7 @@ class OrbitSource(Source):
         return names
 
     def episodes(self, split: str, *, image_size: int, seed: int, data_root: Optional[str] = None,
-                 datasets: Optional[Sequence[str]] = None) -> tf.data.Dataset:
+                 datasets: Optional[Sequence[str]] = None, first_episode: int = 0) -> tf.data.Dataset:
         """Training tasks; ``datasets=[type]`` picks the target video type (default: gin's)."""
         options = {}
         if datasets:
@@ -58,7 +58,7 @@ class OrbitSource(Source):
                 raise ConfigError(f"sources.orbit trains on one target video type; got datasets={list(datasets)}.")
             options["target_video_type"] = kinds[0]
         return orbit_train_dataset(split=self._split(split), frame_size=image_size, seed=seed,
-                                   **self._location(data_root), **options)
+                                   first_episode=first_episode, **self._location(data_root), **options)
 
     def eval_tasks(self, split: str, *, image_size: int, data_root: Optional[str] = None,
                    datasets: Optional[Sequence[str]] = None, tasks_per_user: Optional[int] = None,

@@ -94,9 +94,9 @@ def check_image_size(image_size) -> int:
     return int(image_size)
 
 
-def _non_negative(name: str, value) -> int:
+def _non_negative(name: str, value, unit: str = " (bytes)") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ConfigError(f"make_episode_dataset.{name} must be a non-negative integer (bytes); got {value!r}.")
+        raise ConfigError(f"make_episode_dataset.{name} must be a non-negative integer{unit}; got {value!r}.")
     return int(value)
 
 
@@ -275,7 +275,7 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
                          num_episodes: Optional[int] = None, episodes_ahead: int = 2000,
                          cache_bytes: int = reading.DEFAULT_CACHE_BYTES,
                          decoded_cache_bytes: int = DEFAULT_DECODED_CACHE_BYTES, parallel_episodes: int = 2,
-                         prefetch: int = 1, read_ahead: int = 2) -> tf.data.Dataset:
+                         prefetch: int = 1, read_ahead: int = 2, first_episode: int = 0) -> tf.data.Dataset:
     """A dataset of episode dicts (``lite_tf.episode.episode_signature(image_size)``).
 
     sources: a dataset folder (holding ``dataset_spec.json`` and the class files), a spec, or a list
@@ -304,12 +304,16 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
       the uncached ones. 0 turns it off.
     parallel_episodes: episodes decoded at once; prefetch: finished episodes kept ready;
     read_ahead: episodes read (record bytes) ahead of decoding.
+    first_episode: the dataset starts at this episode of the seed's stream (episode ``n`` is a
+      function of the seed and ``n`` alone), without reading the ones before: a resumed training
+      run continues exactly where it stopped. ``num_episodes`` still counts from episode 0.
     """
     image_size = check_image_size(image_size)
     image_dtype = decode_lib.check_options(resize_method, image_dtype, dct_method)
     num_episodes = _positive("num_episodes", num_episodes, allow_none=True)
     ahead = min(_positive("episodes_ahead", episodes_ahead), num_episodes or episodes_ahead)
     parallel_episodes = _positive("parallel_episodes", parallel_episodes)
+    first_episode = _non_negative("first_episode", first_episode, unit="")
     decoded_cache_bytes = _non_negative("decoded_cache_bytes", decoded_cache_bytes)
     split = spec_lib.Split.of(split)
     record_sets = _as_record_sets(sources, datasets)
@@ -328,16 +332,16 @@ def make_episode_dataset(sources, split, *, image_size: int, datasets: Optional[
                               seed, image_size, dict(dtype=image_dtype, method=resize_method, antialias=antialias,
                                                      dct_method=dct_method), augments)
     cached = table.num_records * builder.cache_bytes_per_image() <= decoded_cache_bytes
-    dataset = _episode_dataset(builder, num_episodes, parallel_episodes, prefetch, read_ahead, cached)
+    dataset = _episode_dataset(builder, num_episodes, parallel_episodes, prefetch, read_ahead, cached, first_episode)
     _check_signature(dataset, image_size, image_dtype)
     return dataset
 
 
 def _episode_dataset(builder: _EpisodeBuilder, num_episodes, parallel_episodes, prefetch, read_ahead,
-                     cached: bool):
-    numbers = tf.data.Dataset.counter()
+                     cached: bool, first_episode: int = 0):
+    numbers = tf.data.Dataset.counter(start=first_episode)
     if num_episodes is not None:
-        numbers = numbers.take(num_episodes)
+        numbers = numbers.take(max(num_episodes - first_episode, 0))
     episodes = numbers.map(builder.describe)
     if cached:
         episodes = tf.data.Dataset.zip((episodes, builder.decoded_cache())).map(

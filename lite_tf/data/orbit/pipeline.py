@@ -147,7 +147,8 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
                         protocol: Optional[OrbitProtocol] = None, target_video_type: str = "clutter",
                         num_tasks: Optional[int] = None, sampled_epochs: int = 10, image_dtype="uint8",
                         seed: int = 0, cache_dir: Optional[str] = None, strict: bool = False,
-                        prefetch: int = AUTOTUNE, index: Optional[SplitIndex] = None) -> tf.data.Dataset:
+                        prefetch: int = AUTOTUNE, index: Optional[SplitIndex] = None,
+                        first_episode: int = 0) -> tf.data.Dataset:
     """Training tasks of ``<root>/<split>`` as episode dicts (see module docstring).
 
     The tasks are drawn before the dataset is built (NumPy, as frame references: 8 bytes a frame), so
@@ -155,7 +156,9 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
     or, when None, ``sampled_epochs`` epochs of the protocol (10: the official ``--epochs``), repeated
     in the same order after that. Episode sizes vary from task to task; the element spec leaves them
     unknown (it matches lite_tf.episode.episode_signature(frame_size, image_dtype), with
-    ``clip_length`` when clips are pooled), so EpisodicModel traces its step once.
+    ``clip_length`` when clips are pooled), so EpisodicModel traces its step once. ``first_episode``
+    starts the stream at that task (a resumed run; the tasks before it are skipped as frame
+    references, no frame is read).
     """
     dtype = decode_lib.check_options(dtype=image_dtype)
     protocol = configured_protocol(protocol)
@@ -172,6 +175,10 @@ def orbit_train_dataset(root: Optional[str] = None, split: str = "train", frame_
     tasks = tf.data.Dataset.from_tensor_slices(_task_tables(sampler.draws(), count, frames))
     if num_tasks is None:
         tasks = tasks.repeat()
+    if isinstance(first_episode, bool) or not isinstance(first_episode, int) or first_episode < 0:
+        raise ConfigError(f"orbit_train_dataset.first_episode must be a non-negative int; got {first_episode!r}.")
+    if first_episode:
+        tasks = tasks.skip(first_episode)
 
     def load(task):
         meta = tf.data.Dataset.from_tensors({"support_labels": task["support_labels"],
