@@ -85,6 +85,8 @@ class OrbitEvaluator(Evaluator):
 
     output_name = "orbit"
     NAMES = {"clean": "CLE-VE", "clutter": "CLU-VE"}
+    # (model, context frames, labels, way) -> .seconds, .predict(frames); lite_tf/export/orbit.py swaps it
+    personalized = _Personalized
 
     def __init__(self, batch_size: int = 256, count_macs: bool = True, max_tasks: Optional[int] = None,
                  progress: bool = True, strict: bool = False, tasks_per_user: Optional[int] = None,
@@ -122,7 +124,7 @@ class OrbitEvaluator(Evaluator):
             if self.max_tasks is not None and count >= self.max_tasks:
                 break
             context = _concatenate(load_frames(task.context_paths, frame_size, self.batch_size))
-            adapted = _Personalized(model, context, task.context_labels, task.way)
+            adapted = self.personalized(model, context, task.context_labels, task.way)
             task_macs = macs(len(task.context_paths), task.way) if macs is not None else None
             rows = []
             for target in task.targets:

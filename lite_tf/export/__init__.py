@@ -39,12 +39,15 @@ def _write_bytes(path: str, data: bytes) -> None:
             stream.write(data)
 
 
-def _recognizer(learner, image_size, max_way, max_context, chunk_size, checks):
+def build_recognizer(learner, image_size: int, max_way: int = DEFAULT_MAX_WAY,
+                     max_context: int = DEFAULT_MAX_CONTEXT, chunk_size: Optional[int] = None):
+    """The two-signature ``Recognizer`` of ``learner`` (built for ``image_size`` if it is not yet);
+    ``write`` it in any format (one recogniser traces its signatures once for every format)."""
     from lite_tf.export.recognizer import Recognizer
 
     if not getattr(learner, "built", False):
         learner.build_for(image_size)
-    return Recognizer(learner, int(image_size), max_way, max_context, chunk_size or personalize_chunk(), checks)
+    return Recognizer(learner, int(image_size), max_way, max_context, chunk_size or personalize_chunk())
 
 
 def _save(recognizer, path: str) -> None:
@@ -76,24 +79,29 @@ def _repacked(function, structure):
     return lambda *args: tf.nest.pack_sequence_as(structure, tf.nest.flatten(function(*args)))
 
 
-def _frozen(recognizer):
-    """A variable-free copy of the two signatures: weights become constants.
+def frozen(recognizer):
+    """A variable-free copy of the two signatures, weights as constants (cached on the recogniser).
 
-    The converter leaves variables that a ``tf.while_loop`` body reads as READ_VARIABLE ops of an
-    uninitialised LiteRT resource (garbage logits); freezing first avoids that.
+    Both formats are written from it: the TFLite converter leaves variables that a
+    ``tf.while_loop`` body reads as READ_VARIABLE ops of an uninitialised LiteRT resource (garbage
+    logits), and a frozen SavedModel saves and loads several times faster than one holding the
+    Keras layers (a deployment artefact needs no trainable variables).
     """
+    if getattr(recognizer, "frozen_", None) is not None:
+        return recognizer.frozen_
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    frozen = tf.Module()
+    module = tf.Module()
     for name in ("personalize", "classify"):
         function = getattr(recognizer, name)
         concrete = function.get_concrete_function()
         constant = convert_variables_to_constants_v2(concrete)
 
-        setattr(frozen, name, tf.function(_repacked(constant, concrete.structured_outputs),
+        setattr(module, name, tf.function(_repacked(constant, concrete.structured_outputs),
                                           input_signature=function.input_signature))
-    return frozen
+    recognizer.frozen_ = module
+    return module
 
 
 def _tflite(recognizer, quantize: str, calibration: Optional[Tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -101,7 +109,7 @@ def _tflite(recognizer, quantize: str, calibration: Optional[Tuple[np.ndarray, n
 
     folder = tempfile.mkdtemp(prefix="lite_tf_export_")
     try:
-        _save(_frozen(recognizer), folder)
+        _save(frozen(recognizer), folder)
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, signature_keys=["personalize", "classify"])
         if quantize != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -120,10 +128,20 @@ def export_learner(learner, image_size: int, output: str, format: str = "saved_m
                    evaluation: Optional[Tuple[np.ndarray, np.ndarray]] = None, max_way: int = DEFAULT_MAX_WAY,
                    max_context: int = DEFAULT_MAX_CONTEXT, chunk_size: Optional[int] = None,
                    extra: Optional[dict] = None) -> dict:
-    """Writes ``learner`` to ``output``; returns the metadata written beside it.
+    """Writes ``learner`` to ``output``; returns the metadata written beside it (see ``write``)."""
+    recognizer = build_recognizer(learner, image_size, max_way, max_context, chunk_size)
+    return write(recognizer, output, format, quantize, representative, evaluation, extra)
+
+
+def write(recognizer, output: str, format: str = "saved_model", quantize: str = "none",
+          representative: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+          evaluation: Optional[Tuple[np.ndarray, np.ndarray]] = None, extra: Optional[dict] = None) -> dict:
+    """Writes a recogniser as a SavedModel folder or a .tflite file, and its metadata beside it.
 
     ``representative`` / ``evaluation``: (uint8 images, int labels) from ``read_image_folder``; the
     first calibrates int8, the second measures a quantised file's accuracy against the float one.
+    The SavedModel keeps the in-graph input checks; the TFLite converter drops them (runner.py
+    checks the same rules in Python).
     """
     if format not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}; got {format!r}.")
@@ -131,19 +149,17 @@ def export_learner(learner, image_size: int, output: str, format: str = "saved_m
         raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}.")
     if format == "saved_model" and quantize != "none":
         raise ConfigError("--quantize applies to --format=tflite only (a SavedModel stays float32).")
-    checks = format == "saved_model"  # TFLite cannot keep tf.debugging asserts; runner.py checks instead
-    recognizer = _recognizer(learner, image_size, max_way, max_context, chunk_size, checks)
-    meta = {"learner": type(learner).__name__, "format": format, "quantize": quantize,
-            "image_size": int(image_size), "max_way": max_way, "max_context": max_context,
-            "chunk_size": recognizer.chunk_size, "state": list(recognizer.state_spec), **(extra or {})}
-    parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
+    meta = {"learner": type(recognizer.learner).__name__, "format": format, "quantize": quantize,
+            "image_size": recognizer.image_size, "max_way": recognizer.max_way,
+            "max_context": recognizer.max_context, "chunk_size": recognizer.chunk_size,
+            "state": list(recognizer.state_spec), **(extra or {})}
     from lite_tf.export.runner import metadata_path
 
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     if format == "saved_model":
         if os.path.exists(output):
             shutil.rmtree(output) if os.path.isdir(output) else os.remove(output)
-        _save(recognizer, output)
+        _save(frozen(recognizer), output)
     else:
         _write_bytes(output, _tflite(recognizer, quantize, representative))
         if quantize != "none" and evaluation is not None:

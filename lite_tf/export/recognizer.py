@@ -15,8 +15,9 @@ its covariances).
 
 Bad input is refused inside the graph (``tf.debugging`` asserts: no context image, more than
 ``max_context`` images, a label outside [0, max_way), a class below the largest label with no
-image), so a SavedModel signature raises InvalidArgumentError naming the problem. TFLite drops the
-asserts; ``lite_tf.export.runner`` checks the same things in Python before invoking the interpreter.
+image), so a SavedModel signature raises InvalidArgumentError naming the problem. The TFLite
+converter drops asserts; ``lite_tf.export.runner`` checks the same rules in Python before invoking
+the interpreter (the SavedModel signature itself also refuses a wrong image size or dtype).
 """
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ class _ProtoNets(_Adapter):
 
     def adapt(self, recognizer, images, labels, way):
         sums = recognizer.chunked_sum(lambda x, y: _class_sums(self.learner.features(x), y, self.max_way),
-                                      images, labels)
+                                      images, labels, self.state_spec()["prototypes"].shape)
         return {"prototypes": sums / tf.maximum(_counts(labels, self.max_way), 1.0)[:, None]}
 
     def logits(self, images, state):
@@ -87,7 +88,8 @@ class _Film(_Adapter):
 
     def film(self, recognizer, images, labels):
         encoder = self.learner.set_encoder
-        total = recognizer.chunked_sum(lambda x, _: tf.reduce_sum(encoder(x, training=False), 0), images, labels)
+        total = recognizer.chunked_sum(lambda x, _: tf.reduce_sum(encoder(x, training=False), 0), images, labels,
+                                       encoder.outputs[0].shape[-1:])
         film = self.learner.film_generator(total / tf.cast(tf.shape(images)[0], tf.float32))
         state = OrderedDict()
         for index, (gamma, beta) in enumerate(film):
@@ -114,7 +116,7 @@ class _SimpleCnaps(_Film):
 
     def adapt(self, recognizer, images, labels, way):
         film, state = self.film(recognizer, images, labels)
-        support = recognizer.chunked_features(lambda x: self.features(x, film), images)
+        support = recognizer.chunked_features(lambda x: self.features(x, film), images, self.learner.feature_dim)
         means, counts, class_cov, task_cov = class_statistics(support, labels, way,
                                                               self.learner.one_shot_covariance)
         precisions = spd_inverse(regularized_covariances(counts, class_cov, task_cov))  # only the way present
@@ -148,7 +150,7 @@ class _Cnaps(_Film, _Linear):
     def adapt(self, recognizer, images, labels, way):
         film, state = self.film(recognizer, images, labels)
         sums = recognizer.chunked_sum(lambda x, y: _class_sums(self.features(x, film), y, self.max_way),
-                                      images, labels)
+                                      images, labels, [self.max_way, self.learner.feature_dim])
         means = (sums / tf.maximum(_counts(labels, self.max_way), 1.0)[:, None])[:way]
         weights, biases = self.learner.hypernet(means)
         return self.padded(state, weights, biases, way)
@@ -176,7 +178,7 @@ class _FineTuner(_Linear):
     def adapt(self, recognizer, images, labels, way):
         from lite_tf.learners.finetuner import fit_linear_head
 
-        support = recognizer.chunked_features(self.features, images)
+        support = recognizer.chunked_features(self.features, images, self.state_spec()["weights"].shape[-1])
         weights, biases = fit_linear_head(support, labels, way, self.learner.steps, self.learner.learning_rate,
                                           self.learner.weight_decay)
         return self.padded(OrderedDict(), weights, biases, way)
@@ -206,20 +208,16 @@ class Recognizer(tf.Module):
       max_way: class slots in the state (labels must be in [0, max_way)).
       max_context: most context images one personalisation accepts.
       chunk_size: context images embedded at a time (bounds activation memory).
-      checks: put the tf.debugging asserts in the graph (SavedModel); False for TFLite, whose
-        converter cannot keep them (the runner checks in Python instead).
     """
 
-    def __init__(self, learner, image_size: int, max_way: int, max_context: int, chunk_size: int,
-                 checks: bool = True):
+    def __init__(self, learner, image_size: int, max_way: int, max_context: int, chunk_size: int):
         super().__init__(name="recognizer")
         for name, value in (("max_way", max_way), ("max_context", max_context), ("chunk_size", chunk_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"export {name} must be a positive integer; got {value!r}.")
         self.learner, self.image_size = learner, int(image_size)
-        self.max_way, self.max_context, self.chunk_size, self.checks = max_way, max_context, chunk_size, checks
+        self.max_way, self.max_context, self.chunk_size = max_way, max_context, chunk_size
         self.adapter = adapter_for(learner, max_way)
-        self.variables_ = learner.variables  # tracked, so the SavedModel holds the weights
         self.state_spec = self.adapter.state_spec()
         self.state_spec["class_mask"] = tf.TensorSpec([max_way], tf.float32, "class_mask")
         images = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.uint8)
@@ -233,20 +231,23 @@ class Recognizer(tf.Module):
         count = tf.shape(images)[0]
         return count, (count + self.chunk_size - 1) // self.chunk_size
 
-    def chunked_sum(self, fn, images, labels):
-        """sum over chunks of ``fn(float chunk, chunk labels)`` (a fixed-shape accumulator)."""
+    def chunked_sum(self, fn, images, labels, shape):
+        """Sum over chunks of ``fn(float chunk, chunk labels)``, a float32 tensor of static ``shape``."""
         count, chunks = self._chunks(images)
-        first = fn(to_float_images(images[:self.chunk_size]), labels[:self.chunk_size])
 
         def body(index, total):
             start = index * self.chunk_size
             stop = tf.minimum(start + self.chunk_size, count)
             return index + 1, total + fn(to_float_images(images[start:stop]), labels[start:stop])
 
-        return tf.while_loop(lambda index, _: index < chunks, body, (tf.constant(1), first))[1]
+        return tf.while_loop(lambda index, _: index < chunks, body, (tf.constant(0), tf.zeros(shape)))[1]
 
-    def chunked_features(self, fn, images):
-        """[N, D] ``fn`` over chunks, concatenated (only the features outlive a chunk)."""
+    def chunked_features(self, fn, images, dim: int):
+        """[N, dim] ``fn`` over chunks, concatenated (only the features outlive a chunk).
+
+        The loop starts from the first chunk's features, not from an empty [0, dim] tensor: TFLite
+        would take the empty tensor's static shape for the loop variable.
+        """
         count, chunks = self._chunks(images)
         first = fn(to_float_images(images[:self.chunk_size]))
 
@@ -255,14 +256,19 @@ class Recognizer(tf.Module):
             stop = tf.minimum(start + self.chunk_size, count)
             return index + 1, tf.concat([features, fn(to_float_images(images[start:stop]))], 0)
 
-        shape = tf.TensorShape([None, first.shape[-1]])
         return tf.while_loop(lambda index, _: index < chunks, body, (tf.constant(1), first),
-                             shape_invariants=(tf.TensorShape([]), shape))[1]
+                             shape_invariants=(tf.TensorShape([]), tf.TensorShape([None, dim])))[1]
 
     # ------------------------------------------------------------------ signatures
+    def _check_size(self, images, name):
+        size = self.image_size
+        return tf.debugging.assert_equal(tf.shape(images)[1:], tf.constant([size, size, 3]),
+                                         message=f"{name} must be [N, {size}, {size}, 3] uint8 pixels")
+
     def _check(self, images, labels, way, counts):
         count = tf.shape(images)[0]
         return [
+            self._check_size(images, "personalize: context_images"),
             tf.debugging.assert_positive(count, message="personalize: no context image"),
             tf.debugging.assert_less_equal(count, self.max_context,
                                            message=f"personalize: more context images than max_context={self.max_context}"),
@@ -278,14 +284,15 @@ class Recognizer(tf.Module):
     def _personalize(self, context_images, context_labels):
         way = tf.reduce_max(context_labels) + 1
         counts = _counts(context_labels, self.max_way)
-        if self.checks:
-            with tf.control_dependencies(self._check(context_images, context_labels, way, counts)):
-                context_images = tf.identity(context_images)
+        with tf.control_dependencies(self._check(context_images, context_labels, way, counts)):
+            context_images = tf.identity(context_images)
         state = self.adapter.adapt(self, context_images, context_labels, way)
         state["class_mask"] = tf.cast(tf.range(self.max_way) < way, tf.float32)
         return dict(state)
 
     def _classify(self, images, *state):
+        with tf.control_dependencies([self._check_size(images, "classify: images")]):
+            images = tf.identity(images)
         values = dict(zip(self.state_spec, state))
         logits = self.adapter.logits(to_float_images(images), values)
         mask = values.get("class_mask")
