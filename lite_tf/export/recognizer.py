@@ -69,7 +69,7 @@ class _ProtoNets(_Adapter):
     def adapt(self, recognizer, images, labels, way):
         sums = recognizer.chunked_sum(lambda x, y: _class_sums(self.learner.features(x), y, self.max_way),
                                       images, labels, self.state_spec()["prototypes"].shape)
-        return {"prototypes": sums / tf.maximum(_counts(labels, self.max_way), 1.0)[:, None]}
+        return {"prototypes": sums / tf.expand_dims(tf.maximum(_counts(labels, self.max_way), 1.0), -1)}
 
     def logits(self, images, state):
         return negative_squared_distances(self.learner.features(images), state["prototypes"])
@@ -117,12 +117,12 @@ class _SimpleCnaps(_Film):
     def adapt(self, recognizer, images, labels, way):
         film, state = self.film(recognizer, images, labels)
         support = recognizer.chunked_features(lambda x: self.features(x, film), images, self.learner.feature_dim)
-        means, counts, class_cov, task_cov = class_statistics(support, labels, way,
+        # Every slot, filled or not (an empty slot's Q is S_task + I): static shapes keep LiteRT's
+        # XNNPACK delegate able to plan the batched matmuls; the mask hides the empty slots' logits.
+        means, counts, class_cov, task_cov = class_statistics(support, labels, self.max_way,
                                                               self.learner.one_shot_covariance)
-        precisions = spd_inverse(regularized_covariances(counts, class_cov, task_cov))  # only the way present
-        padding = [[0, self.max_way - way], [0, 0]]
-        state["means"] = tf.pad(means, padding)
-        state["precisions"] = tf.pad(precisions, padding + [[0, 0]])
+        state["means"] = means
+        state["precisions"] = spd_inverse(regularized_covariances(counts, class_cov, task_cov))
         return state
 
     def logits(self, images, state):
@@ -151,9 +151,9 @@ class _Cnaps(_Film, _Linear):
         film, state = self.film(recognizer, images, labels)
         sums = recognizer.chunked_sum(lambda x, y: _class_sums(self.features(x, film), y, self.max_way),
                                       images, labels, [self.max_way, self.learner.feature_dim])
-        means = (sums / tf.maximum(_counts(labels, self.max_way), 1.0)[:, None])[:way]
-        weights, biases = self.learner.hypernet(means)
-        return self.padded(state, weights, biases, way)
+        means = sums / tf.expand_dims(tf.maximum(_counts(labels, self.max_way), 1.0), -1)
+        state["weights"], state["biases"] = self.learner.hypernet(means)  # every slot: static shapes
+        return state
 
     def logits(self, images, state):
         return linear_logits(self.features(images, self.film_of(state)), state["weights"], state["biases"])
