@@ -205,3 +205,26 @@ def test_efficientnet_film_export_equals_keras(name, tmp_path):
         model = runner.load(path)
         logits = model.classify(queries, model.personalize(context, episode["support_labels"]))
         assert np.abs(logits[:, :3] - reference).max() <= 1e-4 * np.abs(reference).max(), format
+
+
+@pytest.mark.slow
+def test_export_launcher_writes_a_tflite_with_dynamic_quantization_and_its_accuracy(tmp_path):
+    from tests.launch_helpers import TINY_CONFIG, run_tool
+    from tools import export as export_tool
+
+    config = tmp_path / "tiny.gin"
+    config.write_text(TINY_CONFIG)
+    images = write_image_folder(str(tmp_path / "images"), size=32)
+    output = str(tmp_path / "recognizer.tflite")
+    status = run_tool(export_tool, f"--gin_config={config}", "--checkpoint=init", "--format=tflite",
+                      "--quantize=dynamic", f"--representative_data={images}", "--max_way=4", f"--output={output}")
+    assert status == 0
+    with open(output + ".json") as stream:
+        meta = json.load(stream)
+    assert meta["learner"] == "ProtoNets" and meta["image_size"] == 32 and meta["quantize"] == "dynamic"
+    assert meta["accuracy"]["query_images"] == 9
+    model = runner.load(output)
+    data = read_image_folder(images, 32)
+    assert model.predict(data[0], model.personalize(*data)).shape == (18,)
+    assert run_tool(export_tool, "--format=tflite", "--quantize=int8", f"--gin_config={config}",
+                    "--checkpoint=init", f"--output={output}") == 2  # int8 without --representative_data

@@ -55,20 +55,29 @@ def _save(recognizer, path: str) -> None:
 
     signatures = {"personalize": recognizer.personalize.get_concrete_function(),
                   "classify": recognizer.classify.get_concrete_function()}
-    tf.saved_model.save(recognizer, path, signatures=signatures)
+    # custom gradients (EfficientNet's swish) captured inside the chunk loop cannot be saved; an
+    # inference artefact needs none
+    tf.saved_model.save(recognizer, path, signatures=signatures,
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
 
 
 def _representative(recognizer, images: np.ndarray, labels: np.ndarray, samples: int = 8):
     """(signature, inputs) pairs for int8 calibration: context chunks and query batches with their state."""
     import tensorflow as tf
 
-    state = recognizer.personalize(tf.constant(images), tf.constant(labels))
+    # classes interleaved, so the first max_context images still hold every class
+    rank = np.zeros(len(labels), int)
+    for label in np.unique(labels):
+        rank[labels == label] = np.arange(np.sum(labels == label))
+    context = np.lexsort((labels, rank))[:recognizer.max_context]
+    context_images, context_labels = images[context], labels[context]
+    state = recognizer.personalize(tf.constant(context_images), tf.constant(context_labels))
     order = np.random.default_rng(0).permutation(len(images))
 
     def generator():
         for start in range(0, min(len(order), samples * 8), 8):
             batch = order[start:start + 8]
-            yield "personalize", {"context_images": images, "context_labels": labels}
+            yield "personalize", {"context_images": context_images, "context_labels": context_labels}
             yield "classify", {"images": images[batch], **{name: value.numpy() for name, value in state.items()}}
     return generator
 

@@ -285,7 +285,7 @@ class Recognizer(tf.Module):
         way = tf.reduce_max(context_labels) + 1
         counts = _counts(context_labels, self.max_way)
         with tf.control_dependencies(self._check(context_images, context_labels, way, counts)):
-            context_images = tf.identity(context_images)
+            context_images, context_labels = tf.identity(context_images), tf.identity(context_labels)
         state = self.adapter.adapt(self, context_images, context_labels, way)
         state["class_mask"] = tf.cast(tf.range(self.max_way) < way, tf.float32)
         return dict(state)
