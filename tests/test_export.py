@@ -228,3 +228,26 @@ def test_export_launcher_writes_a_tflite_with_dynamic_quantization_and_its_accur
     assert model.predict(data[0], model.personalize(*data)).shape == (18,)
     assert run_tool(export_tool, "--format=tflite", "--quantize=int8", f"--gin_config={config}",
                     "--checkpoint=init", f"--output={output}") == 2  # int8 without --representative_data
+
+
+def test_export_benchmark_rows_table_and_ratio():
+    """The export case's specs (one per size and learner, paper backbones), table columns per N, and the
+    FineTuner / meta-learner ratio lines (from rows, no process started)."""
+    from lite_tf.bench import harness, results, targets
+
+    specs = harness._export_specs(harness.Settings(case=["export"], learner=["protonets", "finetuner"]))
+    assert [(s["learner"], s["backbone"], s["image_size"]) for s in specs] == [
+        ("protonets", "efficientnet_b0", 84), ("finetuner", "efficientnet_b0", 84),
+        ("protonets", "efficientnet_b0", 224), ("finetuner", "efficientnet_b0", 224)]
+    assert specs[0]["support_sizes"] == [50, 200] and specs[0]["threads"] >= 1
+    rows = [{**spec, "status": "ok", "error": None, "file_mib": 15.0, "classify_frame_ms": 20.0,
+             "host_baseline_gib": 0.5, "host_peak_above_baseline_gib": 0.2, "gpu_peak_gib": None, "device": "CPU",
+             "personalize_s": {"50": 1.0 if spec["learner"] == "protonets" else 3.0, "200": 2.0}} for spec in specs]
+    document = {"schema": results.SCHEMA, "machine": {}, "settings": {}, "rows": rows,
+                "summary": targets.summary(rows)}
+    results.validate(document)
+    table = results.table(rows)
+    assert "personalise (s) N=50 | personalise (s) N=200" in table and "| 1.00 | 2.00 |" in table
+    assert "personalisation at 84 px, N=50: finetuner (efficientnet_b0) / protonets (efficientnet_b0) = 3.00x" \
+        in document["summary"]
+    assert len(document["summary"]) == 4
