@@ -29,7 +29,10 @@ setup(
         "tqdm>=4.0",
     ],
     extras_require={
-        "test": ["pytest>=7.0", "pytest-randomly>=3.12"],
+        # ai-edge-litert: the LiteRT interpreter the export tests run .tflite files in (a 22 MB wheel).
+        "test": ["pytest>=7.0", "pytest-randomly>=3.12", "ai-edge-litert>=2.0"],
+        # Only to run exported .tflite recognisers (lite_tf.export.runner); TF's tf.lite.Interpreter is deprecated.
+        "litert": ["ai-edge-litert>=2.0"],
         # Only to read PyTorch checkpoints (lite_tf_import_weights); .npz state dicts need no torch.
         "torch": ["torch>=2.0"],
         # Only for the studies' PNG plots (tools/gradient_study.py, tools/training_study.py --plot).
@@ -68,6 +71,7 @@ setup(
             "lite_tf_gradient_study = lite_tf.tools.gradient_study:run",
             "lite_tf_training_study = lite_tf.tools.training_study:run",
             "lite_tf_plan = lite_tf.tools.plan:run",
+            "lite_tf_export = lite_tf.tools.export:run",
         ],
     },
 )

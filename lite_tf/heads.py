@@ -62,6 +62,13 @@ class PrototypeHead(keras.layers.Layer):
 
 
 # ---------------------------------------------------------------------- Mahalanobis (Simple CNAPs)
+# (expand_dims, not [:, None]: TFLite has no builtin for a new-axis strided slice of a dynamic shape,
+# and lite_tf/export converts these functions)
+def _column3(values: tf.Tensor) -> tf.Tensor:
+    """[K] -> [K, 1, 1]."""
+    return tf.reshape(values, [-1, 1, 1])
+
+
 ONE_SHOT_COVARIANCES = ("official", "zero")
 
 
@@ -78,12 +85,12 @@ def class_statistics(features: tf.Tensor, labels: tf.Tensor, way, one_shot: str 
     features = tf.convert_to_tensor(features, tf.float32)
     labels = tf.convert_to_tensor(labels, tf.int32)
     counts = tf.math.unsorted_segment_sum(tf.ones_like(labels, tf.float32), labels, way)
-    means = tf.math.unsorted_segment_sum(features, labels, way) / tf.maximum(counts, 1.0)[:, None]
+    means = tf.math.unsorted_segment_sum(features, labels, way) / tf.expand_dims(tf.maximum(counts, 1.0), -1)
     centered = features - tf.gather(means, labels)  # [N, D]; zero rows for one-shot classes
     one_hot = tf.one_hot(labels, way, dtype=features.dtype)  # [N, K]
-    weighted = tf.transpose(one_hot)[:, :, None] * centered[None]  # [K, N, D]
-    scatter = tf.matmul(weighted, centered[None], transpose_a=True)  # [K, D, D]
-    class_cov = scatter / tf.maximum(counts - 1.0, 1.0)[:, None, None]
+    weighted = tf.expand_dims(tf.transpose(one_hot), -1) * tf.expand_dims(centered, 0)  # [K, N, D]
+    scatter = tf.matmul(weighted, tf.expand_dims(centered, 0), transpose_a=True)  # [K, D, D]
+    class_cov = scatter / _column3(tf.maximum(counts - 1.0, 1.0))
     count = tf.cast(tf.shape(features)[0], features.dtype)
     task_centered = features - tf.reduce_mean(features, 0, keepdims=True)
     task_cov = tf.matmul(task_centered, task_centered, transpose_a=True) / tf.maximum(count - 1.0, 1.0)
@@ -93,16 +100,16 @@ def class_statistics(features: tf.Tensor, labels: tf.Tensor, way, one_shot: str 
         row_var = (tf.math.reduce_variance(features, axis=1) * tf.cast(dim, features.dtype)
                    / tf.cast(dim - 1, features.dtype))
         single = tf.math.unsorted_segment_sum(row_var, labels, way)  # the member's v where n_c == 1
-        class_cov = tf.where((counts == 1.0)[:, None, None], single[:, None, None] * ones[None], class_cov)
+        class_cov = tf.where(_column3(counts) == 1.0, _column3(single) * tf.expand_dims(ones, 0), class_cov)
         task_cov = tf.where(count == 1.0, row_var[0] * ones, task_cov)
     return means, counts, class_cov, task_cov
 
 
 def regularized_covariances(counts, class_cov, task_cov) -> tf.Tensor:
     """Q_c = l_c S_c + (1 - l_c) S_task + I, l_c = n_c / (n_c + 1); [K, D, D]."""
-    shrink = (counts / (counts + 1.0))[:, None, None]
+    shrink = _column3(counts / (counts + 1.0))
     eye = tf.eye(tf.shape(task_cov)[0], dtype=task_cov.dtype)
-    return shrink * class_cov + (1.0 - shrink) * task_cov[None] + eye[None]
+    return shrink * class_cov + (1.0 - shrink) * tf.expand_dims(task_cov, 0) + tf.expand_dims(eye, 0)
 
 
 def mahalanobis_logits(query: tf.Tensor, means: tf.Tensor, cholesky: tf.Tensor) -> tf.Tensor:

@@ -20,7 +20,7 @@ PACKAGES = {"lite_tf": "lite_tf", "learners": "lite_tf.learners", "tools": "lite
 # README "Layout": top to bottom; a module may import its own layer and the layers below it.
 LAYERS = [
     ("launchers", {"tools"}),
-    ("orchestration", {"experiment", "quickstart", "weights", "bench"}),
+    ("orchestration", {"experiment", "quickstart", "weights", "bench", "export"}),
     ("evaluation", {"eval"}),
     ("plugins", {"learners", "sources"}),
     ("models", {"model", "lite", "learner", "heads", "macs", "backbones", "callbacks", "model_dir", "distribute",

@@ -1,4 +1,5 @@
-"""Benchmarks: LITE vs full back-propagation, per-learner steps, the Meta-Dataset pipeline, ORBIT.
+"""Benchmarks: LITE vs full back-propagation, per-learner steps, the Meta-Dataset pipeline, ORBIT, and
+exported recognisers on the device (LiteRT).
 
 Every row runs in a fresh process; results go to one JSON document and a Markdown table beside it
 (lite_tf/bench/results.py). Flags left unset take the case's defaults (lite_tf/bench/harness.py).
@@ -8,6 +9,7 @@ Every row runs in a fresh process; results go to one JSON document and a Markdow
   python -m tools.benchmark --case=pipeline --sources=1 --decoded_cache=on,off --reference_dir=/path/to/meta-dataset
   python -m tools.benchmark --case=learner,lite --image_size=32 --backbone=conv4 --support_sizes=8,16 \
       --h=4 --chunk_size=4 --query_size=4 --steps=1
+  python -m tools.benchmark --case=export --output=bench_out/export.json
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_list("case", None, "Cases to run: lite, learner, pipeline, orbit.")
+    flags.DEFINE_list("case", None, "Cases to run: lite, learner, pipeline, orbit, export.")
     flags.DEFINE_list("learner", None, "Registered learner name(s).")
     flags.DEFINE_string("backbone", None, "Registered backbone name (default: the case's, or the learner's own).")
     flags.DEFINE_list("support_sizes", None, "Support set sizes N.")
@@ -29,6 +31,8 @@ def define_flags():
     flags.DEFINE_list("h", None, "LITE subset sizes (mode 'lite' only).")
     flags.DEFINE_integer("chunk_size", None, "No-gradient chunk size.")
     flags.DEFINE_integer("image_size", None, "Image size in pixels.")
+    flags.DEFINE_list("image_sizes", None, "export: image sizes, one row each per learner (default 84,224).")
+    flags.DEFINE_integer("threads", None, "export: LiteRT interpreter threads (default: every core).")
     flags.DEFINE_string("image_dtype", None, "uint8 or float32: the episodes' (or the pipeline's) image dtype.")
     flags.DEFINE_integer("steps", None, "Timed training steps per row, after one warm-up step.")
     flags.DEFINE_bool("run_eagerly", False, "Run steps eagerly instead of as tf.functions.")
@@ -69,6 +73,7 @@ def main(argv) -> int:
         case=FLAGS.case or [], learner=FLAGS.learner, backbone=FLAGS.backbone,
         support_sizes=cli.integers(FLAGS.support_sizes, "support_sizes"), query_size=FLAGS.query_size, way=FLAGS.way,
         modes=FLAGS.modes, h=cli.integers(FLAGS.h, "h"), chunk_size=FLAGS.chunk_size, image_size=FLAGS.image_size,
+        image_sizes=cli.integers(FLAGS.image_sizes, "image_sizes"), threads=FLAGS.threads,
         image_dtype=FLAGS.image_dtype, steps=FLAGS.steps, run_eagerly=FLAGS.run_eagerly,
         dtype_policy=FLAGS.dtype_policy, gin_files=FLAGS.gin_file, gin_bindings=FLAGS.gin_bindings,
         memory_limit_gb=FLAGS.memory_limit_gb, records_dir=FLAGS.records_dir, orbit_dir=FLAGS.orbit_dir,

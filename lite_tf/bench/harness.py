@@ -4,7 +4,9 @@ Each case builds specs (one per row; ``target`` names the child function that me
 the run loop hands each to ``runner.run_in_child``. Cases: ``lite`` (LITE vs full back-propagation:
 memory and time against N, with LITE's overhead ratio), ``learner`` (the same step measurement per learner, without the overhead timing),
 ``pipeline`` (images/s of the Meta-Dataset pipeline on any records folder, or on generated records),
-``orbit`` (the ORBIT task pipeline, then steps on ORBIT-sized tasks). Every setting left as None
+``orbit`` (the ORBIT task pipeline, then steps on ORBIT-sized tasks), ``export`` (a personalised
+recogniser on the device: .tflite size, personalisation and per-frame latency in the LiteRT
+interpreter, peak memory; lite_tf/bench/export.py). Every setting left as None
 takes its case's default (``CASE_DEFAULTS``), so one set of flag names serves every case.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ STEP_TARGET = "lite_tf.bench.step:measure"
 PIPELINE_TARGET = "lite_tf.bench.pipeline:measure"
 ORBIT_PIPELINE_TARGET = "lite_tf.bench.pipeline:measure_orbit"
 REFERENCE_TARGET = "lite_tf.bench.reference:measure"
+EXPORT_TARGET = "lite_tf.bench.export:measure"
 DECODED_CACHE = ("on", "off")
 DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -37,6 +40,9 @@ CASE_DEFAULTS = {
     "pipeline": {"image_size": 224, "image_dtype": "float32", "episodes": 30},
     "orbit": {**_STEP_COMMON, "learner": ["protonets"], "backbone": "efficientnet_b0", "support_sizes": [200],
               "query_size": 40, "h": [16], "image_dtype": "uint8", "steps": 2, "episodes": 20},
+    # backbone None: each learner's paper backbone (lite_tf/bench/export.py BACKBONES); threads None: all cores
+    "export": {"learner": ["protonets", "simple_cnaps", "cnaps", "finetuner"], "backbone": None,
+               "image_sizes": [84, 224], "support_sizes": [50, 200], "way": 5, "steps": 2, "threads": None},
 }
 
 
@@ -53,6 +59,8 @@ class Settings:
     h: Optional[List[int]] = None
     chunk_size: Optional[int] = None
     image_size: Optional[int] = None
+    image_sizes: Optional[List[int]] = None
+    threads: Optional[int] = None
     image_dtype: Optional[str] = None
     steps: Optional[int] = None
     run_eagerly: bool = False
@@ -202,6 +210,19 @@ def _orbit_specs(settings: Settings, work_dir: str, log: Callable) -> list:
     return [task_pipeline] + _step_specs(settings, "orbit")
 
 
+def _export_specs(settings: Settings) -> list:
+    """One spec per (image size, learner): the .tflite file, then its interpreter costs."""
+    from lite_tf.bench.export import backbone_of
+
+    get = lambda name: settings.get("export", name)  # noqa: E731
+    sizes = settings.image_sizes or ([settings.image_size] if settings.image_size else get("image_sizes"))
+    return [{"case": "export", "part": "export", "target": EXPORT_TARGET, "learner": learner,
+             "backbone": backbone_of(learner, get("backbone")), "image_size": int(size),
+             "support_sizes": sorted(int(n) for n in get("support_sizes")), "way": get("way"), "steps": get("steps"),
+             "threads": get("threads") or os.cpu_count()}
+            for size in sizes for learner in get("learner")]
+
+
 def _skip_reason(spec: dict, done: list, settings: Settings, deadline: Optional[float]) -> Optional[str]:
     if deadline is not None and time.monotonic() >= deadline:
         return f"time budget of {settings.time_budget_s:g} s spent"
@@ -242,6 +263,8 @@ def run(settings: Settings, log: Callable = print) -> dict:
                 specs += _pipeline_specs(settings, work_dir, log)
             elif case == "orbit":
                 specs += _orbit_specs(settings, work_dir, log)
+            elif case == "export":
+                specs += _export_specs(settings)
             else:
                 specs += _step_specs(settings, case)
         for spec in specs:
@@ -266,6 +289,14 @@ def run(settings: Settings, log: Callable = print) -> dict:
 
 def describe(row: dict) -> str:
     """One progress line per row."""
+    if row["part"] == "export":
+        what = f"export: {row['learner']} {row['backbone']} {row['image_size']} px"
+        if row["status"] == "ok":
+            times = ", ".join(f"N={n} {s:.2f} s" for n, s in row["personalize_s"].items())
+            return (f"{what}: {row['file_mib']:.1f} MiB, personalize {times}, classify "
+                    f"{row['classify_frame_ms']:.1f} ms/frame ({row['threads']} threads), "
+                    f"peak {row['host_peak_above_baseline_gib']:.2f} GiB")
+        return f"{what}: {row['status']}: {row['error']}"
     if row["part"] == "step":
         what = (f"{row['case']}: {row['learner']} {row['mode']}{'' if row['h'] is None else ' h=%d' % row['h']} "
                 f"N={row['support_size']} {row['dtype_policy']}")

@@ -17,7 +17,7 @@ from lite_tf.bench.runner import STATUSES
 from lite_tf.errors import DataError
 
 SCHEMA = "lite_tf.bench/1"
-CASES = ("lite", "learner", "pipeline", "orbit", "training", "gradient")
+CASES = ("lite", "learner", "pipeline", "orbit", "training", "gradient", "export")
 # (key, header, format) per part: the table's columns, and what a finished row must hold.
 COLUMNS = {
     "step": [("learner", "learner", "{}"), ("backbone", "backbone", "{}"), ("support_size", "N", "{}"),
@@ -35,6 +35,11 @@ COLUMNS = {
                  ("mean_images_per_episode", "images/episode", "{:.0f}"),
                  ("host_peak_above_baseline_gib", "pipeline peak memory (GiB)", "{:.2f}"),
                  ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}")],
+    # personalize_s ({N: seconds}) is spread into one column per N by ``table``
+    "export": [("learner", "learner", "{}"), ("backbone", "backbone", "{}"), ("image_size", "px", "{}"),
+               ("file_mib", ".tflite (MiB)", "{:.1f}"), ("personalize_s", "personalise (s)", "{}"),
+               ("classify_frame_ms", "classify one frame (ms)", "{:.1f}"), ("threads", "threads", "{}"),
+               ("host_peak_above_baseline_gib", "interpreter peak (GiB)", "{:.2f}")],
     # The studies (lite_tf/bench/training_study.py, gradient_study.py) render their own summary tables.
     "train": [("config", "configuration", "{}"), ("seed", "seed", "{}"), ("episodes", "episodes", "{}"),
               ("test_accuracy", "test accuracy", "{:.3f}"), ("train_s", "training (s)", "{:.1f}"),
@@ -89,10 +94,25 @@ def _cell(row: dict, key: str, form: str) -> str:
     return form.format(value)
 
 
+def _spread(rows: List[dict], columns: list) -> tuple:
+    """Dict-valued cells ({N: seconds}) become one column per key (export: personalisation per N)."""
+    spread, flat = [], [dict(row) for row in rows]
+    for key, header, form in columns:
+        keys = sorted({k for row in rows if isinstance(row.get(key), dict) for k in row[key]}, key=int)
+        if not keys:
+            spread.append((key, header, form))
+            continue
+        for k in keys:
+            spread.append((f"{key}[{k}]", f"{header} N={k}", "{:.2f}"))
+            for row, out in zip(rows, flat):
+                out[f"{key}[{k}]"] = (row.get(key) or {}).get(k)
+    return flat, spread
+
+
 def table(rows: List[dict]) -> str:
     """A Markdown table of rows of one part; columns no row fills are left out."""
-    columns = [column for column in COLUMNS[rows[0]["part"]]
-               if any(row.get(column[0]) is not None for row in rows)]
+    rows, columns = _spread(rows, COLUMNS[rows[0]["part"]])
+    columns = [column for column in columns if any(row.get(column[0]) is not None for row in rows)]
     lines = ["| " + " | ".join(header for _, header, _ in columns) + " | status |",
              "|" + "---|" * (len(columns) + 1)]
     for row in rows:

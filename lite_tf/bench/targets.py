@@ -71,9 +71,25 @@ def _reference_lines(rows: list) -> list:
     return lines
 
 
-def summary(rows: list) -> list:
-    groups = _groups(rows)
+def _export_lines(rows: list) -> list:
+    """The transfer-learning baseline's personalisation time over each meta-learner's, same px and N."""
     lines = []
+    done = [row for row in rows if row["part"] == "export" and row["status"] == "ok"]
+    for base in (row for row in done if row["learner"] == "finetuner"):
+        for row in done:
+            if row["learner"] == "finetuner" or row["image_size"] != base["image_size"]:
+                continue
+            for n, seconds in row["personalize_s"].items():
+                if n in base["personalize_s"]:
+                    ratio = base["personalize_s"][n] / max(seconds, 1e-9)
+                    lines.append(f"personalisation at {row['image_size']} px, N={n}: finetuner "
+                                 f"({base['backbone']}) / {row['learner']} ({row['backbone']}) = {ratio:.2f}x")
+    return lines
+
+
+def summary(rows: list) -> list:
+    lines = _export_lines(rows)
+    groups = _groups(rows)
     for key, group in groups.items():
         prefix = "" if len(groups) == 1 else f"{key[0]} {key[1]} ({key[3]}, {key[4]} queries): "
         lines += [prefix + line for line in _step_lines(group)]

@@ -204,11 +204,16 @@ class OrbitEvaluator(Evaluator):
             results["personalization_macs_model"] = {**macs.coefficients(), "per_target_frame": macs.per_query_macs}
         return results
 
+    def personalized(self, model, context_frames, context_labels, way, clip_length=None):
+        """One task's adapted predictor (``.seconds``, ``.predict``, ``.history_logits``); the hook
+        lite_tf/export/orbit.py overrides to score with an exported file."""
+        return personalize_task(model, context_frames, context_labels, way, clip_length)
+
     def _score_task(self, model, task, macs, frame_size: int, pooled: bool):
         """(video rows, VideoResults, (seconds, MACs)) of one task: personalise, predict every target frame."""
         context = _concatenate(load_frames(task.context_paths, frame_size, self.batch_size))
-        adapted = personalize_task(model, context, task.context_labels, task.way,
-                                   task.clip_length if pooled else None)
+        adapted = self.personalized(model, context, task.context_labels, task.way,
+                                    task.clip_length if pooled else None)
         task_macs = macs(len(task.context_paths), task.way) if macs is not None else None
         rows, results = [], []
         for target in task.targets:
