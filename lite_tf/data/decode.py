@@ -109,7 +109,7 @@ def _pil_coefficients(in_size: tf.Tensor, out_size: int, method: str, fixed_poin
     last = tf.minimum(tf.floor(centers + radius + 0.5), in_size_f)
     inputs = tf.range(in_size, dtype=tf.float64)[None, :]
     inside = (inputs >= first[:, None]) & (inputs < last[:, None])
-    weights = tf.where(inside, _pil_kernel(method, (inputs - centers[:, None] + 0.5) / filter_scale), 0.0)
+    weights = tf.where(inside, _pil_kernel(method, (inputs - centers[:, None] + 0.5) * (1.0 / filter_scale)), 0.0)
     total = tf.reduce_sum(weights, axis=1, keepdims=True)
     weights = tf.where(tf.equal(total, 0.0), weights, weights / total)
     if fixed_point:
@@ -122,7 +122,10 @@ def pil_resize(image: tf.Tensor, image_size: int, method: str = "pil_lanczos") -
     """[H, W, C] -> float32 [S, S, C]: PIL's ``Image.resize((S, S), LANCZOS or BILINEAR)``.
 
     As Pillow's ``ImagingResample``: a horizontal pass, then a vertical one, each with the filter
-    stretched by the downscaling factor (antialiasing). Integer images take PIL's 8-bit path (modes
+    stretched by the downscaling factor (antialiasing). That is every Pillow up to 12 (the official
+    LITE runs of 2021); Pillow 13 runs the vertical pass first when the height shrinks by more than
+    twice what the width does (h - S > 2 (w - S)), which, as each pass rounds, moves some pixels of
+    such tall images by a grey level or more. Integer images take PIL's 8-bit path (modes
     'L', 'RGB'): fixed-point weights, each pass rounded and clipped to 0..255, computed exactly in
     float64, so the result is PIL's pixels. Float images take PIL's mode 'F' path: float weights,
     float32 between passes, no rounding or clipping (``Image.convert`` from 'F' to 8 bits then clips
@@ -142,7 +145,7 @@ def pil_resize(image: tf.Tensor, image_size: int, method: str = "pil_lanczos") -
         half = float(1 << (_PIL_PRECISION_BITS - 1))
         return tf.clip_by_value(tf.floor((values + half) / float(1 << _PIL_PRECISION_BITS)), 0.0, 255.0)
 
-    pixels = finish_pass(tf.einsum("hwc,sw->hsc", pixels, columns))
+    pixels = finish_pass(tf.einsum("hwc,sw->hsc", pixels, columns))  # horizontal pass first
     pixels = finish_pass(tf.einsum("hsc,rh->rsc", pixels, rows))
     return tf.cast(pixels, tf.float32)
 
