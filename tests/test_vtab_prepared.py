@@ -213,3 +213,18 @@ def test_a_dataset_with_too_few_images_is_a_data_error_naming_the_task(tmp_path)
         expected = f"VTAB task 'oxford_flowers102': split '{split}' cannot be cut from 'oxford_flowers102'"
         with pytest.raises(DataError, match=re.escape(expected) + r".*is the dataset fully prepared\?"):
             vtab.open_task("oxford_flowers102", root, 16, protocol=protocol)
+
+
+def test_pil_lanczos_gives_the_official_lite_pixels(data_dir):
+    """``vtab.open_task.resize_method = 'pil_lanczos'``: LITE's ``_prepare_image`` (dSprites: ``image * 255.0``,
+    PIL mode 'F', Lanczos, ``convert('RGB')``), within one grey level."""
+    from PIL import Image
+
+    task = vtab.open_task("dsprites_location", data_dir, 48, resize_method="pil_lanczos")
+    assert task.description["resize_method"] == "pil_lanczos"
+    images, _ = next(iter(task.queries(20)))  # the query split: fewer images to read than the support set
+    raw = tfds.builder("dsprites", data_dir=data_dir).as_dataset(split=task.description["query_split"])
+    for got, example in zip(images.numpy(), tfds.as_numpy(raw.take(20))):
+        picture = Image.fromarray(np.squeeze(example["image"]) * 255.0).resize((48, 48), Image.LANCZOS)
+        expected = np.asarray(picture.convert("RGB"), np.int32)
+        assert np.abs(got.astype(np.int32) - expected).max() <= 1

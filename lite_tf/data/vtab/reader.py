@@ -4,8 +4,10 @@ whole test split as batches of queries.
 Nothing is downloaded unless ``download=True``: a dataset that is not prepared under
 ``data_dir`` raises ``DataError`` naming it and the ``tfds build`` command that prepares it (and,
 for datasets TFDS cannot fetch by itself, which files to place by hand).
-Images are decoded, made 3-channel, resized (bilinear) to the model's ``image_size`` and kept as
-uint8 (4x smaller than float; networks convert per chunk with ``lite_tf.images``).
+Images are decoded, made 3-channel, resized to the model's ``image_size`` (``resize_method``, gin
+``vtab.open_task.resize_method``: TF ``'bilinear'`` by default, VTAB's own; ``'pil_lanczos'`` is the
+official LITE code's PIL Lanczos, see ``lite_tf.data.decode``) and kept as uint8 (4x smaller than
+float; networks convert per chunk with ``lite_tf.images``).
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import dataclasses
 import os
 from typing import Callable, Optional
 
+import gin
 import tensorflow as tf
 
+from lite_tf.data import decode
 from lite_tf.data.vtab.tasks import PROTOCOLS, SUPPORT_SIZE, VtabTask, get_task
 from lite_tf.errors import ConfigError, DataError
 
@@ -74,21 +78,27 @@ def _builder(task: VtabTask, data_dir: Optional[str], download: bool):
     return builder
 
 
-def _image_fn(task: VtabTask, image_size: int):
+def _image_fn(task: VtabTask, image_size: int, resize_method: str = "bilinear"):
     def image(example):
         pixels = example["image"]
         if task.binary_image:
             pixels = pixels * 255
         if pixels.shape.rank == 3 and pixels.shape[-1] == 1:
             pixels = tf.tile(pixels, [1, 1, 3])
-        resized = tf.image.resize(tf.cast(pixels, tf.float32), [image_size, image_size], method="bilinear")
-        return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+        # LITE's dSprites: ``image * 255.0`` is a float array, PIL mode 'F', whose 8-bit conversion
+        # truncates; 8-bit images keep PIL's 8-bit path (pil_resize on uint8 gives whole values).
+        pil_float = resize_method in decode.PIL_FILTERS and task.binary_image
+        if resize_method == "bilinear" or pil_float:
+            pixels = tf.cast(pixels, tf.float32)
+        resized = decode.resize(pixels, image_size, resize_method)
+        rounded = tf.floor(resized) if pil_float else tf.round(resized)
+        return tf.cast(tf.clip_by_value(rounded, 0.0, 255.0), tf.uint8)
 
     return image
 
 
-def _labelled(task: VtabTask, image_size: int):
-    image_fn = _image_fn(task, image_size)
+def _labelled(task: VtabTask, image_size: int, resize_method: str = "bilinear"):
+    image_fn = _image_fn(task, image_size, resize_method)
 
     def convert(example):
         label = task.label_fn(example)
@@ -113,12 +123,15 @@ def _split_size(task: VtabTask, builder, split: str, sizes) -> int:
                         f"splits have {sizes} images ({error}); is the dataset fully prepared?") from None
 
 
+@gin.configurable(module="vtab", allowlist=["resize_method"])
 def open_task(name_or_task, data_dir: Optional[str], image_size: int, protocol: str = "vtab1k",
-              download: bool = False) -> LargeTask:
+              download: bool = False, resize_method: str = "bilinear") -> LargeTask:
     """The VTAB task as a :class:`LargeTask` at ``image_size`` (see the module docstring)."""
     task = get_task(name_or_task) if isinstance(name_or_task, str) else name_or_task
     if protocol not in PROTOCOLS:
         raise ConfigError(f"Unknown VTAB protocol {protocol!r}; expected one of {PROTOCOLS}.")
+    if resize_method not in decode.RESIZE_METHODS:
+        raise ConfigError(f"vtab.open_task.resize_method must be one of {decode.RESIZE_METHODS}; got {resize_method!r}.")
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ConfigError(f"VTAB image_size must be a positive integer (the model's); got {image_size!r}.")
     builder = _builder(task, data_dir, download)
@@ -131,7 +144,7 @@ def open_task(name_or_task, data_dir: Optional[str], image_size: int, protocol: 
                         f"{num_support} images, expected {SUPPORT_SIZE} (is the dataset fully prepared?).")
     if num_queries == 0:
         raise DataError(f"VTAB task {task.name!r}: query split {query_split!r} of {task.dataset!r} is empty.")
-    convert = _labelled(task, image_size)
+    convert = _labelled(task, image_size, resize_method)
 
     def read(split):
         return builder.as_dataset(split=split, shuffle_files=False)
@@ -147,4 +160,4 @@ def open_task(name_or_task, data_dir: Optional[str], image_size: int, protocol: 
     return LargeTask(task.name, task.num_classes, num_support, num_queries, support, queries,
                      {"dataset": task.dataset, "tfds_name": task.tfds_name, "version": str(builder.version),
                       "group": task.group, "protocol": protocol, "support_split": support_split,
-                      "query_split": query_split})
+                      "query_split": query_split, "resize_method": resize_method})
