@@ -12,8 +12,18 @@ from lite_tf.errors import ConfigError
 DEFAULT_EXPERIMENT = "gin/experiments/md_simple_cnaps.gin"
 # The experiment's backbone starts random (no keras ImageNet download); the checkpoint overwrites it.
 NO_PRETRAINED = ("backbones.efficientnet_b0_film.weights = None", "backbones.efficientnet_b0.weights = None")
-# ORBIT feeds ImageNet-normalised frames to its set encoder (and ResNets: bind their input_normalization).
-ORBIT_BINDINGS = ("backbones.set_encoder.input_normalization = 'imagenet'",)
+# How the official LITE code evaluates (cambridge-mlg/LITE src/): its set encoder is never put in eval
+# mode (batch statistics of the context set, in chunks of its --batch_size, 40 at 224 px); Meta-Dataset
+# images come through Google's decoder ('reference', bit-exact) and VTAB images through PIL's Lanczos.
+OFFICIAL_LITE_BINDINGS = ("backbones.set_encoder.batch_norm = 'context'",
+                          "backbones.set_encoder.context_chunk = 40",
+                          "make_episode_dataset.resize_method = 'reference'",
+                          "vtab.open_task.resize_method = 'pil_lanczos'")
+# ORBIT feeds ImageNet-normalised frames to its set encoder (and ResNets: bind their input_normalization),
+# which it keeps in train mode too (_set_model_state), on batches of 256 clips of 8 frames.
+ORBIT_BINDINGS = ("backbones.set_encoder.input_normalization = 'imagenet'",
+                  "backbones.set_encoder.batch_norm = 'context'",
+                  "backbones.set_encoder.context_chunk = 2048")
 RUN_SOURCES = ("official_lite", "orbit")
 BACKBONES = {"efficientnet_pytorch_b0": "efficientnet_b0_film", "torchvision_efficientnet_b0": "efficientnet_b0_film",
              "torchvision_resnet18": "resnet18_film"}
@@ -37,7 +47,11 @@ def save_weights(model, path: str) -> None:
 
 def import_run(source: str, checkpoint: str, output: str, configs: Sequence[str] = (),
                bindings: Sequence[str] = ()) -> str:
-    """Writes ``output``/experiment.gin and best.weights.h5 holding an official model; returns the weights path."""
+    """Writes ``output``/experiment.gin and best.weights.h5 holding an official model; returns the weights path.
+
+    experiment.gin holds the official code's evaluation bindings (``OFFICIAL_LITE_BINDINGS`` /
+    ``ORBIT_BINDINGS``); ``bindings`` come after them, so a user's binding wins.
+    """
     from lite_tf import experiment
     from lite_tf.model_dir import BEST_WEIGHTS, ModelDir
     from lite_tf.weights import import_weights, load_state_dict
@@ -47,7 +61,7 @@ def import_run(source: str, checkpoint: str, output: str, configs: Sequence[str]
                           "(e.g. gin/experiments/orbit_simple_cnaps.gin).")
     run_dir = ModelDir(output)
     state = load_state_dict(checkpoint)  # a bad file fails before the model is built
-    extra = ORBIT_BINDINGS if source == "orbit" else ()
+    extra = ORBIT_BINDINGS if source == "orbit" else OFFICIAL_LITE_BINDINGS
     config_text = experiment.parse_gin(list(configs) or [DEFAULT_EXPERIMENT], [*NO_PRETRAINED, *extra, *bindings])
     run_dir.check(config_text)
     model, _ = experiment.build()
