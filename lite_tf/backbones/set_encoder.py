@@ -45,14 +45,20 @@ BATCH_NORM_MODES = ("context", "moving")
 CONTEXT_CHUNK = 40  # the official LITE --batch_size: context images encoded at a time
 
 
-class ContextBatchNormalization(keras.layers.BatchNormalization):
-    """Batch norm that always normalises with the batch's own mean and biased variance (PyTorch's
-    train-mode ``BatchNorm2d``), whatever ``training`` says, and never updates the moving statistics:
-    they stay weights (checkpoints, imports) that a forward pass neither reads nor changes."""
+class BatchNormalization(keras.layers.BatchNormalization):
+    """The set encoder's ``'context'`` batch norm: always normalises with the batch's own mean and
+    biased variance (PyTorch's train-mode ``BatchNorm2d``), whatever ``training`` says, and never
+    updates the moving statistics: they stay weights (checkpoints, imports) that a forward pass neither
+    reads nor changes.
+
+    It keeps Keras's class name because weights files address layers by class name: a run's
+    ``.weights.h5`` then loads whichever ``batch_norm`` mode the run is rebuilt with (and runs saved
+    before this mode existed load too).
+    """
 
     def call(self, inputs, training=None, mask=None):
         if mask is not None:
-            raise ConfigError(f"{self.name}: ContextBatchNormalization takes no mask.")
+            raise ConfigError(f"{self.name}: the set encoder's batch norm takes no mask.")
         x = keras.ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         axes = [axis for axis in range(len(x.shape)) if axis != self.axis % len(x.shape)]
         mean = keras.ops.mean(x, axis=axes)
@@ -91,7 +97,7 @@ def set_encoder(image_size: int, filters: int = 64, blocks: int = 5, name: str =
         raise ConfigError(f"backbones.set_encoder.batch_norm must be one of {BATCH_NORM_MODES}; got {batch_norm!r}.")
     if isinstance(context_chunk, bool) or not isinstance(context_chunk, int) or context_chunk < 1:
         raise ConfigError(f"backbones.set_encoder.context_chunk must be a positive integer; got {context_chunk!r}.")
-    norm = ContextBatchNormalization if batch_norm == "context" else keras.layers.BatchNormalization
+    norm = BatchNormalization if batch_norm == "context" else keras.layers.BatchNormalization
     inputs = keras.Input((image_size, image_size, 3), name="images")
     x = normalize_input(inputs, input_normalization)
     for block in range(blocks):
@@ -108,7 +114,7 @@ def set_encoder(image_size: int, filters: int = 64, blocks: int = 5, name: str =
 def context_chunk(encoder) -> Optional[int]:
     """The batch-statistics chunk of ``encoder`` (None when no layer uses batch statistics)."""
     layers = encoder._flatten_layers(include_self=False) if hasattr(encoder, "_flatten_layers") else []
-    if not any(isinstance(layer, ContextBatchNormalization) for layer in layers):
+    if not any(isinstance(layer, BatchNormalization) for layer in layers):
         return None
     return getattr(encoder, "context_chunk", CONTEXT_CHUNK)
 
