@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites
 from lite_tf.backbones.film_generator import FilmGenerator
-from lite_tf.backbones.set_encoder import task_embedding
+from lite_tf.backbones.set_encoder import context_chunk, task_embedding
 from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
 from lite_tf.errors import ConfigError
 from lite_tf.macs import image_macs
@@ -111,7 +111,10 @@ class FilmAdaptedLearner(Learner):
         start = time.perf_counter()
         images = tf.convert_to_tensor(support_images)
         labels = tf.convert_to_tensor(support_labels, tf.int32)
-        z = tf.reduce_mean(self.embed_support(lambda x: self.set_encoder(x, training=False), images), axis=0)
+        if context_chunk(self.set_encoder) is None:
+            z = tf.reduce_mean(self.embed_support(lambda x: self.set_encoder(x, training=False), images), axis=0)
+        else:  # batch statistics: the official chunks (lite_tf/backbones/set_encoder.py)
+            z = tf.stop_gradient(task_embedding(self.set_encoder, images))
         film = self.film_generator(z)
         support = self.embed_support(lambda x: self.features(x, film), images)
         head = self.personal_head(support, labels, int(way))

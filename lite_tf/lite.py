@@ -348,13 +348,16 @@ class SupportMapper:
     def _no_gradient(self):
         return self.tape.stop_recording() if self.tape is not None else contextlib.nullcontext()
 
-    def map(self, fn: Callable, images: tf.Tensor, context=None) -> tf.Tensor:
+    def map(self, fn: Callable, images: tf.Tensor, context=None, chunked: Optional[Callable] = None) -> tf.Tensor:
         """``fn`` applied to every support image, with gradients as the mode prescribes.
 
         ``context`` (any nest of tensors) is passed on as ``fn(images, context)``; pass every
         set-level tensor ``fn`` depends on this way so ``exact`` mode can differentiate through it.
         Clips ([clips, T, H, W, 3], lite_tf/clips.py) are mapped as one example each: ``fn`` embeds
         their frames and the clip's value is the mean (H and the chunks count clips).
+        ``chunked(per_image, images) -> [N, ...]`` replaces the no-gradient pass of ``lite`` and
+        ``inference`` modes (chunks of ``chunk_size``) for an ``fn`` whose values depend on the chunk
+        it sees (batch statistics: lite_tf/backbones/set_encoder.py); ``exact`` mode keeps its chunks.
         """
         index, self._call_index = self._call_index, self._call_index + 1
         if context is None:
@@ -363,13 +366,15 @@ class SupportMapper:
             per_image = pool_clips(lambda batch: fn(to_float_images(batch), context))
         if self.mode == "full":
             return per_image(images)
+        no_gradient = (lambda: self._chunked(per_image, images)) if chunked is None else (
+            lambda: chunked(per_image, images))
         if self.mode == "inference":
-            return self._cached(index, lambda: self._chunked(per_image, images))
+            return self._cached(index, no_gradient)
         if self.mode == "exact":
             return self._map_exact(index, fn, images, context, per_image)
-        return self._map_lite(index, images, per_image)
+        return self._map_lite(index, images, per_image, no_gradient)
 
-    def _map_lite(self, index, images, per_image):
+    def _map_lite(self, index, images, per_image, no_gradient):
         if self.subset is None:
             raise RuntimeError("SupportMapper.start_batch() must be called before map() in lite mode.")
         subset_values = per_image(tf.gather(images, self.subset))
@@ -379,7 +384,7 @@ class SupportMapper:
             # Skipped when H covers the whole set (h >= N): nothing is left to embed.
             return tf.cond(
                 support_size > subset_size,
-                lambda: self._chunked(per_image, images),
+                no_gradient,
                 lambda: tf.zeros(tf.concat([[support_size], tf.shape(subset_values)[1:]], 0),
                                  subset_values.dtype),
             )

@@ -7,11 +7,16 @@ IMAGE_SIZE = 16
 
 
 def tiny_learner(name, **overrides):
-    """A learner on tiny networks: film_conv4 (8 filters, 2 blocks), a 2-block 8-filter set encoder."""
+    """A learner on tiny networks: film_conv4 (8 filters, 2 blocks), a 2-block 8-filter set encoder.
+
+    The set encoder uses moving statistics (per-image codes), so LITE's exactness properties hold;
+    the official batch-statistics mode is tested in test_set_encoder_batch_norm.py.
+    """
     backbone = get_backbone("film_conv4")(image_size=IMAGE_SIZE, filters=8, blocks=2)
     kwargs = {"backbone": backbone}
     if name in ("simple_cnaps", "cnaps"):
-        kwargs.update(set_encoder=get_backbone("set_encoder")(image_size=IMAGE_SIZE, filters=8, blocks=2),
+        kwargs.update(set_encoder=get_backbone("set_encoder")(image_size=IMAGE_SIZE, filters=8, blocks=2,
+                                                                batch_norm="moving"),
                       generator_hidden=8)
     if name == "finetuner":
         kwargs.update(steps=5, learning_rate=0.1, backbone_trainable=True)

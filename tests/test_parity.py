@@ -46,7 +46,11 @@ def learner(official):
     import lite_tf.registry
 
     lite_tf.registry.load_plugins()
-    learner = get_learner("simple_cnaps")()  # the default configuration is the official architecture
+    from lite_tf.backbones.set_encoder import set_encoder
+
+    # the default configuration is the official architecture; this fixture is the all-eval() forward,
+    # so the set encoder runs on its moving statistics (the as-run fixture: test_parity_as_run.py)
+    learner = get_learner("simple_cnaps")(set_encoder=set_encoder(224, batch_norm="moving"))
     learner.build_for(224)
     copied = import_weights(learner, "official_lite", parity_fixture())
     state = load_state_dict(parity_fixture())
@@ -95,14 +99,16 @@ def test_official_lite_outputs_are_reproduced(official, learner):
 @pytest.mark.slow
 def test_imported_run_folder_evaluates_with_the_official_numbers(official, tmp_path):
     """The README's flow: lite_tf_import_weights writes a run folder; evaluation rebuilds it from
-    experiment.gin and best.weights.h5 (as lite_tf.experiment.evaluate does) and gets the official outputs."""
+    experiment.gin and best.weights.h5 (as lite_tf.experiment.evaluate does) and, with the set encoder
+    bound to its moving statistics, gets the official all-eval() outputs."""
     from lite_tf import experiment
     from lite_tf.weights.runs import import_run
 
     run = str(tmp_path / "official_lite")
     import_run("official_lite", parity_fixture(), run)
     assert sorted(os.listdir(run)) == ["best.weights.h5", "experiment.gin"]
-    model, _ = experiment.load_run(run)
+    # the eval-mode outputs stay one binding away (the run itself binds the official batch statistics)
+    model, _ = experiment.load_run(run, ["backbones.set_encoder.batch_norm = 'moving'"])
     experiment.load_weights(model, run, "best")
     assert_parity(official_errors(official, model.learner))
 

@@ -14,6 +14,10 @@ Resize methods (``method``):
   decoder (TF1 ``resize_images``); pixel-identical to ``tf.compat.v1.image.resize(...,
   align_corners=True)`` on the same decoded image. Use it to see the pixels a model trained on the
   reference pipeline saw; it differs from ``"bilinear"`` by up to ~21/255 when upsampling.
+- ``"pil_lanczos"`` / ``"pil_bilinear"``: PIL's ``Image.resize((s, s), Image.LANCZOS / BILINEAR)``
+  (:func:`pil_resize`), in TensorFlow ops (no Python in the tf.data graph). The official LITE code
+  resizes VTAB images with PIL's Lanczos (``src/tf_dataset_reader.py``) and SUN397 with torchvision's
+  ``Resize``, which is PIL's bilinear on PIL images.
 Every method leaves an image already at ``image_size`` x ``image_size`` unchanged (kernel weights
 are 1 and 0 at a scale of 1), so there is no size check per image.
 
@@ -25,14 +29,17 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from lite_tf.errors import ConfigError
 from lite_tf.images import scale_pixels
 
 REFERENCE = "reference"
+PIL_FILTERS = ("pil_lanczos", "pil_bilinear")
 RESIZE_METHODS = ("bilinear", REFERENCE, "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic",
-                  "nearest")
+                  "nearest", *PIL_FILTERS)
+_PIL_PRECISION_BITS = 22  # Pillow's fixed-point coefficients for 8-bit images (32 - 8 - 2 bits)
 DCT_METHODS = ("", "INTEGER_FAST", "INTEGER_ACCURATE")
 OUTPUT_DTYPES = (tf.float32, tf.uint8)
 # An augmentation: (pixels float32 [S, S, 3] in [0, 255], stateless seed [2] int64) -> same.
@@ -73,10 +80,74 @@ def resize(image: tf.Tensor, image_size: int, method: str = "bilinear", antialia
     """uint8/float [H, W, 3] -> float32 [S, S, 3] pixel values in [0, 255] (not clipped for
     methods that overshoot: bicubic, lanczos)."""
     size = [image_size, image_size]
+    if method in PIL_FILTERS:
+        return pil_resize(image, image_size, method)
     if method == REFERENCE:
         return tf.cast(tf.compat.v1.image.resize(image, size, method=tf.compat.v1.image.ResizeMethod.BILINEAR,
                                                  align_corners=True), tf.float32)
     return tf.cast(tf.image.resize(image, size, method=method, antialias=antialias), tf.float32)
+
+
+def _pil_kernel(method: str, x: tf.Tensor) -> tf.Tensor:
+    """Pillow's filter at ``x`` (float64): Lanczos-3 (sinc(x) sinc(x / 3) on [-3, 3)) or the triangle."""
+    if method == "pil_bilinear":
+        return tf.maximum(1.0 - tf.abs(x), 0.0)
+    sinc = lambda t: tf.where(tf.equal(t, 0.0), tf.ones_like(t), tf.sin(t * np.pi) / (t * np.pi))
+    return tf.where((x >= -3.0) & (x < 3.0), sinc(x) * sinc(x / 3.0), tf.zeros_like(x))
+
+
+def _pil_coefficients(in_size: tf.Tensor, out_size: int, method: str, fixed_point: bool) -> tf.Tensor:
+    """[out_size, in_size] float64 resampling weights, as Pillow's ``precompute_coeffs`` (and, for
+    8-bit images, ``normalize_coeffs_8bpc``: rounded to 22 fractional bits, half away from zero)."""
+    support = 1.0 if method == "pil_bilinear" else 3.0
+    in_size_f = tf.cast(in_size, tf.float64)
+    scale = in_size_f / out_size
+    filter_scale = tf.maximum(scale, 1.0)
+    radius = support * filter_scale
+    centers = (tf.range(out_size, dtype=tf.float64) + 0.5) * scale
+    first = tf.maximum(tf.floor(centers - radius + 0.5), 0.0)  # C's (int) then the bound; same values
+    last = tf.minimum(tf.floor(centers + radius + 0.5), in_size_f)
+    inputs = tf.range(in_size, dtype=tf.float64)[None, :]
+    inside = (inputs >= first[:, None]) & (inputs < last[:, None])
+    weights = tf.where(inside, _pil_kernel(method, (inputs - centers[:, None] + 0.5) * (1.0 / filter_scale)), 0.0)
+    total = tf.reduce_sum(weights, axis=1, keepdims=True)
+    weights = tf.where(tf.equal(total, 0.0), weights, weights / total)
+    if fixed_point:
+        scaled = weights * float(1 << _PIL_PRECISION_BITS)
+        weights = tf.sign(scaled) * tf.floor(tf.abs(scaled) + 0.5)
+    return weights
+
+
+def pil_resize(image: tf.Tensor, image_size: int, method: str = "pil_lanczos") -> tf.Tensor:
+    """[H, W, C] -> float32 [S, S, C]: PIL's ``Image.resize((S, S), LANCZOS or BILINEAR)``.
+
+    As Pillow's ``ImagingResample``: a horizontal pass, then a vertical one, each with the filter
+    stretched by the downscaling factor (antialiasing). That is every Pillow up to 12 (the official
+    LITE runs of 2021); Pillow 13 runs the vertical pass first when the height shrinks by more than
+    twice what the width does (h - S > 2 (w - S)), which, as each pass rounds, moves some pixels of
+    such tall images by a grey level or more. Integer images take PIL's 8-bit path (modes
+    'L', 'RGB'): fixed-point weights, each pass rounded and clipped to 0..255, computed exactly in
+    float64, so the result is PIL's pixels. Float images take PIL's mode 'F' path: float weights,
+    float32 between passes, no rounding or clipping (``Image.convert`` from 'F' to 8 bits then clips
+    and truncates: ``tf.floor(tf.clip_by_value(x, 0, 255))``).
+    """
+    if method not in PIL_FILTERS:
+        raise ConfigError(f"pil_resize method must be one of {PIL_FILTERS}; got {method!r}.")
+    fixed_point = image.dtype.is_integer
+    shape = tf.shape(image)
+    rows = _pil_coefficients(shape[0], image_size, method, fixed_point)
+    columns = _pil_coefficients(shape[1], image_size, method, fixed_point)
+    pixels = tf.cast(image, tf.float64)
+
+    def finish_pass(values):
+        if not fixed_point:
+            return tf.cast(tf.cast(values, tf.float32), tf.float64)
+        half = float(1 << (_PIL_PRECISION_BITS - 1))
+        return tf.clip_by_value(tf.floor((values + half) / float(1 << _PIL_PRECISION_BITS)), 0.0, 255.0)
+
+    pixels = finish_pass(tf.einsum("hwc,sw->hsc", pixels, columns))  # horizontal pass first
+    pixels = finish_pass(tf.einsum("hsc,rh->rsc", pixels, rows))
+    return tf.cast(pixels, tf.float32)
 
 
 def to_output(pixels: tf.Tensor, dtype) -> tf.Tensor:

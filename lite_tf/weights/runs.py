@@ -12,11 +12,21 @@ from lite_tf.errors import ConfigError
 DEFAULT_EXPERIMENT = "gin/experiments/md_simple_cnaps.gin"
 # The experiment's backbone starts random (no keras ImageNet download); the checkpoint overwrites it.
 NO_PRETRAINED = ("backbones.efficientnet_b0_film.weights = None", "backbones.efficientnet_b0.weights = None")
+# How the official LITE code evaluates (cambridge-mlg/LITE src/): its set encoder is never put in eval
+# mode (batch statistics of the context set, in chunks of its --batch_size, 40 at 224 px); Meta-Dataset
+# images come through Google's decoder ('reference', bit-exact); VTAB images through PIL's Lanczos, which
+# lite_tf_evaluate_vtab_md --protocol=lite applies (the official code's own protocol).
+OFFICIAL_LITE_BINDINGS = ("backbones.set_encoder.batch_norm = 'context'",
+                          "backbones.set_encoder.context_chunk = 40",
+                          "make_episode_dataset.resize_method = 'reference'")
 # The official ORBIT code (tag results-neurips21-paper): ImageNet-normalised frames into its set
 # encoder and ResNets (features/resnet.py; the EfficientNet's normalisation is set by the importer),
-# the 224 px ResNet-18 stem padded by 1 (conv1 padding=1), ProtoNets logits 2 p.x - |p|^2
+# the set encoder kept in train mode (_set_model_state: batch statistics, on batches of 256 clips of 8
+# frames), the 224 px ResNet-18 stem padded by 1 (conv1 padding=1), ProtoNets logits 2 p.x - |p|^2
 # (models/classifiers.py PrototypicalClassifier).
 ORBIT_BINDINGS = ("backbones.set_encoder.input_normalization = 'imagenet'",
+                  "backbones.set_encoder.batch_norm = 'context'",
+                  "backbones.set_encoder.context_chunk = 2048",
                   "backbones.resnet18_film.input_normalization = 'imagenet'",
                   "backbones.resnet18_film.stem_padding = 1",
                   "backbones.resnet18_film_84.input_normalization = 'imagenet'",
@@ -44,7 +54,11 @@ def save_weights(model, path: str) -> None:
 
 def import_run(source: str, checkpoint: str, output: str, configs: Sequence[str] = (),
                bindings: Sequence[str] = ()) -> str:
-    """Writes ``output``/experiment.gin and best.weights.h5 holding an official model; returns the weights path."""
+    """Writes ``output``/experiment.gin and best.weights.h5 holding an official model; returns the weights path.
+
+    experiment.gin holds the official code's evaluation bindings (``OFFICIAL_LITE_BINDINGS`` /
+    ``ORBIT_BINDINGS``); ``bindings`` come after them, so a user's binding wins.
+    """
     from lite_tf import experiment
     from lite_tf.model_dir import BEST_WEIGHTS, ModelDir
     from lite_tf.weights import import_weights, load_state_dict
@@ -54,7 +68,7 @@ def import_run(source: str, checkpoint: str, output: str, configs: Sequence[str]
                           "(e.g. gin/experiments/orbit_simple_cnaps.gin).")
     run_dir = ModelDir(output)
     state = load_state_dict(checkpoint)  # a bad file fails before the model is built
-    extra = ORBIT_BINDINGS if source == "orbit" else ()
+    extra = ORBIT_BINDINGS if source == "orbit" else OFFICIAL_LITE_BINDINGS
     config_text = experiment.parse_gin(list(configs) or [DEFAULT_EXPERIMENT], [*NO_PRETRAINED, *extra, *bindings])
     run_dir.check(config_text)
     model, _ = experiment.build()
