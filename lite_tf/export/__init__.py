@@ -26,11 +26,12 @@ DEFAULT_MAX_CONTEXT = 1000  # the largest support set lite_tf meta-trains with
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-def personalize_chunk() -> int:
-    """Context images embedded at a time: the learners' personalisation chunk (one place for it)."""
-    from lite_tf import learner
+def personalize_chunk(learner=None) -> int:
+    """Context images embedded at a time: the learner's personalisation chunk, which is the run's
+    LiteConfig.chunk_size (set by EpisodicModel), else the gin-bound LiteConfig's (one binding)."""
+    from lite_tf.lite import LiteConfig
 
-    return int(learner.PERSONALIZE_CHUNK)
+    return int(getattr(learner, "support_chunk_size", None) or LiteConfig().chunk_size)
 
 
 def _write_bytes(path: str, data: bytes) -> None:
@@ -47,7 +48,7 @@ def build_recognizer(learner, image_size: int, max_way: int = DEFAULT_MAX_WAY,
 
     if not getattr(learner, "built", False):
         learner.build_for(image_size)
-    return Recognizer(learner, int(image_size), max_way, max_context, chunk_size or personalize_chunk())
+    return Recognizer(learner, int(image_size), max_way, max_context, chunk_size or personalize_chunk(learner))
 
 
 def _save(recognizer, path: str) -> None:

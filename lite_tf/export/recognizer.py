@@ -9,7 +9,7 @@ the [-1, 1] every backbone expects, lite_tf/images.py) is inside, so a phone han
 resize to S is the caller's.
 
 Personalisation embeds the context set in chunks of ``chunk_size`` images inside a ``tf.while_loop``
-(lite_tf.learner.PERSONALIZE_CHUNK by default, the one place that size lives), so activation memory
+(the learner's personalisation chunk by default: the run's LiteConfig.chunk_size), so activation memory
 is one chunk's whatever N is; only the [N, D] features are kept (Simple CNAPs needs them centred for
 its covariances).
 
