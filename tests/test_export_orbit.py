@@ -4,10 +4,12 @@ import dataclasses
 
 import keras
 import numpy as np
+import pytest
 
 from lite_tf.data.orbit.pipeline import orbit_eval_tasks
 from lite_tf.data.orbit.protocol import NEURIPS21
 from lite_tf.data.orbit.synthetic import make_orbit_folder
+from lite_tf.errors import ConfigError
 from lite_tf.eval.orbit_evaluation import OrbitEvaluator
 from lite_tf.export import export_learner
 from lite_tf.export.orbit import evaluate_exported
@@ -17,7 +19,9 @@ from lite_tf.model import EpisodicModel
 from lite_tf.registry import get_backbone
 
 SIZE = 32
-PROTOCOL = dataclasses.replace(NEURIPS21, clip_length=4, test_context_clips=2)
+# An exported recogniser scores frames: the protocol's clips are not pooled (pool_clip_features=False);
+# a pooling protocol is refused in one line (tested below).
+PROTOCOL = dataclasses.replace(NEURIPS21, clip_length=4, test_context_clips=2, pool_clip_features=False)
 
 
 def test_exported_tflite_scores_orbit_like_the_keras_path(tmp_path):
@@ -42,3 +46,8 @@ def test_exported_tflite_scores_orbit_like_the_keras_path(tmp_path):
     # the predictions are not trivially constant: the test can fail
     assert len({p for f in frames for p in f}) > 1
     assert exported["exported"]["format"] == "tflite"
+    # a protocol that pools clip features cannot be scored by a frame recogniser: one line, not wrong numbers
+    pooled = orbit_eval_tasks(root, split="test", frame_size=SIZE, cache_dir=str(tmp_path / "cache"),
+                              protocol=dataclasses.replace(PROTOCOL, pool_clip_features=True), tasks_per_user=1)
+    with pytest.raises(ConfigError, match="pools clip features"):
+        evaluate_exported(path, pooled, progress=False)
