@@ -57,6 +57,7 @@ def test_budgets_and_auto_h_are_checked():
     assert LiteConfig(h="auto", memory_budget="8GiB").h == "auto"
 
 
+@pytest.mark.slow  # three fresh TF processes: about 38 s on the 2-core machine, over the default budget
 def test_tiny_planner_run_predicts_its_own_measurement():
     """Two probes (conv4, 32 px) in fresh processes at once, then the chosen h measured."""
     request = plan.Request(["gin/benchmarks/plan_tiny.gin"], memory_budget_gib=4.0, support_size=16, query_size=4,
