@@ -272,7 +272,7 @@ class EpisodicModel(keras.Model):
         with tf.control_dependencies([result.loss]):
             self.optimizer.apply_gradients(zip(result.gradients, self.trainable_variables))
         logs = self._update_metrics(result.loss, result.accuracy, result.labels, result.logits)
-        # This episode's size, for TensorBoard (lite_tf.callbacks.EpisodeStatistics).
+        # This episode's size, for TensorBoard (lite_tf.callbacks.EpochEvents).
         episode = unpack_episode(data)
         logs.update(way=tf.cast(episode["way"], tf.float32),
                     support_size=tf.cast(tf.shape(episode["support_labels"])[0], tf.float32),
