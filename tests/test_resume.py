@@ -65,6 +65,7 @@ def test_kills_at_every_point_change_nothing(tmp_path, tiny_config, data_root, r
     assert_same_run(killed_then_finished(tmp_path, tiny_config, data_root, kills), reference)
 
 
+@pytest.mark.slow  # CI budget: a fit, a checkpoint and a second fit at 32 px
 def test_dropout_masks_continue_after_a_restore(tmp_path):
     """Keras seed generators inside layers (Dropout with training=True) are saved with the
     checkpoint (``tf.train.Checkpoint(model=...)`` alone leaves them out), so the epoch after a
@@ -99,6 +100,7 @@ def test_dropout_masks_continue_after_a_restore(tmp_path):
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow  # CI budget: two pipelines over a few hundred episodes
 def test_the_episode_stream_starts_anywhere_without_reading_what_comes_before(data_root):  # noqa: F811
     """Episode n depends on the seed and n alone: first_episode=k gives episodes k, k+1, ... of the
     stream, also past the planned block (episodes_ahead=2: episodes 3 and 4 reuse planned class
