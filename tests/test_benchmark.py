@@ -77,7 +77,7 @@ def test_bad_case_name_is_a_one_line_error():
                              text=True, env=_env(), cwd=ROOT, timeout=300)
     assert process.returncode == 2
     assert process.stderr.strip().splitlines()[-1] == (
-        "error: Unknown benchmark case nope; expected one or more of lite, learner, pipeline, orbit.")
+        "error: Unknown benchmark case nope; expected one or more of lite, learner, pipeline, orbit, export.")
     assert "Traceback" not in process.stderr
 
 
