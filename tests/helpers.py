@@ -60,3 +60,22 @@ def meta_dataset_spec_dir() -> str:
 def assert_gradients_close(actual, expected, rtol=1e-5, atol=1e-7):
     for a, e in zip(actual, expected):
         np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=rtol, atol=atol * max(1.0, np.abs(e).max()))
+
+
+def parity_fixture_path(name: str) -> str:
+    """shared/parity/<name>: $LITE_TF_PARITY (a folder), or shared/parity inside or beside the checkout
+    (where CI puts it); tests that need it skip, naming it, otherwise."""
+    import pytest
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.environ.get("LITE_TF_PARITY", ""), os.path.join(here, "..", "shared", "parity"),
+                   os.path.join(here, "..", "..", "shared", "parity")):
+        if folder and os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    pytest.skip(f"parity fixture {name} not found (set LITE_TF_PARITY to the folder holding it)")
+
+
+def relative_error(got, expected) -> float:
+    """||got - expected|| / ||expected|| in float64."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12))

@@ -4,6 +4,7 @@ import numpy as np
 from lite_tf.registry import get_backbone, get_learner
 
 IMAGE_SIZE = 16
+LEARNERS = ["protonets", "simple_cnaps", "cnaps", "finetuner"]
 
 
 def tiny_learner(name, **overrides):
@@ -45,3 +46,27 @@ def make_episode(shots, queries=2, seed=1, templates=None, noise=0.3, size=IMAGE
     query_images, query_labels = images([queries] * way)
     return {"support_images": support_images, "support_labels": support_labels, "query_images": query_images,
             "query_labels": query_labels, "way": np.int32(way)}
+
+
+def build(name, **overrides):
+    if name == "protonets":
+        return get_learner("protonets")(backbone=get_backbone("conv4")(image_size=IMAGE_SIZE, filters=8,
+                                                                           blocks=2), **overrides)
+    return tiny_learner(name, **overrides)
+
+
+def relative_errors(expected, got):
+    """Per variable: max |difference| / max |expected|."""
+    return [float(np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(np.asarray(a)).max(), 1e-12))
+            for a, b in zip(expected, got)]
+
+
+def relative_error(expected, got, rows=None):
+    """||got - expected|| / ||expected|| over the whole gradient (or the variables in ``rows``).
+
+    Whole-vector, not per variable: at initialisation some variables' true gradient is zero
+    (e.g. a bias shared by every class's logit), where float32 round-off alone is 'relative error 1'.
+    """
+    rows = range(len(expected)) if rows is None else rows
+    difference = np.sqrt(sum(float(np.sum((np.asarray(got[i]) - np.asarray(expected[i])) ** 2)) for i in rows))
+    return difference / np.sqrt(sum(float(np.sum(np.asarray(expected[i]) ** 2)) for i in rows))

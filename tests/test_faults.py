@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from lite_tf.errors import LiteTfError
-from tests.launch_helpers import TINY_CONFIG, config, data_root, launch, start  # noqa: F401 (fixtures)
+from tests.launch_helpers import TINY_CONFIG, assert_complete, config, data_root, launch, start  # noqa: F401 (fixtures)
 
 SHORT = ["Training.epochs = 1", "Training.episodes_per_epoch = 2"]
 
@@ -35,31 +35,6 @@ def files(folder) -> dict:
             with open(path, "rb") as handle:
                 found[os.path.relpath(path, str(folder))] = handle.read()
     return found
-
-
-def assert_complete(model_dir, config_text=None):
-    """What a model dir may hold at any moment: complete files only, finite weights, no blocking leftovers."""
-    from lite_tf import experiment
-
-    model_dir = str(model_dir)
-    if not os.path.isdir(model_dir):
-        return
-    names = os.listdir(model_dir)
-    if "experiment.gin" in names and config_text is not None:
-        assert open(os.path.join(model_dir, "experiment.gin")).read() == config_text
-    checkpoints = os.path.join(model_dir, "checkpoints")
-    latest = tf.train.latest_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None
-    if latest is not None:
-        reader = tf.train.load_checkpoint(latest)
-        for name in reader.get_variable_to_shape_map():
-            value = reader.get_tensor(name)
-            if np.issubdtype(np.asarray(value).dtype, np.floating):
-                assert np.all(np.isfinite(value)), f"{latest}: {name} is not finite"
-    if "best.weights.h5" in names:
-        model, _ = experiment.load_run(model_dir)
-        experiment.load_weights(model, model_dir, "best")  # complete, loadable and finite
-    if "best.json" in names:
-        json.load(open(os.path.join(model_dir, "best.json")))
 
 
 # ------------------------------------------------------------------------------------- NaN

@@ -7,36 +7,10 @@ import pytest
 import tensorflow as tf
 
 from lite_tf import EpisodicModel, LiteConfig
-from lite_tf.registry import get_backbone, get_learner
-from tests.learner_helpers import IMAGE_SIZE, make_episode, tiny_learner
+from tests.learner_helpers import IMAGE_SIZE, LEARNERS, build, make_episode, relative_error, relative_errors
 
-LEARNERS = ["protonets", "simple_cnaps", "cnaps", "finetuner"]
 # support size -> (shots per class, chunk sizes that divide N and that do not)
 SUPPORTS = {1: ([1], (1, 4)), 7: ([2, 2, 3], (7, 3)), 50: ([10] * 5, (10, 7))}
-
-
-def build(name, **overrides):
-    if name == "protonets":
-        return get_learner("protonets")(backbone=get_backbone("conv4")(image_size=IMAGE_SIZE, filters=8,
-                                                                           blocks=2), **overrides)
-    return tiny_learner(name, **overrides)
-
-
-def relative_errors(expected, got):
-    """Per variable: max |difference| / max |expected|."""
-    return [float(np.abs(np.asarray(a) - np.asarray(b)).max() / max(np.abs(np.asarray(a)).max(), 1e-12))
-            for a, b in zip(expected, got)]
-
-
-def relative_error(expected, got, rows=None):
-    """||got - expected|| / ||expected|| over the whole gradient (or the variables in ``rows``).
-
-    Whole-vector, not per variable: at initialisation some variables' true gradient is zero
-    (e.g. a bias shared by every class's logit), where float32 round-off alone is 'relative error 1'.
-    """
-    rows = range(len(expected)) if rows is None else rows
-    difference = np.sqrt(sum(float(np.sum((np.asarray(got[i]) - np.asarray(expected[i])) ** 2)) for i in rows))
-    return difference / np.sqrt(sum(float(np.sum(np.asarray(expected[i]) ** 2)) for i in rows))
 
 
 def gradients(model, episode, **config):

@@ -172,7 +172,7 @@ def test_a_full_disk_while_checkpointing_stops_with_one_line_and_a_rerun_finishe
                                                                                  monkeypatch):
     from lite_tf import callbacks
     from lite_tf.experiment import parse_gin
-    from tests.test_faults import assert_complete
+    from tests.launch_helpers import assert_complete
 
     model_dir = tmp_path / "run"
     full = str(model_dir / "checkpoints" / "ckpt-1_temp" / "part-00000-of-00001.data-00000-of-00001.tempstate1")

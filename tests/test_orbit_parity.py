@@ -11,7 +11,6 @@ normalisation of ToTensor pixels, clip features as the mean of the clip's frame 
 as class means of clip features, the linear ProtoNets logits, and frames before a video's start
 repeated from its first frame. Every tensor must agree to a relative error below 1e-4.
 """
-import os
 
 import keras
 import numpy as np
@@ -21,6 +20,7 @@ import tensorflow as tf
 from lite_tf.data.orbit.tasks import TargetVideo
 from lite_tf.eval.orbit_evaluation import history_batches, personalize_task
 from lite_tf.images import to_float_images
+from tests.helpers import parity_fixture_path, relative_error
 
 FIXTURE = "official_orbit_protonets_as_run.npz"
 TOLERANCE = 1e-4
@@ -30,17 +30,7 @@ BINDINGS = ["FRAME_SIZE = 84", "learners.protonets.backbone = 'resnet18_film_84'
 
 
 def fixture_path() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    for folder in (os.environ.get("LITE_TF_PARITY", ""), os.path.join(here, "..", "shared", "parity"),
-                   os.path.join(here, "..", "..", "shared", "parity")):
-        if folder and os.path.isfile(os.path.join(folder, FIXTURE)):
-            return os.path.join(folder, FIXTURE)
-    pytest.skip(f"parity fixture {FIXTURE} not found (set LITE_TF_PARITY to the folder holding it)")
-
-
-def relative_error(got, expected) -> float:
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12))
+    return parity_fixture_path(FIXTURE)
 
 
 def assert_parity(errors: dict) -> None:

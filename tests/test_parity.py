@@ -15,24 +15,14 @@ from lite_tf.backbones.set_encoder import task_embedding
 from lite_tf.images import to_float_images
 from lite_tf.registry import get_learner
 from lite_tf.weights import import_weights, load_state_dict
+from tests.helpers import parity_fixture_path, relative_error
 
 FIXTURE = "official_lite_simple_cnaps_224.npz"
 TOLERANCE = 1e-4
 
 
 def parity_fixture() -> str:
-    """$LITE_TF_PARITY (a folder), or shared/parity inside or beside the checkout (where CI puts it)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for folder in (os.environ.get("LITE_TF_PARITY", ""), os.path.join(here, "..", "shared", "parity"),
-                   os.path.join(here, "..", "..", "shared", "parity")):
-        if folder and os.path.isfile(os.path.join(folder, FIXTURE)):
-            return os.path.join(folder, FIXTURE)
-    pytest.skip(f"parity fixture {FIXTURE} not found (set LITE_TF_PARITY to the folder holding it)")
-
-
-def relative_error(got, expected) -> float:
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-12))
+    return parity_fixture_path(FIXTURE)
 
 
 @pytest.fixture(scope="module")

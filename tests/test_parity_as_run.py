@@ -10,7 +10,6 @@ Every tensor must agree to a relative error below 1e-4. 224-px EfficientNet-B0: 
 The batch-statistics rule itself is in the default suite (tests/test_set_encoder_batch_norm.py).
 """
 import ast
-import os
 
 import gin
 import numpy as np
@@ -18,19 +17,16 @@ import pytest
 import tensorflow as tf
 
 from lite_tf.images import to_float_images
-from tests.test_parity import TOLERANCE, relative_error
+from tests.helpers import parity_fixture_path, relative_error
+
+TOLERANCE = 1e-4
 
 FIXTURE = "official_lite_simple_cnaps_224_as_run.npz"
 WAY = 5
 
 
 def as_run_fixture() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    for folder in (os.environ.get("LITE_TF_PARITY", ""), os.path.join(here, "..", "shared", "parity"),
-                   os.path.join(here, "..", "..", "shared", "parity")):
-        if folder and os.path.isfile(os.path.join(folder, FIXTURE)):
-            return os.path.join(folder, FIXTURE)
-    pytest.skip(f"parity fixture {FIXTURE} not found (set LITE_TF_PARITY to the folder holding it)")
+    return parity_fixture_path(FIXTURE)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from lite_tf.backbones.film import identity_film
 from lite_tf.errors import ConfigError
 from lite_tf.registry import get_backbone
 from tests.learner_helpers import IMAGE_SIZE, make_episode
-from tests.test_learners_exact import LEARNERS, build, relative_error
+from tests.learner_helpers import LEARNERS, build, relative_error
 
 SHOTS = [3, 2, 4]
 
