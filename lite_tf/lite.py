@@ -98,7 +98,7 @@ class LiteConfig:
                 raise ConfigError(f"LITE {name} must be a positive integer{' or auto' if name == 'h' else ''}; "
                                   f"got {value!r}.")
         if memory_budget is not None:
-            from lite_tf.plan import parse_budget
+            from lite_tf.memory import parse_budget
 
             parse_budget(memory_budget)
         if h == "auto" and memory_budget is None:

@@ -1,8 +1,12 @@
 """Resident memory of this process: current, peak, and a resettable peak (Linux), for benchmarks
-and TensorBoard. Peaks come from the kernel's high-water mark, so short spikes are never missed."""
+and TensorBoard, and memory sizes as users write them. Peaks come from the kernel's high-water mark,
+so short spikes are never missed."""
 from __future__ import annotations
 
+import re
 import resource
+
+from lite_tf.errors import ConfigError
 
 
 def _status_bytes(key: str):
@@ -90,3 +94,22 @@ class PeakMeter:
         return {"host_baseline_gib": self.baseline / GIB,
                 "host_peak_above_baseline_gib": (peak_resident_bytes() - self.baseline) / GIB,
                 "gpu_peak_gib": None if gpu is None else gpu / GIB}
+
+
+_UNITS = {"": GIB, "b": 1, "k": 2 ** 10, "kb": 2 ** 10, "kib": 2 ** 10, "m": 2 ** 20, "mb": 2 ** 20,
+          "mib": 2 ** 20, "g": GIB, "gb": GIB, "gib": GIB, "t": 2 ** 40, "tb": 2 ** 40, "tib": 2 ** 40}
+
+
+def parse_budget(value) -> float:
+    """A memory budget in GiB from a number (GiB) or a string such as '12GiB', '800MiB', '1.5g'."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        budget = float(value)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if not match or match.group(2).lower() not in _UNITS:
+            raise ConfigError(f"memory_budget {value!r} is not a size; expected e.g. 12GiB, 800MiB or a number "
+                              f"of GiB.")
+        budget = float(match.group(1)) * _UNITS[match.group(2).lower()] / GIB
+    if budget <= 0:
+        raise ConfigError(f"memory_budget must be positive; got {value!r}.")
+    return budget

@@ -18,7 +18,6 @@ import concurrent.futures
 import dataclasses
 import itertools
 import os
-import re
 import tempfile
 import time
 from typing import Callable, Iterable, List, Optional, Sequence
@@ -26,26 +25,9 @@ from typing import Callable, Iterable, List, Optional, Sequence
 import numpy as np
 
 from lite_tf.errors import ConfigError
+from lite_tf.memory import GIB, parse_budget  # noqa: F401  (parse_budget: part of the planner's API)
 
 PROBE_TARGET = "lite_tf.plan:probe"
-GIB = 2 ** 30
-_UNITS = {"": GIB, "b": 1, "k": 2 ** 10, "kb": 2 ** 10, "kib": 2 ** 10, "m": 2 ** 20, "mb": 2 ** 20,
-          "mib": 2 ** 20, "g": GIB, "gb": GIB, "gib": GIB, "t": 2 ** 40, "tb": 2 ** 40, "tib": 2 ** 40}
-
-
-def parse_budget(value) -> float:
-    """A memory budget in GiB from a number (GiB) or a string such as '12GiB', '800MiB', '1.5g'."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        budget = float(value)
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
-        if not match or match.group(2).lower() not in _UNITS:
-            raise ConfigError(f"memory_budget {value!r} is not a size; expected e.g. 12GiB, 800MiB or a number "
-                              f"of GiB.")
-        budget = float(match.group(1)) * _UNITS[match.group(2).lower()] / GIB
-    if budget <= 0:
-        raise ConfigError(f"memory_budget must be positive; got {value!r}.")
-    return budget
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,11 +20,11 @@ PACKAGES = {"lite_tf": "lite_tf", "learners": "lite_tf.learners", "tools": "lite
 # README "Layout": top to bottom; a module may import its own layer and the layers below it.
 LAYERS = [
     ("launchers", {"tools"}),
-    ("orchestration", {"experiment", "quickstart", "weights", "bench", "export"}),
+    ("orchestration", {"experiment", "quickstart", "weights", "bench", "export", "plan"}),
     ("evaluation", {"eval"}),
     ("plugins", {"learners", "sources"}),
     ("models", {"model", "lite", "learner", "heads", "macs", "backbones", "callbacks", "model_dir", "distribute",
-                "precision"}),
+                "precision", "clips", "remat"}),
     ("data", {"data"}),
     ("base", {"errors", "faults", "gin_errors", "registry", "atomic", "images", "memory", "episode", "source", "cli",
               "lite_tf"}),
@@ -127,3 +127,19 @@ def test_h_and_chunk_size_are_bound_once_per_experiment_chain(experiment):
         where = [path for path, text in _chain(experiment)
                  for _ in re.findall(rf"^LiteConfig\.{parameter}\s*=", text, re.M)]
         assert len(where) == 1, f"{experiment}: LiteConfig.{parameter} bound in {where or 'no file'}"
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in helper modules (tests/*helpers.py, vtab_mock.py, ...), not in test files."""
+    tests = os.path.join(ROOT, "tests")
+    crossing = []
+    for name in sorted(os.listdir(tests)):
+        if name.endswith(".py"):
+            with open(os.path.join(tests, name), encoding="utf-8") as handle:
+                tree = ast.parse(handle.read(), name)
+            crossing += [f"{name} imports {module}" for module in _imported(tree)
+                         if module.startswith("tests.test_")]
+            crossing += [f"{name} imports tests.{alias.name}" for node in ast.walk(tree)
+                         if isinstance(node, ast.ImportFrom) and node.module == "tests"
+                         for alias in node.names if alias.name.startswith("test_")]
+    assert not crossing, "\n".join(crossing)
