@@ -90,7 +90,8 @@ def test_orbit_source(tmp_path):
     with gin.unlock_config():
         gin.bind_parameter("orbit_train_dataset.cache_dir", str(tmp_path / "cache"))
     episode = next(iter(source.episodes("valid", image_size=8, seed=0, data_root=root)))
-    assert episode["support_images"].shape[1:] == (8, 8, 3) and int(episode["way"]) == 2
+    # neurips21 pools clip features: support images are clips [clips, 8 frames, 8, 8, 3]
+    assert episode["support_images"].shape[-3:] == (8, 8, 3) and int(episode["way"]) == 2
     assert tuple(source.dataset_names()) == ("clean", "clutter")
     with pytest.raises(ConfigError, match="unknown target type\\(s\\) 'x'; expected clean or clutter"):
         source.episodes("train", image_size=8, seed=0, data_root=root, datasets=["x"])
