@@ -118,3 +118,16 @@ def assert_complete(model_dir, config_text=None):
         experiment.load_weights(model, model_dir, "best")  # complete, loadable and finite
     if "best.json" in names:
         json.load(open(os.path.join(model_dir, "best.json")))
+
+
+def free_ports(count: int) -> list:
+    """``count`` loopback ports free right now (for a local TF_CONFIG cluster)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

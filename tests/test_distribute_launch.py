@@ -8,7 +8,6 @@ Multi-process runs are slow on a 2-core machine: only the one-process flag check
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from launch_helpers import REPOSITORY, TINY_CONFIG, data_root, launch, launcher_env  # noqa: F401 (fixture)
 from resume_helpers import assert_same_run, run_killed, train_flags
+from tests.launch_helpers import free_ports
 
 MIRRORED = ["Training.strategy = 'mirrored'", "Training.tasks_per_update = 2", "Training.epochs = 3",
             "Training.episodes_per_epoch = 2"]
@@ -62,16 +62,6 @@ def test_mirrored_on_cpu_devices_resumes_to_the_uninterrupted_run(tmp_path, conf
 
 
 # ------------------------------------------------------------------ multi-worker
-def free_ports(count: int) -> list:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def start_cluster(config, data_root, model_dir, bindings) -> list:  # noqa: F811
     """Two tools.train processes, worker 0 the chief, on fresh loopback ports."""
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
