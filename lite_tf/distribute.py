@@ -28,6 +28,7 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
+from lite_tf import runtime
 from lite_tf.errors import ConfigError, LiteTfError
 
 
@@ -182,6 +183,7 @@ def local_cpu_devices(count: int) -> list:
     TensorFlow starts its runtime (before any op)."""
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 64:
         raise ConfigError(f"--cpu_devices must be an integer from 1 to 64; got {count!r}.")
+    runtime.apply()  # listing the devices below starts TensorFlow's runtime, which fixes its threads
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
