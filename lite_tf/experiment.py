@@ -28,6 +28,7 @@ from lite_tf import distribute
 from lite_tf import faults
 from lite_tf import gin_errors
 from lite_tf import registry
+from lite_tf import runtime
 from lite_tf.errors import DataError, LiteTfError
 from lite_tf.model import EpisodicModel
 from lite_tf.model_dir import (BEST_WEIGHTS, CHECKPOINTS, EXPERIMENT_FILE, LOGS, OPERATIVE_FILE, ExperimentError,
@@ -214,6 +215,7 @@ def build(compile: bool = True) -> tuple:
     ``compile=False`` (evaluation) leaves out the optimizer, whose saved state evaluation ignores.
     """
     try:
+        runtime.apply()  # before TensorFlow's runtime starts: it fixes the thread settings
         training = Training()
         keras.utils.set_random_seed(training.seed)  # before any weight is initialised
         strategy = distribute.make_strategy(training.strategy)

@@ -195,7 +195,7 @@ def probe(spec: dict) -> dict:
     one timed training step on a synthetic episode; reports the peak (GPU allocator, else resident)."""
     import tensorflow as tf
 
-    from lite_tf import episode_signature, experiment, memory
+    from lite_tf import episode_signature, experiment, memory, runtime
     from lite_tf.bench.episodes import synthetic_episode
 
     bindings = list(spec["gin_bindings"]) + [
@@ -203,6 +203,7 @@ def probe(spec: dict) -> dict:
         f"LiteConfig.remat = {spec['remat']}", "LiteConfig.memory_budget = None",
         f"EpisodicModel.dtype_policy = '{spec['dtype_policy']}'"]
     experiment.parse_gin(spec["gin_configs"], bindings)
+    runtime.apply()  # before the GPU peak is reset (that starts TensorFlow's runtime)
     on_gpu = memory.reset_gpu_peak()
     model, _ = experiment.build()
     size = model.image_size

@@ -94,6 +94,7 @@ def _stored(groups, sizes, index_of, last_use) -> int:
     return boundaries + 2 * largest  # its activations and their gradients
 
 
+@tf.autograph.experimental.do_not_convert
 def plan(model, segments: Optional[int] = None) -> List[Segment]:
     """Cuts ``model``'s graph into segments, only where exactly one tensor (besides the model's
     inputs) is live. ``segments`` asks for about that many of balanced activation size; by default
@@ -148,18 +149,24 @@ def _run_nodes(nodes, values: dict, training) -> None:
             values[id(symbolic)] = value
 
 
+def _plan_once(model, segments: Optional[int]) -> List[Segment]:
+    """The model's plan for ``segments``, made on first use and kept on the model."""
+    cache = model.__dict__.setdefault("_lite_remat_plans", {})
+    if (segments,) not in cache:
+        cache[(segments,)] = plan(model, segments)
+    return cache[(segments,)]
+
+
+@tf.autograph.experimental.do_not_convert  # plain Python over Keras nodes; AutoGraph would only slow tracing
 def call(model, inputs, training=None, segments: Optional[int] = None):
     """``model(inputs, training=training)`` with every segment's activations recomputed in the
     backward pass; the plan is made once per model and segment count."""
-    key = (segments,)
-    cache = model.__dict__.setdefault("_lite_remat_plans", {})
-    if key not in cache:
-        cache[key] = plan(model, segments)
+    segments_plan = _plan_once(model, segments)
     flat = tf.nest.flatten(inputs)
     if len(flat) != len(model.inputs):
         raise ConfigError(f"remat: model {model.name!r} takes {len(model.inputs)} input(s); got {len(flat)}.")
     values = {id(symbolic): tf.convert_to_tensor(value) for symbolic, value in zip(model.inputs, flat)}
-    for segment in cache[key]:
+    for segment in segments_plan:
         if not segment.wrapped:
             _run_nodes(segment.nodes, values, training)
             continue
@@ -175,6 +182,7 @@ def call(model, inputs, training=None, segments: Optional[int] = None):
     return results[0] if len(results) == 1 else results
 
 
+@tf.autograph.experimental.do_not_convert
 def enable(model, segments: Optional[int] = None) -> None:
     """Makes every later call of ``model`` (a functional Keras model) run segmented (:func:`call`);
     nested functional models too. Weights, saving and values are unchanged."""
@@ -183,12 +191,14 @@ def enable(model, segments: Optional[int] = None) -> None:
                           f"Keras model; remat segments functional graphs only.")
     if _ORIGINAL_CALL in model.__dict__:
         return
+    _plan_once(model, segments)  # now, in plain Python: planning inside a traced step costs tens of seconds
     for node in _ordered_nodes(model):
         if is_functional(node.operation):
             enable(node.operation, segments)
 
     original = model.call
 
+    @tf.autograph.experimental.do_not_convert
     def segmented(self, inputs, training=None, mask=None, **kwargs):
         if not record.could_possibly_record():  # no tape is recording: nothing would be stored
             return original(inputs, training=training, mask=mask, **kwargs)
@@ -198,6 +208,7 @@ def enable(model, segments: Optional[int] = None) -> None:
     object.__setattr__(model, "call", types.MethodType(segmented, model))
 
 
+@tf.autograph.experimental.do_not_convert
 def disable(model) -> None:
     """Undoes :func:`enable` (nested models included)."""
     original = model.__dict__.get(_ORIGINAL_CALL)
@@ -210,6 +221,7 @@ def disable(model) -> None:
             disable(node.operation)
 
 
+@tf.autograph.experimental.do_not_convert
 def configure_learner(learner, on: bool, segments: Optional[int] = None) -> list:
     """Enables (``on``) or disables remat on every functional network the learner holds directly
     (backbone, set encoder, ...); returns their names. Takes effect in calls traced afterwards."""

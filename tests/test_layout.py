@@ -26,7 +26,7 @@ LAYERS = [
     ("models", {"model", "lite", "learner", "heads", "macs", "backbones", "callbacks", "model_dir", "distribute",
                 "precision", "clips", "remat"}),
     ("data", {"data"}),
-    ("base", {"errors", "faults", "gin_errors", "registry", "atomic", "images", "memory", "episode", "source", "cli",
+    ("base", {"errors", "faults", "gin_errors", "registry", "atomic", "images", "memory", "runtime", "episode", "source", "cli",
               "lite_tf"}),
 ]
 LEVEL = {unit: level for level, (_, units) in enumerate(LAYERS) for unit in units}

@@ -58,6 +58,8 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if mask is not None:
             raise ConfigError(f"{self.name}: the set encoder's batch norm takes no mask.")
+        if len(inputs.shape) == 4 and self.axis % 4 == 3:
+            return self._fused(inputs)
         x = keras.ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
         axes = [axis for axis in range(len(x.shape)) if axis != self.axis % len(x.shape)]
         mean = keras.ops.mean(x, axis=axes)
@@ -66,6 +68,21 @@ class BatchNormalization(keras.layers.BatchNormalization):
             x, mean, variance, axis=self.axis, epsilon=self.epsilon,
             offset=keras.ops.cast(self.beta, x.dtype) if self.center else None,
             scale=keras.ops.cast(self.gamma, x.dtype) if self.scale else None)
+        return keras.ops.cast(outputs, self.compute_dtype)
+
+    def _fused(self, inputs):
+        """NHWC maps: TensorFlow's fused batch norm in training mode (the biased batch variance, as
+        above). Its gradient needs only the input and two per-channel vectors, where the composed
+        ops above keep about five full-size intermediates per layer for back-propagation: at 224 px
+        the set encoder's back-propagated images cost less than half the memory."""
+        x = tf.convert_to_tensor(inputs)
+        if x.dtype not in (tf.float16, tf.bfloat16, tf.float32):
+            x = tf.cast(x, tf.float32)
+        channels = x.shape[-1]
+        scale = tf.cast(self.gamma, tf.float32) if self.scale else tf.ones([channels], tf.float32)
+        offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, epsilon=self.epsilon,
+                                                         data_format="NHWC", is_training=True)
         return keras.ops.cast(outputs, self.compute_dtype)
 
 

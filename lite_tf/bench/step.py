@@ -21,10 +21,11 @@ def _configure(spec: dict) -> None:
     import keras
 
     from lite_tf import model as _  # noqa: F401  every configurable registered before gin locks
-    from lite_tf import registry
+    from lite_tf import registry, runtime
 
     registry.load_plugins()
     gin.parse_config_files_and_bindings(spec["gin_files"], spec["gin_bindings"])
+    runtime.apply()
     keras.config.set_dtype_policy(spec["dtype_policy"])
     keras.utils.set_random_seed(0)
 
