@@ -195,7 +195,7 @@ def probe(spec: dict) -> dict:
     one timed training step on a synthetic episode; reports the peak (GPU allocator, else resident)."""
     import tensorflow as tf
 
-    from lite_tf import episode_signature, experiment, memory, runtime
+    from lite_tf import episode_signature, experiment, faults, memory, runtime
     from lite_tf.bench.episodes import synthetic_episode
 
     bindings = list(spec["gin_bindings"]) + [
@@ -213,10 +213,16 @@ def probe(spec: dict) -> dict:
     step = tf.function(model.train_step, input_signature=[episode_signature(size, tf.uint8)],
                        reduce_retracing=True)
     times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        float(step(data)["loss"])
-        times.append(time.perf_counter() - start)
+    try:
+        for _ in range(2):
+            start = time.perf_counter()
+            float(step(data)["loss"])
+            times.append(time.perf_counter() - start)
+    except tf.errors.AlreadyExistsError as error:
+        clash = faults.grappler_tmp_var_clash(error)
+        if clash is None:
+            raise
+        raise ConfigError(f"plan: probe h={spec['h']}: {clash}") from None
     peak = memory.gpu_peak_bytes() if on_gpu else memory.peak_resident_bytes()
     return {"peak_gib": peak / GIB, "memory": "gpu allocator peak" if on_gpu else "peak resident",
             "first_step_s": times[0], "step_s": times[1], "image_size": size}

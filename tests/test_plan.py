@@ -107,3 +107,19 @@ def test_tiny_planner_run_predicts_its_own_measurement():
     assert best.h == 16 and 0.2 < best.predicted_gib < 4.0
     assert abs(best.error) < 0.1, plan.report(result)
     assert "| 16 | 8 | False | float32 |" in plan.report(result)
+
+
+def test_grapplers_tmp_var_clash_is_one_line():
+    """The message TensorFlow gave at 224 px, h=49 (grappler's AddN rewrite inside a while loop)."""
+    import tensorflow as tf
+
+    from lite_tf import faults
+
+    node = "while/body/_389/while/ArithmeticOptimizer/AddOpsRewrite_add_103"
+    message = (f"Graph execution error:\n\nDetected at node {node}/tmp_var defined at (most recent call last):\n"
+               f"<stack traces unavailable>\nResource __per_step_0/{node}/tmp_var/frame:6315961604705615773/iter:0/"
+               f"N10tensorflow19TemporaryVariableOp6TmpVarE\n\t [[{{{{node {node}/tmp_var}}}}]] [Op:__inference_train_step_1]")
+    line = faults.grappler_tmp_var_clash(tf.errors.AlreadyExistsError(None, None, message))
+    assert "\n" not in line and f"'{node}/tmp_var'" in line and "smaller LiteConfig.h" in line
+    assert faults.grappler_tmp_var_clash(tf.errors.AlreadyExistsError(None, None, "Resource x exists")) is None
+    assert faults.grappler_tmp_var_clash(ValueError(message)) is None
