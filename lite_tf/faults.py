@@ -137,8 +137,11 @@ def grappler_tmp_var_clash(error: BaseException) -> Optional[str]:
     accumulated in place when its static estimate of the graph's peak exceeds 80 % of the device's
     memory (memory_optimizer.cc, SchedulingPass); inside a while loop two such variables of the
     same name then exist at once and the step fails with AlreadyExistsError (tensorflow/tensorflow
-    issues 23780, 33713). The names are grappler's, not lite_tf's; the public API cannot switch
-    that one rewrite off. Seen here for Simple CNAPs + FiLM EfficientNet-B0 at 224 px, h=49.
+    issues 23780, 33713). On a CPU the device's memory is the machine's free RAM when the step is
+    traced, so whether it happens depends on the other jobs. Seen here (Simple CNAPs + FiLM
+    EfficientNet-B0, 224 px) only in the query-batch loop (``EpisodicModel.query_batch_size``) when
+    it runs no iteration (all queries in one batch); without the loop the same steps ran. The
+    names are grappler's, not lite_tf's; the public API cannot switch that one rewrite off.
     """
     message = getattr(error, "message", None) or str(error)
     if type(error).__name__ != "AlreadyExistsError" or "tmp_var" not in message:
@@ -147,8 +150,9 @@ def grappler_tmp_var_clash(error: BaseException) -> Optional[str]:
     node = f"'{match.group(1)}/tmp_var'" if match else "'tmp_var'"
     return (f"TensorFlow's graph optimiser broke this step (grappler's memory optimiser, which rewrites sums "
             f"when it predicts a peak above 80 % of the device's memory, made two temporary variables {node} "
-            f"at once: a TensorFlow bug, tensorflow/tensorflow#23780); use a smaller LiteConfig.h so that its "
-            f"estimate stays below that (lite_tf_plan's probes show which h run).")
+            f"at once: a TensorFlow bug, tensorflow/tensorflow#23780); if every episode's queries fit one batch, "
+            f"set EpisodicModel.query_batch_size = None (the same step without the batch loop), else use a "
+            f"smaller LiteConfig.h, or free memory, so that its estimate stays below that.")
 
 
 # What libjpeg prints itself (fprintf to stderr, whatever TF_CPP_MIN_LOG_LEVEL says) when TensorFlow
