@@ -174,7 +174,7 @@ def default_probe_h(support_size: int) -> List[int]:
 def refine_h(chosen_h: int, probed: Iterable[int]) -> Optional[int]:
     """Where to probe again before trusting ``chosen_h``: at 80 % of it when it is twice or more the
     largest probed h (a long extrapolation); None otherwise. 80 %: the new probe must fit the budget
-    even if the fit overestimates a little, and the line through it and the earlier probes then
+    even if the fit underestimates a little, and the line through it and the earlier probes then
     extrapolates by a quarter at most."""
     largest = max(probed)
     if chosen_h < 2 * largest:
