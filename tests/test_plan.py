@@ -110,6 +110,19 @@ def test_tiny_planner_run_predicts_its_own_measurement():
     assert "| 16 | 8 | False | float32 |" in plan.report(result)
 
 
+def test_a_refining_probe_out_of_memory_caps_h():
+    """Same probes as above; the refining probe at 64 runs out of memory, so h stays below it."""
+    def measure(spec):
+        if spec["h"] == 64:
+            return {"status": "oom", "error": "exit 1: ResourceExhaustedError"}
+        return {"status": "ok", "peak_gib": hinge(spec["h"])}
+
+    request = plan.Request(["unused.gin"], memory_budget_gib=6.0, support_size=100, remat=[False])
+    result = plan.run(request, log=lambda line: None, measure=measure)
+    (best,) = result["choices"]
+    assert (best.h, result["max_h"], best.measured_gib) == (63, 63, hinge(63))
+
+
 def test_grapplers_tmp_var_clash_is_one_line():
     """The message TensorFlow gave at 224 px, h=49 (grappler's AddN rewrite inside a while loop)."""
     import tensorflow as tf
