@@ -13,6 +13,11 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: large-image or long tests, run with --runslow")
+    # The launchers' thread setting, before any test starts TensorFlow: every test runs as they do,
+    # whatever the (random) test order, instead of whichever test first calls experiment.build.
+    from lite_tf import runtime
+
+    runtime.apply()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -51,8 +51,13 @@ def test_gpu_script_dry_run(tmp_path):
     results.validate(document)
     steps = [row for row in document["rows"] if row["part"] == "step"]
     plan = {(row["learner"], row["mode"], row["dtype_policy"]) for row in steps}
-    assert plan == {(learner, mode, policy) for learner in ("protonets", "simple_cnaps") for mode in ("lite", "full")
-                    for policy in ("float32", "mixed_bfloat16")}
+    expected = {(learner, mode, policy) for learner in ("protonets", "simple_cnaps")
+                for mode in ("lite", "exact", "full") for policy in ("float32", "mixed_bfloat16")}
+    assert plan == expected
+    with open(stem + "_remat.json") as stream:
+        remat_rows = [row for row in json.load(stream)["rows"] if row["part"] == "step"]
+    assert {(row["learner"], row["mode"], row["dtype_policy"]) for row in remat_rows} == expected
+    assert all("LiteConfig.remat=True" in row["gin_bindings"] for row in remat_rows)
     assert all(row["status"] == "ok" for row in steps if row["dtype_policy"] == "float32")
     assert [row["status"] for row in document["rows"] if row["part"] == "pipeline"] == ["ok"]
     assert {row["backbone"] for row in steps if row["status"] == "ok"} <= {"conv4", "film_conv4"}
