@@ -139,9 +139,10 @@ def grappler_tmp_var_clash(error: BaseException) -> Optional[str]:
     same name then exist at once and the step fails with AlreadyExistsError (tensorflow/tensorflow
     issues 23780, 33713). On a CPU the device's memory is the machine's free RAM when the step is
     traced, so whether it happens depends on the other jobs. Seen here (Simple CNAPs + FiLM
-    EfficientNet-B0, 224 px) only in the query-batch loop (``EpisodicModel.query_batch_size``) when
-    it runs no iteration (all queries in one batch); without the loop the same steps ran. The
-    names are grappler's, not lite_tf's; the public API cannot switch that one rewrite off.
+    EfficientNet-B0, 224 px) in the query-batch loop when it ran no iteration (all queries in one
+    batch); that loop is now built only under ``tf.cond(batches > 1)`` (``EpisodicModel``), with
+    which the same step ran. The names are grappler's, not lite_tf's; the public API cannot switch
+    that one rewrite off.
     """
     message = getattr(error, "message", None) or str(error)
     if type(error).__name__ != "AlreadyExistsError" or "tmp_var" not in message:
@@ -150,9 +151,8 @@ def grappler_tmp_var_clash(error: BaseException) -> Optional[str]:
     node = f"'{match.group(1)}/tmp_var'" if match else "'tmp_var'"
     return (f"TensorFlow's graph optimiser broke this step (grappler's memory optimiser, which rewrites sums "
             f"when it predicts a peak above 80 % of the device's memory, made two temporary variables {node} "
-            f"at once: a TensorFlow bug, tensorflow/tensorflow#23780); if every episode's queries fit one batch, "
-            f"set EpisodicModel.query_batch_size = None (the same step without the batch loop), else use a "
-            f"smaller LiteConfig.h, or free memory, so that its estimate stays below that.")
+            f"at once: a TensorFlow bug, tensorflow/tensorflow#23780); use a smaller LiteConfig.h or "
+            f"EpisodicModel.query_batch_size, or free memory, so that its estimate stays below that.")
 
 
 # What libjpeg prints itself (fprintf to stderr, whatever TF_CPP_MIN_LOG_LEVEL says) when TensorFlow

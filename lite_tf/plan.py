@@ -206,10 +206,6 @@ def probe(spec: dict) -> dict:
     runtime.apply()  # before the GPU peak is reset (that starts TensorFlow's runtime)
     on_gpu = memory.reset_gpu_peak()
     model, _ = experiment.build()
-    if model.query_batch_size is not None and model.query_batch_size >= spec["query_size"]:
-        # One query batch: the same step without the batch loop, whose never-run body grappler can
-        # break (faults.grappler_tmp_var_clash).
-        model.query_batch_size = None
     size = model.image_size
     arrays = synthetic_episode(spec["way"], spec["support_size"], spec["query_size"], size, image_dtype="uint8",
                                seed=0)
