@@ -29,7 +29,7 @@ from lite_tf import faults
 from lite_tf import gin_errors
 from lite_tf import registry
 from lite_tf import runtime
-from lite_tf.errors import DataError, LiteTfError
+from lite_tf.errors import ConfigError, DataError, LiteTfError
 from lite_tf.model import EpisodicModel
 from lite_tf.model_dir import (BEST_WEIGHTS, CHECKPOINTS, EXPERIMENT_FILE, LOGS, OPERATIVE_FILE, ExperimentError,
                                ModelDir)
@@ -302,6 +302,9 @@ def _faults_as_one_line(train_function):
             resume = (tf.train.latest_checkpoint(checkpoints) if os.path.isdir(checkpoints) else None) or \
                 "the start, as no epoch had finished"
             faults.raise_if_disk_full(error, model_dir, f"rerun the same command; it resumes from {resume}")
+            clash = faults.grappler_tmp_var_clash(error)
+            if clash is not None:
+                raise ConfigError(f"Training stopped: {clash}") from None
             record = faults.pipeline_assertion(error)
             if record is None:
                 raise

@@ -127,6 +127,34 @@ def pipeline_assertion(error: BaseException) -> Optional[str]:
     return text.strip() or None
 
 
+GRAPPLER_CLASH = re.compile(r"Resource (?:__per_step_\d+/)?(\S+?)/tmp_var/frame:")
+
+
+def grappler_tmp_var_clash(error: BaseException) -> Optional[str]:
+    """One line for TensorFlow's own clash of temporary variables in a step, or None.
+
+    Grappler's memory optimiser rewrites an AddN of three or more inputs into a TemporaryVariable
+    accumulated in place when its static estimate of the graph's peak exceeds 80 % of the device's
+    memory (memory_optimizer.cc, SchedulingPass); inside a while loop two such variables of the
+    same name then exist at once and the step fails with AlreadyExistsError (tensorflow/tensorflow
+    issues 23780, 33713). On a CPU the device's memory is the machine's free RAM when the step is
+    traced, so whether it happens depends on the other jobs. Seen here (Simple CNAPs + FiLM
+    EfficientNet-B0, 224 px) in the query-batch loop when it ran no iteration (all queries in one
+    batch); that loop is now built only under ``tf.cond(batches > 1)`` (``EpisodicModel``), with
+    which the same step ran. The names are grappler's, not lite_tf's; the public API cannot switch
+    that one rewrite off.
+    """
+    message = getattr(error, "message", None) or str(error)
+    if type(error).__name__ != "AlreadyExistsError" or "tmp_var" not in message:
+        return None
+    match = GRAPPLER_CLASH.search(message)
+    node = f"'{match.group(1)}/tmp_var'" if match else "'tmp_var'"
+    return (f"TensorFlow's graph optimiser broke this step (grappler's memory optimiser, which rewrites sums "
+            f"when it predicts a peak above 80 % of the device's memory, made two temporary variables {node} "
+            f"at once: a TensorFlow bug, tensorflow/tensorflow#23780); use a smaller LiteConfig.h or "
+            f"EpisodicModel.query_batch_size, or free memory, so that its estimate stays below that.")
+
+
 # What libjpeg prints itself (fprintf to stderr, whatever TF_CPP_MIN_LOG_LEVEL says) when TensorFlow
 # decodes a damaged JPEG, or a JPEG with recoverable defects (a few ImageNet files have them).
 LIBJPEG_LINE = re.compile(r"^(Corrupt JPEG data\b|Premature end of JPEG file|Input file read error|Not a JPEG file|"

@@ -202,8 +202,14 @@ class EpisodicModel(keras.Model):
                 return (index + 1, [s + b for s, b in zip(sums, batch_sums)],
                         [a.write(index, o) for a, o in zip(arrays, batch_outputs)])
 
-            _, sums, arrays = tf.while_loop(lambda index, *_: index < num_batches, body,
-                                            (tf.constant(1), sums, arrays), parallel_iterations=1)
+            def loop():
+                _, loop_sums, loop_arrays = tf.while_loop(lambda index, *_: index < num_batches, body,
+                                                          (tf.constant(1), sums, arrays), parallel_iterations=1)
+                return loop_sums, loop_arrays
+
+            # Only with a second batch: grappler's memory optimiser can break the body of a loop that
+            # runs no iteration (lite_tf/faults.py, grappler_tmp_var_clash).
+            sums, arrays = tf.cond(num_batches > 1, loop, lambda: (sums, arrays))
         return sums, arrays
 
     def train_episode(self, data, subset=None) -> EpisodeResult:

@@ -1,12 +1,16 @@
 """The memory planner: which h (and chunk size, remat, precision) fits a memory budget.
 
-LITE's peak memory is close to linear in h: a fixed part (runtime, weights, optimizer slots, the
-no-gradient chunk pass, the queries' back-propagation) plus a per-image cost for every image
-back-propagated in H. The planner measures a few training steps at small h, each in a fresh
-process (the benchmark harness's runner, ``lite_tf.bench.runner``), fits
-peak = a + b h (+ c chunk_size when several chunk sizes were probed) per (remat, precision), and
-returns the largest h whose predicted peak fits the budget, then measures a step at that h to show
-the prediction's error. Peak memory is the GPU allocator's peak on a GPU, else the process's peak
+LITE's peak memory is a fixed part (runtime, weights, optimizer slots, the no-gradient chunk pass,
+the queries' back-propagation) plus a per-image cost for every image back-propagated in H, but only
+once H's back-propagation is what sets the peak: below some h the peak is an h-independent part
+(e.g. the chunk pass) and flat. A line through two probes on that plateau undershoots (measured:
+-13 % at 64 px from probes at h=4 and 12). So the planner measures training steps at h far apart
+(default: 5 % and 25 % of the support size), each in a fresh process (the benchmark harness's
+runner, ``lite_tf.bench.runner``), fits peak = a + b h (+ c chunk_size when several chunk sizes were
+probed) per (remat, precision) through the probes at the upper h (``fit``), picks the largest h whose
+predicted peak fits the budget, and, when that h is far beyond the probes, measures one more probe
+at 80 % of it and fits again (``refine``). Then it measures a step at the chosen h to show the
+prediction's error. Peak memory is the GPU allocator's peak on a GPU, else the process's peak
 resident memory (absolute: a budget is what the whole process may use).
 
 ``lite_tf_plan`` (tools/plan.py) is the command; ``LiteConfig(h='auto', memory_budget=...)`` runs
@@ -63,9 +67,20 @@ class Fit:
         return self.intercept + self.per_image * h + self.per_chunk_image * chunk_size
 
 
+def upper(group: Sequence[Probe]) -> List[Probe]:
+    """The probes the line is fitted through: those at h >= half the largest probed h, or, when
+    that leaves one h, the two largest h. Lower probes may sit on the flat part (see the module)."""
+    hs = sorted({p.h for p in group})
+    kept = [h for h in hs if 2 * h >= hs[-1]]
+    if len(kept) < 2:
+        kept = hs[-2:]
+    return [p for p in group if p.h in kept]
+
+
 def fit(probes: Sequence[Probe]) -> List[Fit]:
-    """Least-squares fits of peak against h (and chunk size when probed at several), one per
-    (remat, precision); each needs probes at two or more h."""
+    """Least-squares fits of peak against h (and chunk size when probed at several) through the
+    upper probes (``upper``), one per (remat, precision); each needs probes at two or more h.
+    ``max_residual`` is over every probe of the setting: how far the line misses the lower ones too."""
     fits = []
     groups = {}
     for probe in probes:
@@ -75,14 +90,17 @@ def fit(probes: Sequence[Probe]) -> List[Fit]:
         if len(hs) < 2:
             raise ConfigError(f"plan: remat={remat}, {policy} was probed at h={sorted(hs)} only; the fit needs "
                               f"two or more h.")
-        chunks = {p.setting.chunk_size for p in group}
-        columns = [np.ones(len(group)), [p.h for p in group]]
-        if len(chunks) > 1:
-            columns.append([p.setting.chunk_size for p in group])
-        design = np.stack(columns, 1).astype(float)
-        peaks = np.array([p.peak_gib for p in group], float)
-        coefficients, *_ = np.linalg.lstsq(design, peaks, rcond=None)
-        residual = float(np.abs(design @ coefficients - peaks).max())
+        used = upper(group)
+        chunks = {p.setting.chunk_size for p in used}
+
+        def design(rows):
+            columns = [np.ones(len(rows)), [p.h for p in rows]]
+            if len(chunks) > 1:
+                columns.append([p.setting.chunk_size for p in rows])
+            return np.stack(columns, 1).astype(float)
+
+        coefficients, *_ = np.linalg.lstsq(design(used), np.array([p.peak_gib for p in used], float), rcond=None)
+        residual = float(np.abs(design(group) @ coefficients - np.array([p.peak_gib for p in group])).max())
         per_chunk = float(coefficients[2]) if len(chunks) > 1 else 0.0
         fits.append(Fit(remat, policy, float(coefficients[0]), float(coefficients[1]), per_chunk, residual))
     return fits
@@ -136,14 +154,32 @@ class Request:
     support_size: int = 100
     query_size: int = 40
     way: int = 5
-    probe_h: List[int] = dataclasses.field(default_factory=lambda: [4, 12])
+    probe_h: Optional[List[int]] = None  # default: default_probe_h(support_size)
     chunk_sizes: List[int] = dataclasses.field(default_factory=lambda: [40])
     remat: List[bool] = dataclasses.field(default_factory=lambda: [False, True])
     dtype_policies: List[str] = dataclasses.field(default_factory=lambda: ["float32"])
     max_h: Optional[int] = None  # default: the support size (h >= N is full back-propagation)
     verify: bool = True
+    refine: int = 1  # extra probes near the chosen h, at most (see refine_h)
     timeout_s: Optional[float] = None
     workers: int = 1  # probes run at once (each in its own process; peaks stay apart, times do not)
+
+
+def default_probe_h(support_size: int) -> List[int]:
+    """Two probes far apart: 5 % and 25 % of the support size (at least 1 and 2)."""
+    low = max(1, round(0.05 * support_size))
+    return [low, max(low + 1, round(0.25 * support_size))]
+
+
+def refine_h(chosen_h: int, probed: Iterable[int]) -> Optional[int]:
+    """Where to probe again before trusting ``chosen_h``: at 80 % of it when it is twice or more the
+    largest probed h (a long extrapolation); None otherwise. 80 %: the new probe must fit the budget
+    even if the fit underestimates a little, and the line through it and the earlier probes then
+    extrapolates by a quarter at most."""
+    largest = max(probed)
+    if chosen_h < 2 * largest:
+        return None
+    return int(round(0.8 * chosen_h))
 
 
 def _probe_spec(request: Request, setting: Setting, h: int) -> dict:
@@ -159,7 +195,7 @@ def probe(spec: dict) -> dict:
     one timed training step on a synthetic episode; reports the peak (GPU allocator, else resident)."""
     import tensorflow as tf
 
-    from lite_tf import episode_signature, experiment, memory, runtime
+    from lite_tf import episode_signature, experiment, faults, memory, runtime
     from lite_tf.bench.episodes import synthetic_episode
 
     bindings = list(spec["gin_bindings"]) + [
@@ -177,47 +213,84 @@ def probe(spec: dict) -> dict:
     step = tf.function(model.train_step, input_signature=[episode_signature(size, tf.uint8)],
                        reduce_retracing=True)
     times = []
-    for _ in range(2):
-        start = time.perf_counter()
-        float(step(data)["loss"])
-        times.append(time.perf_counter() - start)
+    try:
+        for _ in range(2):
+            start = time.perf_counter()
+            float(step(data)["loss"])
+            times.append(time.perf_counter() - start)
+    except tf.errors.AlreadyExistsError as error:
+        clash = faults.grappler_tmp_var_clash(error)
+        if clash is None:
+            raise
+        raise ConfigError(f"plan: probe h={spec['h']}: {clash}") from None
     peak = memory.gpu_peak_bytes() if on_gpu else memory.peak_resident_bytes()
     return {"peak_gib": peak / GIB, "memory": "gpu allocator peak" if on_gpu else "peak resident",
             "first_step_s": times[0], "step_s": times[1], "image_size": size}
 
 
-def run(request: Request, log: Callable = print) -> dict:
-    """Probes, fits, chooses and (``verify``) measures the chosen setting; returns a report dict."""
+def _in_child(request: Request) -> Callable[[dict], dict]:
     from lite_tf.bench import runner
 
+    return lambda spec: runner.run_in_child(PROBE_TARGET, spec, request.timeout_s)
+
+
+def run(request: Request, log: Callable = print, measure: Optional[Callable[[dict], dict]] = None) -> dict:
+    """Probes, fits, chooses, refines (``refine``) and (``verify``) measures the chosen setting;
+    returns a report dict. ``measure(spec) -> row`` runs one probe (default: a fresh process)."""
+    measure = measure or _in_child(request)
     settings = [Setting(c, r, p) for c, r, p in itertools.product(request.chunk_sizes, request.remat,
                                                                    request.dtype_policies)]
     max_h = request.max_h or request.support_size
-    planned = list(itertools.product(settings, sorted(set(request.probe_h))))
+    probe_h = sorted(set(request.probe_h or default_probe_h(request.support_size)))
+    planned = list(itertools.product(settings, probe_h))
     specs = [_probe_spec(request, setting, h) for setting, h in planned]
     with concurrent.futures.ThreadPoolExecutor(max(1, request.workers)) as pool:
-        rows = list(pool.map(lambda spec: runner.run_in_child(PROBE_TARGET, spec, request.timeout_s), specs))
+        rows = list(pool.map(measure, specs))
     probes = []
-    for (setting, h), row in zip(planned, rows):
+
+    def record(setting, h, row):
         if row["status"] != "ok":
             log(f"probe h={h}, {setting.describe()}: {row['status']}: {row['error']}")
-            continue
-        probes.append(Probe(setting, h, row["peak_gib"], row["step_s"]))
-        log(f"probe h={h}, {setting.describe()}: peak {row['peak_gib']:.2f} GiB, step {row['step_s']:.2f} s")
+            return
+        probes.append(Probe(setting, h, row["peak_gib"], row.get("step_s")))
+        log(f"probe h={h}, {setting.describe()}: peak {row['peak_gib']:.2f} GiB")
+
+    for (setting, h), row in zip(planned, rows):
+        record(setting, h, row)
     if not probes:
         raise ConfigError(f"plan: every probe failed; the first: {rows[0]['error'] if rows else 'none planned'}")
     fits = fit(probes)
     choices = choose(fits, settings, request.memory_budget_gib, max_h)
+    first_prediction = None
+    for _ in range(max(0, request.refine)):
+        best = choices[0] if choices else None
+        if best is None or best.h == 0:
+            break
+        again = refine_h(best.h, [p.h for p in probes if p.setting == best.setting])
+        if again is None:
+            break
+        first_prediction = first_prediction or (best.h, best.predicted_gib)
+        row = measure(_probe_spec(request, best.setting, again))
+        rows.append(row)
+        record(best.setting, again, row)
+        if row["status"] in ("oom", "killed"):  # out of memory at h=again: no larger h fits
+            max_h = min(max_h, again - 1)
+            choices = choose(fits, settings, request.memory_budget_gib, max_h)
+        if row["status"] != "ok":
+            break
+        fits = fit(probes)
+        choices = choose(fits, settings, request.memory_budget_gib, max_h)
     if request.verify and choices and choices[0].h > 0:
         best = choices[0]
-        row = runner.run_in_child(PROBE_TARGET, _probe_spec(request, best.setting, best.h), request.timeout_s)
+        row = measure(_probe_spec(request, best.setting, best.h))
         rows.append(row)
         if row["status"] == "ok":
             best.measured_gib = row["peak_gib"]
         log(f"measured at h={best.h}, {best.setting.describe()}: "
             + (f"peak {row['peak_gib']:.2f} GiB" if row["status"] == "ok" else f"{row['status']}: {row['error']}"))
     return {"request": dataclasses.asdict(request), "fits": [dataclasses.asdict(f) for f in fits],
-            "choices": choices, "rows": rows, "max_h": max_h}
+            "probes": [{"h": p.h, **dataclasses.asdict(p.setting), "peak_gib": p.peak_gib} for p in probes],
+            "first_prediction": first_prediction, "choices": choices, "rows": rows, "max_h": max_h}
 
 
 def report(result: dict) -> str:
@@ -225,7 +298,13 @@ def report(result: dict) -> str:
     request = result["request"]
     lines = [f"Memory budget {request['memory_budget_gib']:g} GiB; episode N={request['support_size']}, "
              f"{request['query_size']} queries, {request['way']}-way; h at most {result['max_h']}.", "",
-             "| remat | precision | fixed (GiB) | per h image (GiB) | per chunk image (GiB) | max fit residual (GiB) |",
+             "Probes (h: peak GiB): " + "; ".join(
+                 f"{p['h']}: {p['peak_gib']:.2f} ({p['chunk_size']}, remat={p['remat']}, {p['dtype_policy']})"
+                 for p in result.get("probes", [])) + ".", ""]
+    if result.get("first_prediction"):
+        h, predicted = result["first_prediction"]
+        lines += [f"Before the refining probe the best setting's largest h was {h} (predicted {predicted:.2f} GiB).", ""]
+    lines += ["| remat | precision | fixed (GiB) | per h image (GiB) | per chunk image (GiB) | max fit residual (GiB) |",
              "|---|---|---|---|---|---|"]
     for f in result["fits"]:
         lines.append(f"| {f['remat']} | {f['dtype_policy']} | {f['intercept']:.3f} | {f['per_image']:.4f} | "

@@ -7,7 +7,7 @@ process's peak resident memory. See lite_tf/plan.py.
 
   python -m tools.plan --gin_config=gin/experiments/md_simple_cnaps.gin --memory_budget=12GiB \
       --gin_bindings="backbones.efficientnet_b0_film.weights = None"
-  lite_tf_plan --gin_config=gin/benchmarks/tiny.gin ... --memory_budget=2GiB --probe_h=2,6 --remat=false,true
+  lite_tf_plan --gin_config=gin/benchmarks/tiny.gin ... --memory_budget=2GiB --probe_h=2,8 --remat=false,true
 """
 from __future__ import annotations
 
@@ -28,12 +28,15 @@ def define_flags():
     flags.DEFINE_integer("support_size", 100, "Support images N of the episode planned for.")
     flags.DEFINE_integer("query_size", 40, "Query images of the episode planned for.")
     flags.DEFINE_integer("way", 5, "Classes of the episode planned for.")
-    flags.DEFINE_list("probe_h", ["4", "12"], "h of the probe steps (two or more).")
+    flags.DEFINE_list("probe_h", [], "h of the probe steps (two or more, far apart; default: 5 % and 25 % of "
+                                     "--support_size).")
     flags.DEFINE_list("chunk_size", ["40"], "Chunk sizes considered.")
     flags.DEFINE_list("remat", ["false", "true"], "Remat settings considered.")
     flags.DEFINE_list("dtype_policy", ["float32"], "Precisions considered: float32, mixed_bfloat16, mixed_float16.")
     flags.DEFINE_integer("max_h", None, "Largest h worth having (default: the support size).")
     flags.DEFINE_bool("verify", True, "Measure a step at the chosen h and print the prediction's error.")
+    flags.DEFINE_integer("refine", 1, "Extra probes at 80 % of the chosen h when it is twice or more the largest "
+                                      "probed h (the fit then extrapolates by a quarter at most); 0: none.")
     flags.DEFINE_float("probe_timeout_s", None, "Stop a probe's process after this long.")
     flags.DEFINE_integer("workers", 1, "Probes run at once, each in its own process (peaks stay apart; step "
                                        "times then overlap).")
@@ -60,9 +63,9 @@ def main(argv) -> int:
     request = plan.Request(
         gin_configs=FLAGS.gin_config, gin_bindings=FLAGS.gin_bindings,
         memory_budget_gib=plan.parse_budget(FLAGS.memory_budget), support_size=FLAGS.support_size,
-        query_size=FLAGS.query_size, way=FLAGS.way, probe_h=cli.integers(FLAGS.probe_h, "probe_h"),
+        query_size=FLAGS.query_size, way=FLAGS.way, probe_h=cli.integers(FLAGS.probe_h, "probe_h") or None,
         chunk_sizes=cli.integers(FLAGS.chunk_size, "chunk_size"), remat=_booleans(FLAGS.remat),
-        dtype_policies=FLAGS.dtype_policy, max_h=FLAGS.max_h, verify=FLAGS.verify, timeout_s=FLAGS.probe_timeout_s,
+        dtype_policies=FLAGS.dtype_policy, max_h=FLAGS.max_h, verify=FLAGS.verify, refine=FLAGS.refine, timeout_s=FLAGS.probe_timeout_s,
         workers=FLAGS.workers)
     result = plan.run(request)
     print("\n" + plan.report(result))
