@@ -32,7 +32,7 @@ def test_query_batches_give_the_same_loss_and_gradients():
         b_loss, b_accuracy, b_gradients = batched.episode_gradients(episode)
         assert float(b_loss) == pytest.approx(float(loss), rel=1e-5)
         assert float(b_accuracy) == pytest.approx(float(accuracy))
-        assert_gradients_close(b_gradients, gradients, rtol=1e-4)
+        assert_gradients_close(b_gradients, gradients, rtol=1e-4, atol=1e-6)  # near-zero entries: float32 summation noise
     # LITE with h >= N and several query batches (re-drawn H, cached no-gradient pass) is exact too.
     lite = protonets_model(LiteConfig(h=50, chunk_size=2), query_batch_size=2)
     lite.set_weights(whole.get_weights())
