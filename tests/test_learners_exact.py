@@ -131,3 +131,18 @@ def test_exact_mapper_with_a_nested_set_embedding_equals_direct_gradients(suppor
     # Without the pushed-back context term the set-encoder gradient would be wrong (the test can fail).
     assert relative_errors([expected[0]], [first[0] + mapper.backpropagate_support(
         [first[3], tf.zeros_like(first[4])], variables, tape, list(mapper.watched))[0]])[0] > 1e-3
+
+
+def test_exact_graph_gates_pass_two_with_one_control_input_per_op():
+    """Pass 2 waits for the query batches' gradients through one barrier op: gating every op of
+    pass 2 on each gradient gave hundreds of control inputs per op (at 224 px a 129 MB graph, 1 GiB
+    more to trace and optimise, README "Memory")."""
+    model = EpisodicModel(build("simple_cnaps"), IMAGE_SIZE, lite=LiteConfig(mode="exact", chunk_size=3), seed=0)
+    episode = make_episode([2, 3, 2], queries=3, seed=4)
+    spec = {k: tf.TensorSpec([None] * np.ndim(v), tf.as_dtype(np.asarray(v).dtype)) for k, v in episode.items()}
+    graph = tf.function(lambda ep: model.episode_gradients(ep)[2]).get_concrete_function(spec).graph.as_graph_def()
+    controls = [sum(name.startswith("^") for name in node.input) for node in graph.node]
+    variables = len(model.trainable_variables)
+    assert variables > 20
+    # Barriers (the group op, loop entries) may wait on every gradient; other ops on a few tensors.
+    assert sum(c > 8 for c in controls) <= 10, sorted(controls)[-20:]
