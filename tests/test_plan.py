@@ -39,6 +39,32 @@ def test_probe_spacing_and_refinement_point():
     assert plan.default_probe_h(4) == [1, 2]
     assert plan.refine_h(49, [5, 25]) is None  # under twice the largest probe: no new probe
     assert plan.refine_h(80, [5, 25]) == 64
+    assert plan.refine_h(71, [5, 25, 80]) == 71  # between probes, the nearest below far off: probe at it
+    assert plan.refine_h(76, [5, 25, 71, 80]) is None  # 71 is within a fifth of 76
+
+
+def test_run_probes_inside_a_long_chord_of_a_convex_peak():
+    """Issue 19's 224 px remat row: the peak's slope grows with h (0.023 GiB per image to h=71, 0.121
+    above), so the chord through the probes at h=25 and 80 picks h=72 for 6 GiB at 6.00 GiB where it
+    needs 5.41 (+10.9 %). The second refinement probes h=72 and refits through 72 and 80: h=76 at
+    5.90 GiB, as measured."""
+    def convex(h):
+        return max(3.175 + 0.023 * h, -3.3 + 0.121 * h)
+
+    measured = []
+
+    def measure(spec):
+        measured.append(spec["h"])
+        return {"status": "ok", "peak_gib": convex(spec["h"])}
+
+    request = plan.Request(["unused.gin"], memory_budget_gib=6.0, support_size=100, remat=[True], refine=1)
+    (chord,) = plan.run(request, log=lambda line: None, measure=measure)["choices"]
+    assert measured[2:] == [80, 72] and chord.error == pytest.approx(0.108, abs=1e-3)
+    measured.clear()
+    request.refine = 2
+    (best,) = plan.run(request, log=lambda line: None, measure=measure)["choices"]
+    assert measured[2:] == [80, 72, 76]
+    assert (best.h, best.predicted_gib, best.measured_gib) == (76, pytest.approx(5.896), pytest.approx(5.896))
 
 
 def test_run_refines_a_long_extrapolation_before_measuring():
