@@ -35,9 +35,9 @@ def define_flags():
     flags.DEFINE_list("dtype_policy", ["float32"], "Precisions considered: float32, mixed_bfloat16, mixed_float16.")
     flags.DEFINE_integer("max_h", None, "Largest h worth having (default: the support size).")
     flags.DEFINE_bool("verify", True, "Measure a step at the chosen h and print the prediction's error.")
-    flags.DEFINE_integer("refine", 2, "Extra probes near the chosen h, at most: at 80 % of it when it is twice or "
-                                      "more the largest probed h, at it when it lies between probes over a fifth "
-                                      "apart (lite_tf.plan.refine_h); 0: none.")
+    flags.DEFINE_integer("refine", 3, "Extra probes near the chosen h, at most: at 80 % of it when it is over a "
+                                      "quarter beyond the largest probed h, at it when the nearest probe below is "
+                                      "over a fifth lower and one lies above (lite_tf.plan.refine_h); 0: none.")
     flags.DEFINE_float("probe_timeout_s", None, "Stop a probe's process after this long.")
     flags.DEFINE_integer("workers", 1, "Probes run at once, each in its own process (peaks stay apart; step "
                                        "times then overlap).")
