@@ -283,8 +283,9 @@ def run(request: Request, log: Callable = print, measure: Optional[Callable[[dic
         row = measure(_probe_spec(request, best.setting, again))
         rows.append(row)
         record(best.setting, again, row)
-        if row["status"] in ("oom", "killed"):  # out of memory at h=again: no larger h fits
-            max_h = min(max_h, again - 1)
+        over = row["status"] == "ok" and row["peak_gib"] > request.memory_budget_gib
+        if row["status"] in ("oom", "killed") or over:  # out of memory or over the budget at h=again:
+            max_h = min(max_h, again - 1)  # no larger h fits (a refit through close probes cannot say otherwise)
             choices = choose(fits, settings, request.memory_budget_gib, max_h)
         if row["status"] != "ok":
             break

@@ -67,23 +67,20 @@ def test_run_probes_inside_a_long_chord_of_a_convex_peak():
     assert (best.h, best.predicted_gib, best.measured_gib) == (76, pytest.approx(5.896), pytest.approx(5.896))
 
 
-def test_run_refines_a_long_extrapolation_before_measuring():
-    """Probes at 5 and 25 (5 on the plateau) predict h=80 for 6 GiB: 1.734375 + 0.053125 * 80 =
-    5.98 GiB, but a step there needs 6.5 GiB (-7.9 %). The refining probe at 64 puts the line
-    through h=25 and 64: 1.5 + 0.0625 h, h=72 at exactly 6 GiB, measured 6 GiB."""
+def test_a_refining_probe_over_the_budget_caps_h():
+    """A refining probe that measures over the budget caps h below it, whatever the refit says
+    (resident peaks vary by about 0.1 GiB between runs; a line through close probes can pass it)."""
+    peaks = {40: 4.0, 60: 5.0, 64: 6.1}
     measured = []
 
     def measure(spec):
         measured.append(spec["h"])
-        return {"status": "ok", "peak_gib": hinge(spec["h"])}
+        return {"status": "ok", "peak_gib": peaks[spec["h"]]}
 
-    request = plan.Request(["unused.gin"], memory_budget_gib=6.0, support_size=100, remat=[False])
+    request = plan.Request(["unused.gin"], memory_budget_gib=6.0, support_size=100, probe_h=[40, 60], remat=[True],
+                           verify=False)
     result = plan.run(request, log=lambda line: None, measure=measure)
-    assert sorted(measured[:2]) == [5, 25] and measured[2:] == [64, 72]
-    (best,) = result["choices"]
-    assert (best.h, best.predicted_gib, best.measured_gib) == (72, pytest.approx(6.0), 6.0)
-    assert result["first_prediction"] == (80, pytest.approx(5.984375))
-    assert "| 72 | 40 | False | float32 | 6.00 | 6.00 | " in plan.report(result)
+    assert measured[2:] == [64] and result["max_h"] == 63 and result["choices"][0].h == 63  # the refit alone: 67
 
 
 def test_fit_takes_chunk_size_when_probed_at_several():
