@@ -185,12 +185,15 @@ def call(model, inputs, training=None, segments: Optional[int] = None):
 @tf.autograph.experimental.do_not_convert
 def enable(model, segments: Optional[int] = None) -> None:
     """Makes every later call of ``model`` (a functional Keras model) run segmented (:func:`call`);
-    nested functional models too. Weights, saving and values are unchanged."""
+    nested functional models too. Weights, saving and values are unchanged. ``segments`` None: the
+    model's own ``remat_segments`` attribute if it has one, else the planned count (:func:`plan`)."""
     if not is_functional(model):
         raise ConfigError(f"remat: {getattr(model, 'name', type(model).__name__)!r} is not a functional "
                           f"Keras model; remat segments functional graphs only.")
     if _ORIGINAL_CALL in model.__dict__:
         return
+    # A network may say how it is best cut (its ``remat_segments``; the set encoder: one segment).
+    segments = getattr(model, "remat_segments", None) if segments is None else segments
     _plan_once(model, segments)  # now, in plain Python: planning inside a traced step costs tens of seconds
     for node in _ordered_nodes(model):
         if is_functional(node.operation):

@@ -85,3 +85,14 @@ def test_remat_config_is_checked():
         LiteConfig(remat="yes")
     with pytest.raises(ConfigError, match="not a functional"):
         remat.enable(keras.layers.Dense(2))
+
+
+def test_set_encoder_is_recomputed_whole_and_backbones_as_planned():
+    """The set encoder's gradient comes last, so remat keeps none of its block outputs (one segment);
+    a backbone is cut as planned."""
+    encoder, backbone = get_backbone("set_encoder")(image_size=32), get_backbone("film_conv4")(image_size=32)
+    for network in (encoder, backbone):
+        remat.enable(network)
+    (only,) = encoder.__dict__["_lite_remat_plans"].values()
+    assert len(only) == 1 and only[0].wrapped
+    assert list(backbone.__dict__["_lite_remat_plans"]) == [(None,)] and len(backbone._lite_remat_plans[(None,)]) >= 2
