@@ -98,7 +98,9 @@ def _stored(groups, sizes, index_of, last_use) -> int:
 def plan(model, segments: Optional[int] = None) -> List[Segment]:
     """Cuts ``model``'s graph into segments, only where exactly one tensor (besides the model's
     inputs) is live. ``segments`` asks for about that many of balanced activation size; by default
-    the count whose predicted stored activations (boundaries + the largest segment) are smallest.
+    the model's own cuts (``remat_cut_after``: names of the layers that end a segment) if it has
+    them, else the count whose predicted stored activations (boundaries + the largest segment) are
+    smallest.
     Nested functional models form their own (unwrapped) segments and are segmented when they run."""
     nodes = _ordered_nodes(model)
     if not nodes:
@@ -112,7 +114,14 @@ def plan(model, segments: Optional[int] = None) -> List[Segment]:
     sizes = [sum(_elements(t) for t in node.outputs) for node in nodes]
     index_of = {id(node): index for index, node in enumerate(nodes)}
     total = sum(sizes)
-    if segments is not None:
+    cut_after = getattr(model, "remat_cut_after", None)
+    if segments is None and cut_after:  # the network's own cuts (layer names)
+        groups = [[]]
+        for node in nodes:
+            groups[-1].append(node)
+            if node.operation.name in cut_after and node is not nodes[-1]:
+                groups.append([])
+    elif segments is not None:
         groups = _groups(nodes, sizes, last_use, total / segments)
     else:
         candidates = [_groups(nodes, sizes, last_use, total / count) for count in range(1, min(len(nodes), 64) + 1)]
@@ -185,15 +194,12 @@ def call(model, inputs, training=None, segments: Optional[int] = None):
 @tf.autograph.experimental.do_not_convert
 def enable(model, segments: Optional[int] = None) -> None:
     """Makes every later call of ``model`` (a functional Keras model) run segmented (:func:`call`);
-    nested functional models too. Weights, saving and values are unchanged. ``segments`` None: the
-    model's own ``remat_segments`` attribute if it has one, else the planned count (:func:`plan`)."""
+    nested functional models too. Weights, saving and values are unchanged."""
     if not is_functional(model):
         raise ConfigError(f"remat: {getattr(model, 'name', type(model).__name__)!r} is not a functional "
                           f"Keras model; remat segments functional graphs only.")
     if _ORIGINAL_CALL in model.__dict__:
         return
-    # A network may say how it is best cut (its ``remat_segments``; the set encoder: one segment).
-    segments = getattr(model, "remat_segments", None) if segments is None else segments
     _plan_once(model, segments)  # now, in plain Python: planning inside a traced step costs tens of seconds
     for node in _ordered_nodes(model):
         if is_functional(node.operation):

@@ -87,12 +87,11 @@ def test_remat_config_is_checked():
         remat.enable(keras.layers.Dense(2))
 
 
-def test_set_encoder_is_recomputed_whole_and_backbones_as_planned():
-    """The set encoder's gradient comes last, so remat keeps none of its block outputs (one segment);
-    a backbone is cut as planned."""
+def test_set_encoder_is_cut_after_its_first_block_and_backbones_as_planned():
+    """The set encoder's gradient comes last, so remat keeps only a quarter-size map of it (one cut,
+    after the first block's pool); a backbone is cut as planned."""
     encoder, backbone = get_backbone("set_encoder")(image_size=32), get_backbone("film_conv4")(image_size=32)
-    for network in (encoder, backbone):
-        remat.enable(network)
-    (only,) = encoder.__dict__["_lite_remat_plans"].values()
-    assert len(only) == 1 and only[0].wrapped
-    assert list(backbone.__dict__["_lite_remat_plans"]) == [(None,)] and len(backbone._lite_remat_plans[(None,)]) >= 2
+    first, rest = remat.plan(encoder)
+    assert first.nodes[-1].operation.name == "pool0" and first.wrapped and rest.wrapped
+    assert rest.nodes[-1].operation.name == "avg_pool" and len(first.outputs) == 1
+    assert len(remat.plan(backbone)) >= 2

@@ -124,11 +124,12 @@ def set_encoder(image_size: int, filters: int = 64, blocks: int = 5, name: str =
     outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     model = keras.Model(inputs, outputs, name=name)
     model.batch_norm, model.context_chunk = batch_norm, context_chunk
-    # Remat (lite_tf/remat.py) recomputes the set encoder whole: its gradient comes last (through the
-    # task embedding, after every FiLM-adapted pass), so the full-size block outputs the planned cuts
-    # keep would be alive through all the other back-propagation; one segment keeps its input only.
-    # LITE h=40 at 224 px, remat, float32: live tensors 2.51 -> 1.93 GiB (README, "Memory").
-    model.remat_segments = 1
+    # Remat (lite_tf/remat.py) cuts the set encoder after the first block's pool only: its gradient
+    # comes last (through the task embedding, after every FiLM-adapted pass), so what its forward pass
+    # keeps is alive through all the other back-propagation. The planned cuts kept a full-size map of
+    # the first block; this keeps a quarter-size one, and the first block is still recomputed alone
+    # (recomputed whole, the set encoder's own back-propagation peaked higher at large h).
+    model.remat_cut_after = ("pool0",)
     return model
 
 
