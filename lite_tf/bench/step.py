@@ -31,14 +31,12 @@ def _configure(spec: dict) -> None:
 
 
 def _model(spec: dict, lite):
-    import keras
-
-    from lite_tf import EpisodicModel, registry
+    from lite_tf import EpisodicModel, optimizers, registry
 
     kwargs = {"backbone": spec["backbone"]} if spec["backbone"] else {}
     learner = registry.get_learner(spec["learner"])(**kwargs)
     model = EpisodicModel(learner, spec["image_size"], lite=lite, seed=0)
-    model.compile(keras.optimizers.Adam(1e-4), run_eagerly=spec["run_eagerly"])
+    model.compile(optimizers.Adam(1e-4), run_eagerly=spec["run_eagerly"])
     return model
 
 
