@@ -27,6 +27,7 @@ from lite_tf import callbacks as lite_callbacks
 from lite_tf import distribute
 from lite_tf import faults
 from lite_tf import gin_errors
+from lite_tf import optimizers
 from lite_tf import registry
 from lite_tf import runtime
 from lite_tf.errors import ConfigError, DataError, LiteTfError
@@ -102,7 +103,7 @@ class Training:
         accumulation = steps if steps > 1 else None
         if self.optimizer_name == "sgd":
             return keras.optimizers.SGD(self.learning_rate, gradient_accumulation_steps=accumulation)
-        return keras.optimizers.Adam(self.learning_rate, gradient_accumulation_steps=accumulation)
+        return optimizers.Adam(self.learning_rate, gradient_accumulation_steps=accumulation)
 
 
 @contextlib.contextmanager

@@ -191,7 +191,7 @@ def chunked_backprop(fn: Callable, images: tf.Tensor, output_gradients: tf.Tenso
         start = index * chunk_size
         # After the previous chunk's gradients: the first chunk (outside the loop) and the loop's
         # first iteration would otherwise run at once, two chunks' activations alive.
-        with tf.control_dependencies(list(after)):
+        with tf.control_dependencies([tf.group(after)] if after else []):  # one gate op, not an edge per gradient
             chunk = tf.identity(images[start:start + chunk_size])
         with tf.GradientTape() as tape:
             copies = [tf.identity(t) for t in inputs]  # in-graph copies the tape can watch

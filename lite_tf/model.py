@@ -24,7 +24,7 @@ from lite_tf.errors import ConfigError, WrongTypeError
 from lite_tf.images import to_float_images
 from lite_tf.learner import Learner
 from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
-from lite_tf import remat
+from lite_tf import optimizers, remat
 from lite_tf.precision import apply_policy, is_float16, resolve_policy
 
 
@@ -251,9 +251,9 @@ class EpisodicModel(keras.Model):
         subsets = subsets.stack()  # read even when unused: an unread TensorArray warns
         if exact:
             # Pass 2 after the query batches' backward: their activations are freed before any
-            # chunk's are made (otherwise the two overlap and exact needs more than LITE). One
-            # barrier op: every op created below gets one control input, not one per gradient
-            # (hundreds each: a 129 MB graph that took GBs to trace and optimise).
+            # chunk's are made (otherwise the two overlap and exact needs more than LITE). One gate
+            # op: a control edge from every gradient to every op of pass 2 made 1.7 M graph edges
+            # (Grappler's dependency optimiser alone then took 16 s of the first step).
             with tf.control_dependencies([tf.group(variable_gradients)]):
                 support_share = mapper.backpropagate_support(support_gradients, variables, first_tape, first_watched)
             variable_gradients = [g + s for g, s in zip(variable_gradients, support_share)]
@@ -343,7 +343,8 @@ class EpisodicModel(keras.Model):
 
         ``metrics``: a list of keras metrics (objects, names, or functions of (labels, logits)),
         updated on every episode's query labels and logits, beside the per-episode ``loss`` and
-        ``accuracy``. Under ``dtype_policy='mixed_float16'`` the optimizer is wrapped in a
+        ``accuracy``. The name ``'adam'`` (the default) is ``lite_tf.optimizers.Adam``: Keras's Adam
+        with TensorFlow's fused kernel (a keras.optimizers.Adam object is used as given). Under ``dtype_policy='mixed_float16'`` the optimizer is wrapped in a
         ``keras.optimizers.LossScaleOptimizer`` (unless it is one). The optimizer's slots are created here: created inside the first traced
         step instead, they would make tf.function trace the step a second time.
         """
@@ -361,8 +362,8 @@ class EpisodicModel(keras.Model):
         if clashes:
             raise ConfigError(f"EpisodicModel.compile: metric name(s) {clashes} used twice (loss and accuracy "
                               f"are always reported); give the metric another name.")
+        optimizer = optimizers.get(optimizer)  # 'adam': the fused Adam (lite_tf/optimizers.py)
         if is_float16(self.precision):
-            optimizer = keras.optimizers.get(optimizer)
             if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)

@@ -35,6 +35,7 @@ def test_lite_case_in_fresh_processes_writes_a_schema_valid_file(tmp_path):
     assert lite["overhead_ratio"] == pytest.approx(lite["step_s"] / (lite["inference_s"] + lite["small_step_s"]))
     assert 0 < lite["host_peak_above_baseline_gib"] < 2 and lite["images_per_s"] == pytest.approx(12 / lite["step_s"])
     assert "overhead_ratio" not in full and full["backbone"] == "conv4"
+    assert lite["optimizer"] == "adam" and 0 < lite["trace_s"] < lite["first_step_s"]  # the first step's split
     table = open(markdown_path).read()
     assert "| protonets | conv4 | 8 | 4 | lite | 4 | float32 |" in table and "overhead ratio" in table
 
@@ -93,6 +94,7 @@ def test_bad_case_name_is_a_one_line_error():
     ({"gin_files": ["no/such.gin"]}, "--gin_file 'no/such.gin' does not exist"),
     ({"support_sizes": [0]}, "--support_sizes must be positive"),
     ({"image_dtype": "float16"}, "--image_dtype must be uint8 or float32"),
+    ({"optimizer": ["adam", "lamb"]}, "Unknown --optimizer lamb; expected one or more of adam, keras_adam"),
 ])
 def test_settings_are_validated(overrides, message):
     with pytest.raises(ConfigError) as error:

@@ -24,7 +24,7 @@ LAYERS = [
     ("evaluation", {"eval"}),
     ("plugins", {"learners", "sources"}),
     ("models", {"model", "lite", "learner", "heads", "macs", "backbones", "callbacks", "model_dir", "distribute",
-                "precision", "clips", "remat"}),
+                "precision", "clips", "remat", "optimizers"}),
     ("data", {"data"}),
     ("base", {"errors", "faults", "gin_errors", "registry", "atomic", "images", "memory", "runtime", "episode", "source", "cli",
               "lite_tf"}),

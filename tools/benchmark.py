@@ -37,6 +37,8 @@ def define_flags():
     flags.DEFINE_integer("steps", None, "Timed training steps per row, after one warm-up step.")
     flags.DEFINE_bool("run_eagerly", False, "Run steps eagerly instead of as tf.functions.")
     flags.DEFINE_list("dtype_policy", ["float32"], "Keras dtype policies: float32, mixed_float16, mixed_bfloat16.")
+    flags.DEFINE_list("optimizer", ["adam"], "Step rows' optimizer(s): adam (lite_tf.optimizers.Adam, fused) or "
+                      "keras_adam (keras.optimizers.Adam), one row each.")
     flags.DEFINE_multi_string("gin_file", [], "Gin files parsed in each step child (e.g. gin/benchmarks/tiny.gin).")
     flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings parsed in each step child.")
     flags.DEFINE_float("memory_limit_gb", None, "Skip full back-propagation rows predicted to need more.")
@@ -75,7 +77,7 @@ def main(argv) -> int:
         modes=FLAGS.modes, h=cli.integers(FLAGS.h, "h"), chunk_size=FLAGS.chunk_size, image_size=FLAGS.image_size,
         image_sizes=cli.integers(FLAGS.image_sizes, "image_sizes"), threads=FLAGS.threads,
         image_dtype=FLAGS.image_dtype, steps=FLAGS.steps, run_eagerly=FLAGS.run_eagerly,
-        dtype_policy=FLAGS.dtype_policy, gin_files=FLAGS.gin_file, gin_bindings=FLAGS.gin_bindings,
+        dtype_policy=FLAGS.dtype_policy, optimizer=FLAGS.optimizer, gin_files=FLAGS.gin_file, gin_bindings=FLAGS.gin_bindings,
         memory_limit_gb=FLAGS.memory_limit_gb, records_dir=FLAGS.records_dir, orbit_dir=FLAGS.orbit_dir,
         decoded_cache=FLAGS.decoded_cache, reference_dir=FLAGS.reference_dir,
         reference_decoders=FLAGS.reference_decoders,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import os
 import platform
 import tempfile
@@ -29,6 +30,8 @@ REFERENCE_TARGET = "lite_tf.bench.reference:measure"
 EXPORT_TARGET = "lite_tf.bench.export:measure"
 DECODED_CACHE = ("on", "off")
 DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+# step rows' optimizer: the fused Adam the toolkit uses (lite_tf/optimizers.py) or Keras's own, to compare
+OPTIMIZERS = ("adam", "keras_adam")
 
 _STEP_COMMON = {"image_size": 224, "way": 5, "chunk_size": 40, "memory_limit_gb": None}
 CASE_DEFAULTS = {
@@ -65,6 +68,7 @@ class Settings:
     steps: Optional[int] = None
     run_eagerly: bool = False
     dtype_policy: List[str] = dataclasses.field(default_factory=lambda: ["float32"])
+    optimizer: List[str] = dataclasses.field(default_factory=lambda: ["adam"])
     gin_files: List[str] = dataclasses.field(default_factory=list)
     gin_bindings: List[str] = dataclasses.field(default_factory=list)
     memory_limit_gb: Optional[float] = None
@@ -102,6 +106,10 @@ def validate(settings: Settings) -> None:
     if bad:
         raise ConfigError(f"Unknown --dtype_policy {', '.join(bad)}; expected one or more of "
                           f"{', '.join(DTYPE_POLICIES)}.")
+    bad = [name for name in settings.optimizer if name not in OPTIMIZERS]
+    if bad or not settings.optimizer:
+        raise ConfigError(f"Unknown --optimizer {', '.join(bad) or '(none)'}; expected one or more of "
+                          f"{', '.join(OPTIMIZERS)}.")
     if settings.image_dtype not in (None, "uint8", "float32"):
         raise ConfigError(f"--image_dtype must be uint8 or float32; got {settings.image_dtype!r}.")
     for name in ("support_sizes", "h", "sources"):
@@ -145,13 +153,14 @@ def _step_specs(settings: Settings, case: str) -> list:
         for learner in get("learner"):
             for mode in settings.modes:
                 for h in ([int(value) for value in get("h")] if mode == "lite" else [None]):
-                    for policy in settings.dtype_policy:
+                    for policy, optimizer in itertools.product(settings.dtype_policy, settings.optimizer):
                         specs.append({
                             "case": case, "part": "step", "target": STEP_TARGET, "learner": learner,
                             "backbone": get("backbone"),
                             "mode": mode, "h": h, "support_size": n, "query_size": get("query_size"),
                             "way": get("way"), "chunk_size": get("chunk_size"), "image_size": get("image_size"),
                             "image_dtype": get("image_dtype"), "steps": get("steps"), "dtype_policy": policy,
+                            "optimizer": optimizer,
                             "run_eagerly": settings.run_eagerly, "overhead": case == "lite",
                             "gin_files": [os.path.abspath(path) for path in settings.gin_files],
                             "gin_bindings": list(settings.gin_bindings)})
@@ -299,11 +308,13 @@ def describe(row: dict) -> str:
         return f"{what}: {row['status']}: {row['error']}"
     if row["part"] == "step":
         what = (f"{row['case']}: {row['learner']} {row['mode']}{'' if row['h'] is None else ' h=%d' % row['h']} "
-                f"N={row['support_size']} {row['dtype_policy']}")
+                f"N={row['support_size']} {row['dtype_policy']}"
+                f"{'' if row.get('optimizer', 'adam') == 'adam' else ' ' + row['optimizer']}")
         if row["status"] == "ok":
             gpu = "" if row["gpu_peak_gib"] is None else f", GPU peak {row['gpu_peak_gib']:.2f} GiB"
             return (f"{what}: host peak {row['host_peak_above_baseline_gib']:.2f} GiB above baseline{gpu}, "
-                    f"median step {row['step_s']:.2f} s (first {row['first_step_s']:.1f} s)")
+                    f"median step {row['step_s']:.2f} s (first {row['first_step_s']:.1f} s"
+                    f"{'' if row.get('trace_s') is None else ', of it tracing %.1f s' % row['trace_s']})")
     else:
         what = (f"{row['pipeline']} ({row['sources']} source(s), {row['image_size']} px, {row['image_dtype']})"
                 if row["case"] == "pipeline"

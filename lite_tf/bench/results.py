@@ -22,9 +22,10 @@ CASES = ("lite", "learner", "pipeline", "orbit", "training", "gradient", "export
 COLUMNS = {
     "step": [("learner", "learner", "{}"), ("backbone", "backbone", "{}"), ("support_size", "N", "{}"),
              ("query_size", "queries", "{}"), ("mode", "mode", "{}"), ("h", "h", "{}"),
-             ("dtype_policy", "dtype policy", "{}"), ("host_peak_above_baseline_gib", "host peak above baseline (GiB)",
+             ("dtype_policy", "dtype policy", "{}"), ("optimizer", "optimizer", "{}"), ("host_peak_above_baseline_gib", "host peak above baseline (GiB)",
                                                      "{:.2f}"),
              ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}"), ("first_step_s", "first step (s)", "{:.2f}"),
+             ("trace_s", "of it tracing (s)", "{:.2f}"),
              ("step_s", "median step (s)", "{:.2f}"), ("images_per_s", "images/s consumed", "{:.1f}"),
              ("inference_s", "inference N (s)", "{:.2f}"), ("small_step_s", "step on h + queries (s)", "{:.2f}"),
              ("overhead_ratio", "overhead ratio", "{:.3f}")],
@@ -51,7 +52,8 @@ COLUMNS = {
                  ("host_peak_above_baseline_gib", "host peak above baseline (GiB)", "{:.2f}"),
                  ("gpu_peak_gib", "GPU peak (GiB)", "{:.2f}")],
 }
-OPTIONAL = {"gpu_peak_gib", "sources", "pipeline", "backbone", "h", "inference_s", "small_step_s", "overhead_ratio"}
+OPTIONAL = {"gpu_peak_gib", "sources", "pipeline", "backbone", "h", "inference_s", "small_step_s", "overhead_ratio",
+            "optimizer", "trace_s"}
 REQUIRED = {part: tuple(key for key, _, _ in columns if key not in OPTIONAL) + ("host_baseline_gib", "device")
             for part, columns in COLUMNS.items()}
 

@@ -104,7 +104,7 @@ def train(spec: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    from lite_tf import EpisodicModel, LiteConfig, memory, registry
+    from lite_tf import EpisodicModel, LiteConfig, memory, optimizers, registry
     from lite_tf.data.metadataset.pipeline import make_episode_dataset
 
     registry.load_plugins()
@@ -114,7 +114,7 @@ def train(spec: dict) -> dict:
     learner = registry.get_learner(spec["learner"])(backbone=spec["backbone"])
     lite = LiteConfig(chunk_size=spec["chunk_size"], **spec["lite"])
     model = EpisodicModel(learner, spec["image_size"], lite=lite, seed=spec["seed"])
-    model.compile(keras.optimizers.Adam(spec["learning_rate"]))
+    model.compile(optimizers.Adam(spec["learning_rate"]))
     training = make_episode_dataset(spec["folders"], "TRAIN", seed=1000 + spec["seed"], **kwargs)
     testing = make_episode_dataset(spec["folders"], "TEST", seed=12345, num_episodes=spec["eval_episodes"], **kwargs)
     meter = memory.PeakMeter()
