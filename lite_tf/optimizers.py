@@ -10,7 +10,10 @@ XLA), with the step-dependent scalars built once per update instead of once per 
 formula is Keras's (epsilon outside the square root, bias correction folded into the learning
 rate), the slots are Keras's (``momentum``, ``velocity``: checkpoints load either way), and
 everything else (gradient accumulation, clipping, EMA, loss scaling, tf.distribute) is Keras's
-own code. ``amsgrad`` and sparse (``IndexedSlices``) gradients take Keras's path.
+own code. ``amsgrad`` and sparse (``IndexedSlices``) gradients take Keras's path. One rounding
+differs: the kernel forms ``1 - beta_2`` in float32 (0.00099998713 for 0.999) where Keras forms it in
+double (0.001), so a step agrees to ~1e-5 relative and long trainings drift onto another trajectory
+(TF's own Adam of TF 1 / tf.keras 2 used this kernel).
 """
 from __future__ import annotations
 
