@@ -180,12 +180,16 @@ def refine_h(chosen_h: int, probed: Iterable[int]) -> Optional[int]:
     - beyond the largest probe by more than a quarter: probe at 80 % of ``chosen_h`` (it must fit
       the budget even if the fit underestimates a little; the refit then extrapolates by a quarter
       at most);
+    - beyond the largest probe by less: probe at ``chosen_h`` itself (the peak can jump within a few
+      images: 224 px remat, 5.66 GiB at h=80, 7.24 at 88); one over the budget caps h below it;
     - between probes, the nearest one below more than a fifth lower: probe at ``chosen_h`` itself
       (on a convex peak the chord's h fits), and the refit goes through it and the probe above.
     """
     probed = sorted(set(probed))
     if 4 * chosen_h > 5 * probed[-1]:
         return int(round(0.8 * chosen_h))
+    if chosen_h > probed[-1]:
+        return int(chosen_h)
     below = [h for h in probed if h <= chosen_h]
     if chosen_h < probed[-1] and below and 5 * below[-1] < 4 * chosen_h:
         return int(chosen_h)
