@@ -83,7 +83,8 @@ def measure(spec: dict) -> dict:
         step.get_concrete_function(signature)
         trace = time.perf_counter() - start
     first, median = _timed(lambda: step(data), spec["steps"])
-    row = {**meter.read(), "first_step_s": first + (trace or 0.0), "trace_s": trace, "step_s": median, "images_per_s": (n + query) / median,
+    row = {**meter.read(), "first_step_s": first + (trace or 0.0), "trace_s": trace, "step_s": median,
+           "images_per_s": (n + query) / median,
            # the backbone the learner built (its own default or gin's when --backbone is unset)
            "backbone": spec["backbone"] or getattr(getattr(model.learner, "backbone", None), "name", None)}
     if spec["overhead"] and spec["mode"] == "lite":
