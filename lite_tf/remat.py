@@ -116,6 +116,10 @@ def plan(model, segments: Optional[int] = None) -> List[Segment]:
     total = sum(sizes)
     cut_after = getattr(model, "remat_cut_after", None)
     if segments is None and cut_after:  # the network's own cuts (layer names)
+        missing = sorted(set(cut_after) - {node.operation.name for node in nodes})
+        if missing:
+            raise ConfigError(f"remat: {model.name!r}.remat_cut_after names {missing}, which are not layers of "
+                              f"that network; expected names of its layers.")
         groups = [[]]
         for node in nodes:
             groups[-1].append(node)

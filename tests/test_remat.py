@@ -95,3 +95,12 @@ def test_set_encoder_is_cut_after_its_first_block_and_backbones_as_planned():
     assert first.nodes[-1].operation.name == "pool0" and first.wrapped and rest.wrapped
     assert rest.nodes[-1].operation.name == "avg_pool" and len(first.outputs) == 1
     assert len(remat.plan(backbone)) >= 2
+
+
+def test_a_cut_naming_no_layer_is_a_one_line_error():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(
+        keras.layers.Conv2D(4, 3, name="conv")(inputs)), name="tiny")
+    model.remat_cut_after = ("conv", "pool9")
+    with pytest.raises(ConfigError, match=r"'tiny'.remat_cut_after names \['pool9'\]"):
+        remat.plan(model)
