@@ -152,24 +152,44 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int, jit_compile: b
         if not isinstance(fn, tf.types.experimental.PolymorphicFunction):
             fn = tf.function(fn, jit_compile=True)
         fn = padded_chunks(fn, chunk_size)
-    first = fn(images[:chunk_size])
     num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
-    outputs = tf.TensorArray(first.dtype, size=num_chunks, infer_shape=False,
-                             element_shape=tf.TensorShape([None]).concatenate(first.shape[1:]))
-    outputs = outputs.write(0, first)
+    if tf.executing_eagerly():
+        first = fn(images[:chunk_size])
+        dtype, element_shape, start_index = first.dtype, first.shape[1:], 1
+    else:
+        # Traced once: a function of one chunk (its output's dtype and shape are known before the
+        # loop), called by every iteration; the first chunk outside the loop traced ``fn`` twice.
+        fn = once_per_chunk_shape(fn, images)
+        dtype, element_shape, start_index = fn.output_dtypes, fn.output_shapes[1:], 0
+    outputs = tf.TensorArray(dtype, size=num_chunks, infer_shape=False,
+                             element_shape=tf.TensorShape([None]).concatenate(element_shape))
+    if start_index:
+        outputs = outputs.write(0, first)
 
     def body(index, outputs):
         start = index * chunk_size
-        # After the previous chunk (the first one is outside the loop): one chunk alive at a time.
+        # After the previous chunk: one chunk alive at a time.
         with tf.control_dependencies([outputs.flow]):
             chunk = tf.identity(images[start:start + chunk_size])
         return index + 1, outputs.write(index, fn(chunk))
 
-    _, outputs = tf.while_loop(lambda index, _: index < num_chunks, body, (tf.constant(1), outputs),
+    _, outputs = tf.while_loop(lambda index, _: index < num_chunks, body, (tf.constant(start_index), outputs),
                                parallel_iterations=1)
     result = outputs.concat()
-    result.set_shape(tf.TensorShape([None]).concatenate(first.shape[1:]))
+    result.set_shape(tf.TensorShape([None]).concatenate(element_shape))
     return result
+
+
+def once_per_chunk_shape(fn: Callable, images: tf.Tensor):
+    """``fn`` traced once as a function of a chunk of ``images`` (any length): a concrete function
+    whose ``output_dtypes`` / ``output_shapes`` are known before any call. TensorFlow inlines its
+    calls when the graph runs, so values and memory are those of ``fn`` traced in place."""
+    spec = tf.TensorSpec(tf.TensorShape([None]).concatenate(images.shape[1:]), images.dtype)
+    concrete = tf.function(fn).get_concrete_function(spec)
+    if not isinstance(concrete.structured_outputs, tf.Tensor):
+        raise ConfigError(f"A chunked map's function must return one tensor per chunk; it returned "
+                          f"{type(concrete.structured_outputs).__name__}.")
+    return concrete
 
 
 def dense_gradients(tape: tf.GradientTape, target, sources: list, output_gradients=None) -> list:
