@@ -18,7 +18,7 @@ import tensorflow as tf
 from lite_tf.backbones.film import FilmConstants, call_backbone, film_sites
 from lite_tf.backbones.film_generator import FilmGenerator
 from lite_tf.backbones.set_encoder import context_chunk, task_embedding
-from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
+from lite_tf.clips import clip_inputs, clip_length_of, pool_output
 from lite_tf.errors import ConfigError
 from lite_tf.macs import image_macs
 from lite_tf.learner import Learner
@@ -92,8 +92,9 @@ class FilmAdaptedLearner(Learner):
     def call(self, support_images, support_labels, query_images, way, mapper, training=False):
         film = self.task_film(support_images, mapper, training)
         # FiLM is the map's context: exact mode differentiates the support features through it.
-        support = mapper.map(lambda x, film: self.features(x, film, training), support_images, context=film)
-        query = pool_clips(self.features)(query_images, film, training)
+        # Without batch statistics, H and the queries are embedded as one batch (SupportMapper.map_with_queries).
+        support, query = mapper.map_with_queries(lambda x, film: self.features(x, film, training), support_images,
+                                                 query_images, context=film, joint=not self._bn(training))
         return self.head_logits(support, support_labels, way, query)
 
     def head_logits(self, support, labels, way, query):

@@ -98,10 +98,11 @@ class FineTuner(Learner):
         return call_backbone(self.backbone, images, film, training=bool(training and self.bn_training))
 
     def call(self, support_images, support_labels, query_images, way, mapper, training=False):
-        support = mapper.map(lambda x: self.features(x, training=training), support_images)
+        support, query = mapper.map_with_queries(lambda x: self.features(x, training=training), support_images,
+                                                 query_images, joint=not (training and self.bn_training))
         weights, biases = fit_linear_head(support, support_labels, way, self.steps, self.learning_rate,
                                           self.weight_decay)
-        return linear_logits(pool_clips(self.features)(query_images, training=training), weights, biases)
+        return linear_logits(query, weights, biases)
 
     def _tune_film(self, images, labels, way):
         """Joint Adam fit of FiLM parameters and head on the whole support set; returns (film, W, b)."""

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from lite_tf.backbones.film import FilmConstants, call_backbone, identity_film
-from lite_tf.clips import clip_inputs, clip_length_of, pool_clips, pool_output
+from lite_tf.clips import clip_inputs, clip_length_of, pool_output
 from lite_tf.heads import PROTOTYPE_LOGITS, PrototypeHead, check_prototype_logits, class_means
 from lite_tf.learner import Learner
 from lite_tf.registry import register_learner
@@ -45,9 +45,10 @@ class ProtoNets(Learner):
         return call_backbone(self.backbone, images, training=bool(training and self.bn_training))
 
     def call(self, support_images, support_labels, query_images, way, mapper, training=False):
-        support = mapper.map(lambda x: self.features(x, training), support_images)
+        support, query = mapper.map_with_queries(lambda x: self.features(x, training), support_images, query_images,
+                                                 joint=not (training and self.bn_training))
         prototypes = class_means(support, support_labels, way)
-        return PROTOTYPE_LOGITS[self.logits](pool_clips(self.features)(query_images, training), prototypes)
+        return PROTOTYPE_LOGITS[self.logits](query, prototypes)
 
     def personalize(self, support_images, support_labels, way) -> keras.Model:
         images = tf.convert_to_tensor(support_images)

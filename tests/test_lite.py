@@ -154,6 +154,42 @@ def test_values_equal_full_forward_pass_and_no_gradient_pass_is_not_recorded():
     assert calls[:5] == [3, 4, 4, 3, 3]
 
 
+@pytest.mark.parametrize("mode", ["lite", "full", "exact"])
+def test_support_and_queries_in_one_batch_equal_separate_passes(mode):
+    """map_with_queries: H (or the whole set) and the queries share one pass of fn in lite and full
+    modes, with the values and gradients of separate passes; exact mode and joint=False keep two."""
+    rng = np.random.default_rng(4)
+    images = tf.constant(rng.normal(size=(7, 4, 4, 3)), tf.float32)
+    queries = tf.constant(rng.normal(size=(3, 4, 4, 3)), tf.float32)
+    weights = tf.Variable(rng.normal(size=(48, 5)), dtype=tf.float32)
+    context = tf.constant(rng.normal(size=(5,)), tf.float32)
+
+    def run(joint):
+        calls = []
+
+        def fn(x, c):
+            calls.append(int(x.shape[0]))
+            return tf.tanh(tf.matmul(tf.reshape(x, [-1, 48]), weights) * c)
+
+        with tf.GradientTape() as tape:
+            tape.watch(context)
+            mapper = SupportMapper(LiteConfig(mode=mode, h=3, chunk_size=4), 7, training=True, tape=tape,
+                                   subset=(0, 2, 5))
+            mapper.start_batch()
+            support, query = mapper.map_with_queries(fn, images, queries, context=context, joint=joint)
+            loss = tf.reduce_sum(support ** 2 * tf.range(1.0, 8.0)[:, None]) + tf.reduce_sum(query ** 3)
+            sources = [weights, context] + mapper.watched
+        return support.numpy(), query.numpy(), [np.asarray(g) for g in tape.gradient(loss, sources)], calls
+
+    joint, separate = run(True), run(False)
+    np.testing.assert_allclose(joint[0], separate[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(joint[1], separate[1], rtol=1e-6, atol=1e-7)
+    for a, b in zip(joint[2], separate[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    expected = {"lite": ([3 + 3, 4, 3], [3, 4, 3, 3]), "full": ([7 + 3], [7, 3]), "exact": ([4, 3, 3], [4, 3, 3])}
+    assert joint[3] == expected[mode][0] and separate[3] == expected[mode][1]
+
+
 def test_chunked_map_matches_direct_call_for_every_chunk_size():
     images = tf.random.normal([10, 3])
     for chunk in (1, 3, 4, 10, 32):
