@@ -35,6 +35,23 @@ def _stack(variables, axis: int = 0) -> tf.Tensor:
     return tf.stack([tf.convert_to_tensor(v) for v in variables], axis=axis)
 
 
+def _layer_norm_rows(x, gamma, beta, epsilon: float) -> tf.Tensor:
+    """Keras 3's ``ops.layer_normalization`` over the last axis, row by row with per-row gamma and beta
+    (same formula in float32 at least, ``x * inv + (beta - mean * inv)``) written so that each row equals
+    a one-row LayerNormalization bit for bit, eager and in a graph: ``inv = 1 / sqrt(var + eps)`` is a
+    division, since on CPU Rsqrt over 8 or more values is a vectorised approximation (1 ulp off for
+    ~25% of them) and Grappler turns ``1 / sqrt`` (not DivNoNan; var + eps > 0, so no-NaN never
+    triggers) into Rsqrt; ``beta - mean * inv`` (= Keras's ``-mean * inv + beta``) is a Sub, since
+    Grappler regroups a chain of same-shape Adds into one AddN, which sums in another order."""
+    dtype = x.dtype
+    compute = tf.float32 if dtype in (tf.float16, tf.bfloat16, tf.float32) else dtype
+    x, gamma, beta = (tf.cast(t, compute) for t in (x, gamma, beta))
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    root = tf.sqrt(variance + epsilon)
+    inv = tf.math.divide_no_nan(tf.ones_like(root), root) * gamma
+    return tf.cast(x * inv + (beta - mean * inv), dtype)
+
+
 @keras.saving.register_keras_serializable(package="lite_tf")
 class FilmMlp(keras.layers.Layer):
     """``Dense(hidden) -> LayerNorm -> ReLU -> Dense(units)``: one gamma or beta generator."""
@@ -106,9 +123,8 @@ class FilmGenerator(keras.layers.Layer):
         kernel1 = tf.reshape(_stack([m.linear1.kernel for m in ordered], axis=1), [-1, len(order) * self.hidden])
         h = tf.reshape(tf.matmul(z, kernel1), [len(order), self.hidden])
         h = h + _stack([m.linear1.bias for m in ordered])
-        h = keras.ops.layer_normalization(h, _stack([m.layernorm.gamma for m in ordered]),
-                                          _stack([m.layernorm.beta for m in ordered]), axis=-1,
-                                          epsilon=ordered[0].layernorm.epsilon)
+        h = _layer_norm_rows(h, _stack([m.layernorm.gamma for m in ordered]),
+                             _stack([m.layernorm.beta for m in ordered]), ordered[0].layernorm.epsilon)
         h = tf.cast(h, ordered[0].layernorm.compute_dtype)  # as LayerNormalization.call; no op if equal
         h = tf.reshape(tf.nn.relu(h), [len(order), 1, self.hidden])
         outputs: Dict[int, tf.Tensor] = {}
