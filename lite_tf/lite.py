@@ -187,7 +187,7 @@ def once_per_chunk_shape(fn: Callable, images: tf.Tensor):
     whose ``output_dtypes`` / ``output_shapes`` are known before any call. TensorFlow inlines its
     calls when the graph runs, so values and memory are those of ``fn`` traced in place."""
     spec = tf.TensorSpec(tf.TensorShape([None]).concatenate(images.shape[1:]), images.dtype)
-    concrete = tf.function(fn).get_concrete_function(spec)
+    concrete = tf.function(fn, autograph=False).get_concrete_function(spec)  # as when traced in place: unconverted
     if not isinstance(concrete.structured_outputs, tf.Tensor):
         raise ConfigError(f"A chunked map's function must return one tensor per chunk; it returned "
                           f"{type(concrete.structured_outputs).__name__}.")

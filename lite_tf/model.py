@@ -8,7 +8,11 @@ learner's regularisation; ``compile(loss=...)`` is refused) and the metrics (``c
 ``compile(metrics=[...])`` adds metrics updated on each episode's query labels and logits (e.g. ``keras.metrics.SparseTopKCategoricalAccuracy(3)``), next to the per-episode
 ``loss`` and ``accuracy`` that are always reported. Episodes are dicts (lite_tf/episode.py) whose
 support size, query size and way vary; the step uses only dynamic shapes and explicit TF control
-flow, so a dataset declaring those sizes unknown is traced once.
+flow, so a dataset declaring those sizes unknown is traced once. The steps are never converted by
+AutoGraph, also when wrapped in a plain ``tf.function`` (the benchmark harness, the planner's probes):
+Keras's own step functions are not converted, and AutoGraph's source transformations were ~1.4 s of
+each such trace. Tensor-dependent control flow in ``compute_loss`` or a learner's
+``regularization_loss`` is written with ``tf.cond`` / ``tf.while_loop``, as in a learner's ``call``.
 """
 from __future__ import annotations
 
@@ -26,6 +30,9 @@ from lite_tf.learner import Learner
 from lite_tf.lite import LiteConfig, SupportMapper, dense_gradients
 from lite_tf import optimizers, remat
 from lite_tf.precision import apply_policy, is_float16, resolve_policy
+
+
+_UNCONVERTED = tf.autograph.experimental.do_not_convert
 
 
 class EpisodeResult(NamedTuple):
@@ -274,6 +281,7 @@ class EpisodicModel(keras.Model):
             return result.loss, result.accuracy, result.gradients, result.subsets
         return result.loss, result.accuracy, result.gradients
 
+    @_UNCONVERTED
     def train_step(self, data):
         result = self.train_episode(data)
         # Data dependency: keeps the optimizer's iteration count exact when an iterator runs out.
@@ -316,9 +324,11 @@ class EpisodicModel(keras.Model):
             return loss, accuracy, episode["query_labels"], logits.concat()
         return loss, accuracy
 
+    @_UNCONVERTED
     def test_step(self, data):
         return _for_reduction(self._update_metrics(*self.evaluate_episode(data, return_logits=True)))
 
+    @_UNCONVERTED
     def predict_step(self, data):
         """Query logits of one episode (inference mapping)."""
         episode = self._prepare(data)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lite_tf import LiteConfig
-from tests.helpers import assert_gradients_close, episode_dataset, make_episode, protonets_model
+from lite_tf import LiteConfig, episode_signature
+from tests.helpers import IMAGE_SIZE, assert_gradients_close, episode_dataset, make_episode, protonets_model
 
 
 def test_fit_lowers_loss_and_beats_chance():
@@ -65,6 +65,24 @@ def test_varying_episode_shapes_do_not_retrace():
     model.fit(episode_dataset(7, 50), epochs=1, verbose=0)
     assert traces_after_50 == 1
     assert model.trace_count == 1
+
+
+def test_steps_are_traced_without_autograph(monkeypatch):
+    """Keras never converts its step functions; a plain tf.function of a step (the benchmark
+    harness, the planner's probes) must not either: AutoGraph's source transformations were ~1.4 s
+    of each trace of a FiLM learner's step."""
+    from tensorflow.python.autograph.impl import api  # internal: the one place conversions happen
+
+    converted, convert = [], api._convert_actual
+    monkeypatch.setattr(api, "_convert_actual", lambda entity, ctx: (
+        converted.append(getattr(entity, "__module__", "") or ""), convert(entity, ctx))[1])
+    model = protonets_model(LiteConfig(h=4, chunk_size=3), query_batch_size=5)
+    model.compile(keras.optimizers.Adam(1e-3))
+    signature = episode_signature(IMAGE_SIZE)
+    for step in (model.train_step, model.test_step, model.predict_step):
+        tf.function(step, input_signature=[signature]).get_concrete_function()
+    assert model.trace_count == 2  # train and test steps (predict_step does not count)
+    assert not [m for m in converted if m.startswith("lite_tf")], converted
 
 
 def test_optimizer_gradient_accumulation_applies_every_k_tasks():
