@@ -154,6 +154,8 @@ def chunked_map(fn: Callable, images: tf.Tensor, chunk_size: int, jit_compile: b
         if not isinstance(fn, tf.types.experimental.PolymorphicFunction):
             fn = tf.function(fn, jit_compile=True)
         fn = padded_chunks(fn, chunk_size)
+    if images.shape[0] is not None and 0 < images.shape[0] <= chunk_size:
+        return fn(images)  # one chunk, known when traced: no loop (lite_tf/macs.py counts it too)
     num_chunks = _num_chunks(tf.shape(images)[0], chunk_size)
     if tf.executing_eagerly():
         first = fn(images[:chunk_size])
