@@ -303,6 +303,14 @@ def scale_subset_gradient(values: tf.Tensor, factor) -> tf.Tensor:
 
 
 # ---------------------------------------------------------------------- the mapper
+def _per_image(fn: Callable, context=None) -> Callable:
+    """``fn`` on a batch of images (uint8 or float, lite_tf/images.py) or of clips (their frames'
+    mean), with ``context`` passed on as ``fn(images, context)`` when given."""
+    if context is None:
+        return pool_clips(lambda batch: fn(to_float_images(batch)))
+    return pool_clips(lambda batch: fn(to_float_images(batch), context))
+
+
 class SupportMapper:
     """Maps per-image functions over one episode's support set according to a ``LiteConfig``.
 
@@ -384,10 +392,7 @@ class SupportMapper:
         it sees (batch statistics: lite_tf/backbones/set_encoder.py); ``exact`` mode keeps its chunks.
         """
         index, self._call_index = self._call_index, self._call_index + 1
-        if context is None:
-            per_image = pool_clips(lambda batch: fn(to_float_images(batch)))
-        else:
-            per_image = pool_clips(lambda batch: fn(to_float_images(batch), context))
+        per_image = _per_image(fn, context)
         if self.mode == "full":
             return per_image(images)
         no_gradient = (lambda: self._chunked(per_image, images)) if chunked is None else (
@@ -413,12 +418,9 @@ class SupportMapper:
         """
         joinable = (joint and not self.config.remat and self.mode in ("lite", "full") and images.shape.rank == 4
                     and tf.convert_to_tensor(queries).shape.rank == 4)
+        per_image = _per_image(fn, context)
         if not joinable:
-            support = self.map(fn, images, context=context)
-            query = pool_clips(fn)(queries) if context is None else pool_clips(fn)(queries, context)
-            return support, query
-        per_image = (lambda batch: fn(to_float_images(batch))) if context is None else (
-            lambda batch: fn(to_float_images(batch), context))
+            return self.map(fn, images, context=context), per_image(queries)
         queries = to_float_images(queries)
         if self.mode == "full":
             self._call_index += 1
